@@ -1,0 +1,124 @@
+"""Sweep configuration: one frozen, validated dataclass.
+
+Fields fall into two groups, and the split decides what recompiles:
+
+* static (shapes and counts: ``m``, ``op``, ``hidden``, ``train_frac``,
+  ``batch_size``, ``epochs``, ``optimizer``, ``chunk_epochs``) are baked into
+  the compiled program; changing one compiles a new program;
+* the grid (``seeds``, ``wds``, ``lrs``, ``data_seed``) becomes per-run traced
+  arrays (:class:`grokjax.train.Hparams`); any values of the same count reuse
+  the compiled program.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import math
+from dataclasses import dataclass
+
+OPS = ("add", "sub", "mul", "div")
+OPTIMIZERS = ("adam", "adamw", "sgd")
+
+
+class ConfigError(ValueError):
+    """A configuration value is invalid; the message names the field."""
+
+
+def is_prime(n: int) -> bool:
+    return n >= 2 and all(n % k for k in range(2, math.isqrt(n) + 1))
+
+
+@dataclass(frozen=True)
+class SweepConfig:
+    # --- static: shapes and counts ---
+    m: int = 97
+    op: str = "add"
+    hidden: int = 128
+    train_frac: float = 0.5
+    batch_size: int = 128  # 0 means full batch
+    epochs: int = 600
+    optimizer: str = "adam"
+    chunk_epochs: int = 50  # epochs per compiled call; the progress bar moves once per chunk
+    # --- grid: traced per run ---
+    seeds: tuple[int, ...] = (0, 1, 2)
+    wds: tuple[float, ...] = (0.0, 1e-4, 3e-4, 1e-3)
+    lrs: tuple[float, ...] = (1e-3,)
+    data_seed: int | None = None  # None: each run's seed also fixes its split
+
+    def __post_init__(self):
+        _check_int("m", self.m, minimum=2)
+        if self.op not in OPS:
+            raise ConfigError(f"op must be one of {', '.join(OPS)}, got {self.op!r}")
+        if self.op == "div" and not is_prime(self.m):
+            raise ConfigError(f"op 'div' needs a prime m (every b != 0 invertible), got m={self.m}")
+        _check_int("hidden", self.hidden, minimum=1)
+        _check_int("epochs", self.epochs, minimum=1)
+        _check_int("chunk_epochs", self.chunk_epochs, minimum=1)
+        _check_int("batch_size", self.batch_size, minimum=0)
+        if self.optimizer not in OPTIMIZERS:
+            raise ConfigError(
+                f"optimizer must be one of {', '.join(OPTIMIZERS)}, got {self.optimizer!r}"
+            )
+        if not isinstance(self.train_frac, (int, float)) or not 0 < self.train_frac < 1:
+            raise ConfigError(f"train_frac must lie strictly between 0 and 1, got {self.train_frac!r}")
+        if self.n_train < 1 or self.n_test < 1:
+            raise ConfigError(
+                f"train_frac {self.train_frac} of {self.n_pairs} pairs leaves "
+                f"{self.n_train} train and {self.n_test} test pairs; both must be non-empty"
+            )
+        if self.batch_size > self.n_train:
+            raise ConfigError(
+                f"batch_size {self.batch_size} exceeds the {self.n_train} training pairs; "
+                "use batch_size 0 for full batch"
+            )
+        for name in ("seeds", "wds", "lrs"):
+            if not isinstance(getattr(self, name), tuple) or not getattr(self, name):
+                raise ConfigError(f"{name} must be a non-empty tuple, got {getattr(self, name)!r}")
+        for seed in self.seeds:
+            _check_int("seeds", seed, minimum=0)
+        if self.data_seed is not None:
+            _check_int("data_seed", self.data_seed, minimum=0)
+        for name, values in (("wds", self.wds), ("lrs", self.lrs)):
+            for value in values:
+                if isinstance(value, bool) or not isinstance(value, (int, float)) or not math.isfinite(value):
+                    raise ConfigError(f"{name} must hold finite numbers, got {value!r}")
+                if value < 0:
+                    raise ConfigError(f"{name} must be non-negative, got {value!r}")
+        if any(lr == 0 for lr in self.lrs):
+            raise ConfigError("lrs must be positive: a learning rate of 0 trains nothing")
+
+    # --- derived sizes ---
+    @property
+    def n_pairs(self) -> int:
+        """Number of (a, b) pairs: all m*m, or m*(m-1) for div (b = 0 excluded)."""
+        return self.m * (self.m - 1) if self.op == "div" else self.m * self.m
+
+    @property
+    def n_train(self) -> int:
+        return int(self.train_frac * self.n_pairs)
+
+    @property
+    def n_test(self) -> int:
+        return self.n_pairs - self.n_train
+
+    @property
+    def effective_batch(self) -> int:
+        return self.n_train if self.batch_size == 0 else self.batch_size
+
+    @property
+    def steps_per_epoch(self) -> int:
+        return -(-self.n_train // self.effective_batch)
+
+    @property
+    def n_runs(self) -> int:
+        return len(self.seeds) * len(self.wds) * len(self.lrs)
+
+    def to_dict(self) -> dict:
+        return dataclasses.asdict(self)
+
+
+def _check_int(name: str, value, minimum: int) -> None:
+    if isinstance(value, bool) or not isinstance(value, int):
+        raise ConfigError(f"{name} must be an integer, got {value!r}")
+    if value < minimum:
+        raise ConfigError(f"{name} must be >= {minimum}, got {value}")

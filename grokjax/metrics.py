@@ -1,0 +1,91 @@
+"""Per-epoch metrics as pure functions of arrays (one run; vmapped by the caller).
+
+Definitions follow the PyTorch study (see the README): the W1 metrics use fc1's
+weight, a neuron is one row of PyTorch's ``fc1.weight`` (a column of the Flax kernel).
+"""
+
+from __future__ import annotations
+
+import jax
+import jax.numpy as jnp
+import optax
+
+# The order in which metrics are stored; every name is a [runs, epochs] array in metrics.npz.
+METRIC_NAMES = (
+    "train_loss",
+    "train_acc",
+    "test_loss",
+    "test_acc",
+    "w1_norm",
+    "w1_delta_norm",
+    "grad_norm",
+    "grad_cosine_sim",
+    "feature_diversity",
+    "neuron_grad_cosine",
+    "node_similarity",
+)
+
+# Epochs of fc1 gradients kept for grad_cosine_sim, as in the study.
+GRAD_HISTORY = 5
+
+# Norm floor in cosines (torch.nn.functional.cosine_similarity's eps): a zero vector,
+# such as the gradient row of a dead ReLU neuron, has cosine 0 with everything.
+COSINE_EPS = 1e-8
+
+
+def cross_entropy(logits: jax.Array, labels: jax.Array) -> jax.Array:
+    """Per-example softmax cross-entropy."""
+    return optax.softmax_cross_entropy_with_integer_labels(logits, labels)
+
+
+def is_correct(logits: jax.Array, labels: jax.Array) -> jax.Array:
+    """Per-example 1.0 where the arg-max class is the label."""
+    return (jnp.argmax(logits, axis=-1) == labels).astype(jnp.float32)
+
+
+def frobenius_norm(x: jax.Array) -> jax.Array:
+    return jnp.sqrt(jnp.sum(jnp.square(x)))
+
+
+def mean_pairwise_cosine(vectors: jax.Array, valid: jax.Array | None = None, absolute: bool = False) -> jax.Array:
+    """Mean cosine over distinct pairs i < j of the rows of ``vectors`` [n, d].
+
+    ``valid`` [n] (bool) restricts the pairs to rows that are present; with fewer
+    than two valid rows the result is 0. ``absolute`` averages |cos| instead.
+    """
+    n = vectors.shape[0]
+    norms = jnp.maximum(jnp.linalg.norm(vectors, axis=1), COSINE_EPS)
+    cosine = (vectors @ vectors.T) / (norms[:, None] * norms[None, :])
+    if absolute:
+        cosine = jnp.abs(cosine)
+    valid = jnp.ones(n, bool) if valid is None else valid
+    pair = jnp.triu(jnp.ones((n, n), bool), k=1) & valid[:, None] & valid[None, :]
+    count = jnp.sum(pair)
+    return jnp.where(count > 0, jnp.sum(jnp.where(pair, cosine, 0.0)) / jnp.maximum(count, 1), 0.0)
+
+
+def grad_cosine_sim(grad_history: jax.Array, n_kept: jax.Array) -> jax.Array:
+    """Consistency of fc1's gradient over time: mean pairwise cosine among the kept
+    epochs' flattened last-minibatch gradients (``grad_history`` [GRAD_HISTORY, ...],
+    the first ``n_kept`` slots filled); 0 while fewer than two are kept."""
+    flat = grad_history.reshape(grad_history.shape[0], -1)
+    return mean_pairwise_cosine(flat, valid=jnp.arange(flat.shape[0]) < n_kept)
+
+
+def neuron_grad_cosine(grad_w1: jax.Array) -> jax.Array:
+    """Cross-neuron agreement of fc1's gradient: mean pairwise |cos| between the
+    per-neuron gradient rows (columns of the [2h, h] kernel gradient)."""
+    return mean_pairwise_cosine(grad_w1.T, absolute=True)
+
+
+def node_similarity(w1: jax.Array) -> jax.Array:
+    """Mean pairwise cosine between the hidden neurons' weight rows of fc1."""
+    return mean_pairwise_cosine(w1.T)
+
+
+def feature_diversity(features: jax.Array) -> jax.Array:
+    """Entropy of the normalised singular values of a [batch, h] feature matrix:
+    p = s / sum(s), -sum p log p (0 log 0 = 0)."""
+    singular_values = jnp.linalg.svd(features, compute_uv=False)
+    p = singular_values / jnp.maximum(jnp.sum(singular_values), COSINE_EPS)
+    return -jnp.sum(jnp.where(p > 0, p * jnp.log(jnp.where(p > 0, p, 1.0)), 0.0))

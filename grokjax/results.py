@@ -1,0 +1,112 @@
+"""The results folder: ``config.json``, ``metrics.npz``, ``summary.csv``, each written
+atomically (a temporary file renamed into place), so a crash never leaves half a file."""
+
+from __future__ import annotations
+
+import csv
+import datetime
+import importlib.metadata
+import io
+import json
+import os
+import platform
+import sys
+from pathlib import Path
+
+import jax
+import numpy as np
+
+from grokjax.config import SweepConfig
+
+PACKAGES = ("grokjax", "jax", "jaxlib", "flax", "optax", "numpy", "matplotlib")
+
+
+def environment() -> dict:
+    """Versions, backend and devices: what a reader needs to reproduce a result."""
+    versions = {"python": platform.python_version()}
+    for name in PACKAGES:
+        try:
+            versions[name] = importlib.metadata.version(name)
+        except importlib.metadata.PackageNotFoundError:
+            versions[name] = None
+    return {
+        "versions": versions,
+        "backend": jax.default_backend(),
+        "device_count": jax.device_count(),
+        "devices": [str(d.device_kind) for d in jax.devices()],
+        "platform": platform.platform(),
+        "processor": platform.processor() or platform.machine(),
+        "cpu_count": os.cpu_count(),
+    }
+
+
+def new_results_dir(out: str | None, root: str = "results") -> Path:
+    """``out`` if given (it must not exist yet, or be empty), else a new timestamped
+    folder under ``root``; never an existing non-empty folder."""
+    if out is None:
+        stamp = datetime.datetime.now().strftime("%Y%m%d-%H%M%S")
+        path = Path(root) / f"sweep-{stamp}"
+        suffix = 1
+        while path.exists():
+            path = Path(root) / f"sweep-{stamp}-{suffix}"
+            suffix += 1
+    else:
+        path = Path(out)
+        if path.exists() and (not path.is_dir() or any(path.iterdir())):
+            raise FileExistsError(f"output folder {path} already exists and is not empty; choose another --out")
+    path.mkdir(parents=True, exist_ok=True)
+    return path
+
+
+def write_atomic(path: Path, data: bytes) -> None:
+    tmp = path.with_name(f".{path.name}.tmp")
+    with open(tmp, "wb") as f:
+        f.write(data)
+        f.flush()
+        os.fsync(f.fileno())
+    os.replace(tmp, path)
+
+
+def write_config(path: Path, config: SweepConfig, extra: dict | None = None) -> None:
+    """The resolved configuration, the command line, the environment and ``extra`` (timings)."""
+    record = {
+        "config": config.to_dict(),
+        "derived": {
+            "n_pairs": config.n_pairs,
+            "n_train": config.n_train,
+            "n_test": config.n_test,
+            "batch": config.effective_batch,
+            "steps_per_epoch": config.steps_per_epoch,
+            "n_runs": config.n_runs,
+        },
+        "command": sys.argv,
+        "environment": environment(),
+        **(extra or {}),
+    }
+    write_atomic(path, (json.dumps(record, indent=2) + "\n").encode())
+
+
+def write_metrics(path: Path, hparams, metrics: dict[str, np.ndarray]) -> None:
+    """One [runs, epochs] array per metric plus the per-run coordinates."""
+    buffer = io.BytesIO()
+    np.savez_compressed(buffer, **metrics, **{name: np.asarray(v) for name, v in hparams._asdict().items()})
+    write_atomic(path, buffer.getvalue())
+
+
+def format_cell(value) -> str:
+    """CSV cell: empty for NaN (not reached); floats to float32 precision, so a wd of
+    1e-4 reads 0.0001 and an epoch 380, not 380.0."""
+    value = value.item() if isinstance(value, np.generic) else value
+    if isinstance(value, float):
+        return "" if np.isnan(value) else format(value, ".7g")
+    return str(value)
+
+
+def write_csv(path: Path, columns: dict[str, np.ndarray]) -> None:
+    """Columns of equal length as a CSV table with a header."""
+    text = io.StringIO()
+    writer = csv.writer(text, lineterminator="\n")
+    writer.writerow(columns)
+    for row in zip(*columns.values()):
+        writer.writerow([format_cell(v) for v in row])
+    write_atomic(path, text.getvalue().encode())

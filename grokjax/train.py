@@ -1,0 +1,257 @@
+"""Training: one run's pure step/epoch/chunk functions, vmapped over the runs axis.
+
+Shape of the program (read top to bottom):
+
+* :func:`init_run` draws a run's split and initial parameters from its seeds;
+* :func:`train_step` is one optimizer step on one minibatch;
+* :func:`train_epoch` scans ``train_step`` over an epoch's minibatches, then
+  measures the epoch's metrics;
+* :func:`train_chunk` scans ``train_epoch`` over a fixed number of epochs;
+* :func:`make_train` vmaps ``init_run`` and ``train_chunk`` over runs and jits them;
+* :func:`run_sweep` drives the compiled chunk from Python (progress bar, bounded
+  memory) and gathers the ``[runs, epochs]`` metric arrays.
+
+Everything that varies across runs (seed, data seed, lr, wd) is a traced array in
+:class:`Hparams`; everything in :class:`~grokjax.config.SweepConfig` is static.
+"""
+
+from __future__ import annotations
+
+import itertools
+import time
+from functools import partial
+from typing import Any, Callable, NamedTuple
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+import optax
+from tqdm.auto import tqdm
+
+from grokjax import metrics as M
+from grokjax.config import SweepConfig
+from grokjax.data import Dataset, batch_schedule, make_dataset, random_subset, split_pairs
+from grokjax.model import ModularNet, fc1_kernel
+from grokjax.optim import make_optimizer
+
+
+class Hparams(NamedTuple):
+    """One run's traced hyperparameters (a leading runs axis in a sweep)."""
+
+    seed: Any  # int32: initialisation and batch order
+    data_seed: Any  # int32: train/test split
+    lr: Any  # float32
+    wd: Any  # float32
+
+
+class RunData(NamedTuple):
+    """A run's split, as indices into the :class:`~grokjax.data.Dataset`."""
+
+    train_pairs: jax.Array  # [n_train] int32
+    test_pairs: jax.Array  # [n_test] int32
+
+
+class RunState(NamedTuple):
+    """What one run carries from epoch to epoch."""
+
+    params: Any
+    opt_state: Any
+    prev_w1: jax.Array  # fc1 kernel after the previous epoch, for w1_delta_norm
+    grad_history: jax.Array  # [GRAD_HISTORY, 2h, h] ring buffer of last-minibatch fc1 gradients
+
+
+def grid_hparams(config: SweepConfig) -> Hparams:
+    """The cartesian grid seeds x wds x lrs, flattened into one runs axis (lr fastest)."""
+    rows = list(itertools.product(config.seeds, config.wds, config.lrs))
+    seeds = np.array([seed for seed, _, _ in rows], np.int32)
+    data_seeds = seeds if config.data_seed is None else np.full_like(seeds, config.data_seed)
+    return Hparams(
+        seed=seeds,
+        data_seed=data_seeds,
+        wd=np.array([wd for _, wd, _ in rows], np.float32),
+        lr=np.array([lr for _, _, lr in rows], np.float32),
+    )
+
+
+def run_keys(hp: Hparams) -> tuple[jax.Array, jax.Array, jax.Array]:
+    """(split, init, shuffle) keys. The split key depends on ``data_seed`` alone, so runs
+    sharing a data seed share a split, and ``data_seed == seed`` reproduces the default."""
+    split_key = jax.random.fold_in(jax.random.key(hp.data_seed), 0)
+    seed_key = jax.random.key(hp.seed)
+    return split_key, jax.random.fold_in(seed_key, 1), jax.random.fold_in(seed_key, 2)
+
+
+def init_run(config: SweepConfig, hp: Hparams) -> tuple[RunData, RunState]:
+    split_key, init_key, _ = run_keys(hp)
+    run_data = RunData(*split_pairs(split_key, config.n_pairs, config.n_train))
+    dummy = jnp.zeros((1,), jnp.int32)
+    params = ModularNet(config.m, config.hidden).init(init_key, dummy, dummy)
+    opt_state = make_optimizer(config.optimizer, hp.lr, hp.wd).init(params)
+    w1 = fc1_kernel(params)
+    state = RunState(params, opt_state, w1, jnp.zeros((M.GRAD_HISTORY,) + w1.shape, w1.dtype))
+    return run_data, state
+
+
+def batch_loss(model: ModularNet, params, a, b, labels, weights) -> tuple[jax.Array, jax.Array]:
+    """Weighted mean cross-entropy (padding has weight 0) and the number correct."""
+    logits, _ = model.apply(params, a, b)
+    loss = jnp.sum(weights * M.cross_entropy(logits, labels)) / jnp.sum(weights)
+    return loss, jnp.sum(weights * M.is_correct(logits, labels))
+
+
+class StepCarry(NamedTuple):
+    params: Any
+    opt_state: Any
+    loss_sum: jax.Array  # sum over the epoch's examples, for the running average
+    correct_sum: jax.Array
+    grad_w1: jax.Array  # fc1 kernel gradient of the latest step
+
+
+def train_step(
+    model: ModularNet,
+    optimizer: optax.GradientTransformation,
+    dataset: Dataset,
+    pairs: jax.Array,
+    carry: StepCarry,
+    batch: tuple[jax.Array, jax.Array],
+) -> tuple[StepCarry, None]:
+    """One optimizer step on the minibatch ``pairs[positions]``."""
+    positions, weights = batch
+    index = pairs[positions]
+    (loss, n_correct), grads = jax.value_and_grad(batch_loss, argnums=1, has_aux=True)(
+        model, carry.params, dataset.a[index], dataset.b[index], dataset.label[index], weights
+    )
+    updates, opt_state = optimizer.update(grads, carry.opt_state, carry.params)
+    params = optax.apply_updates(carry.params, updates)
+    n = jnp.sum(weights)
+    return StepCarry(params, opt_state, carry.loss_sum + loss * n, carry.correct_sum + n_correct, fc1_kernel(grads)), None
+
+
+def train_epoch(
+    config: SweepConfig, hp: Hparams, dataset: Dataset, run_data: RunData, state: RunState, epoch: jax.Array
+) -> tuple[RunState, dict[str, jax.Array]]:
+    """Train one epoch (0-based index ``epoch``) and measure it, as the study logs it."""
+    model = ModularNet(config.m, config.hidden)
+    optimizer = make_optimizer(config.optimizer, hp.lr, hp.wd)
+    _, _, shuffle_key = run_keys(hp)
+    order_key, probe_key = jax.random.split(jax.random.fold_in(shuffle_key, epoch))
+
+    w1 = fc1_kernel(state.params)
+    carry = StepCarry(state.params, state.opt_state, jnp.zeros(()), jnp.zeros(()), jnp.zeros_like(w1))
+    carry, _ = jax.lax.scan(
+        partial(train_step, model, optimizer, dataset, run_data.train_pairs),
+        carry,
+        batch_schedule(order_key, config.n_train, config.effective_batch),
+    )
+    params = carry.params
+
+    test = run_data.test_pairs
+    test_logits, _ = model.apply(params, dataset.a[test], dataset.b[test])
+    # Feature diversity on one batch drawn like the first of a fresh shuffled pass, as the study does.
+    probe = run_data.train_pairs[random_subset(probe_key, config.n_train, config.effective_batch)]
+    _, features = model.apply(params, dataset.a[probe], dataset.b[probe])
+
+    w1 = fc1_kernel(params)
+    grad_history = state.grad_history.at[epoch % M.GRAD_HISTORY].set(carry.grad_w1)
+    metrics = {
+        "train_loss": carry.loss_sum / config.n_train,
+        "train_acc": carry.correct_sum / config.n_train,
+        "test_loss": jnp.mean(M.cross_entropy(test_logits, dataset.label[test])),
+        "test_acc": jnp.mean(M.is_correct(test_logits, dataset.label[test])),
+        "w1_norm": M.frobenius_norm(w1),
+        "w1_delta_norm": jnp.where(epoch == 0, 0.0, M.frobenius_norm(w1 - state.prev_w1)),
+        "grad_norm": M.frobenius_norm(carry.grad_w1),
+        "grad_cosine_sim": M.grad_cosine_sim(grad_history, jnp.minimum(epoch + 1, M.GRAD_HISTORY)),
+        "feature_diversity": M.feature_diversity(features),
+        "neuron_grad_cosine": M.neuron_grad_cosine(carry.grad_w1),
+        "node_similarity": M.node_similarity(w1),
+    }
+    return RunState(params, carry.opt_state, w1, grad_history), metrics
+
+
+def train_chunk(
+    config: SweepConfig,
+    chunk_epochs: int,
+    hp: Hparams,
+    dataset: Dataset,
+    run_data: RunData,
+    state: RunState,
+    first_epoch: jax.Array,
+) -> tuple[RunState, dict[str, jax.Array]]:
+    """Scan ``chunk_epochs`` epochs from ``first_epoch``. Epochs past ``config.epochs``
+    (the tail of the last chunk) leave the state untouched and report zeros, so every
+    chunk has one shape and the sweep compiles once."""
+
+    def skip_epoch(state, epoch):
+        return state, {name: jnp.zeros((), jnp.float32) for name in M.METRIC_NAMES}
+
+    def epoch_body(state, epoch):
+        return jax.lax.cond(
+            epoch < config.epochs,
+            partial(train_epoch, config, hp, dataset, run_data),
+            skip_epoch,
+            state,
+            epoch,
+        )
+
+    return jax.lax.scan(epoch_body, state, first_epoch + jnp.arange(chunk_epochs))
+
+
+def chunk_length(config: SweepConfig) -> int:
+    """Epochs per compiled chunk: at most ``config.chunk_epochs``, spread evenly so the
+    last chunk wastes as little as possible."""
+    n_chunks = -(-config.epochs // config.chunk_epochs)
+    return -(-config.epochs // n_chunks)
+
+
+class Trainer(NamedTuple):
+    init: Callable  # (hparams) -> (run_data, state), all with a leading runs axis
+    train_chunk: Callable  # (hparams, dataset, run_data, state, first_epoch) -> (state, metrics [runs, chunk])
+    chunk_epochs: int
+
+
+def make_train(config: SweepConfig) -> Trainer:
+    """Vmap the per-run functions over the runs axis and jit them. The state is donated
+    between chunks so that its buffers are reused in place."""
+    chunk_epochs = chunk_length(config)
+    init = jax.jit(jax.vmap(partial(init_run, config)))
+    chunk = jax.jit(
+        jax.vmap(partial(train_chunk, config, chunk_epochs), in_axes=(0, None, 0, 0, None)),
+        donate_argnums=3,
+    )
+    return Trainer(init, chunk, chunk_epochs)
+
+
+class SweepResult(NamedTuple):
+    hparams: Hparams  # numpy, [runs] each
+    metrics: dict[str, np.ndarray]  # name -> [runs, epochs] float32
+    state: RunState  # final per-run state (leading runs axis)
+    compile_seconds: float
+    train_seconds: float
+
+
+def run_sweep(config: SweepConfig, hparams: Hparams | None = None, progress: bool = False) -> SweepResult:
+    """Train every run of the sweep in one compiled program, chunk by chunk."""
+    hparams = grid_hparams(config) if hparams is None else hparams
+    n_runs = len(hparams.seed)
+    trainer = make_train(config)
+    dataset = Dataset(*(jnp.asarray(x) for x in make_dataset(config.m, config.op)))
+
+    start = time.perf_counter()
+    run_data, state = trainer.init(hparams)
+    first_epoch = np.int32(0)
+    compiled_chunk = trainer.train_chunk.lower(hparams, dataset, run_data, state, first_epoch).compile()
+    compile_seconds = time.perf_counter() - start
+
+    start = time.perf_counter()
+    history = {name: np.zeros((n_runs, config.epochs), np.float32) for name in M.METRIC_NAMES}
+    with tqdm(total=config.epochs, unit="epoch", disable=not progress, desc=f"{n_runs} runs") as bar:
+        for first in range(0, config.epochs, trainer.chunk_epochs):
+            state, chunk_metrics = compiled_chunk(hparams, dataset, run_data, state, np.int32(first))
+            n = min(trainer.chunk_epochs, config.epochs - first)
+            for name in M.METRIC_NAMES:
+                history[name][:, first : first + n] = np.asarray(chunk_metrics[name])[:, :n]
+            bar.update(n)
+            bar.set_postfix(median_test_acc=f"{np.median(history['test_acc'][:, first + n - 1]):.3f}")
+    train_seconds = time.perf_counter() - start
+    return SweepResult(hparams, history, state, compile_seconds, train_seconds)

@@ -1,0 +1,74 @@
+import jax
+import numpy as np
+import pytest
+
+from grokjax.config import SweepConfig
+from grokjax.data import batch_schedule, make_dataset, random_subset, split_pairs
+from grokjax.train import grid_hparams, init_run
+
+
+@pytest.mark.parametrize("op", ["add", "sub", "mul", "div"])
+def test_dataset_labels(op):
+    m = 7
+    ds = make_dataset(m, op)
+    expected = {
+        "add": lambda a, b: (a + b) % m,
+        "sub": lambda a, b: (a - b) % m,
+        "mul": lambda a, b: (a * b) % m,
+        # c = a / b  <=>  c * b = a (mod m)
+        "div": lambda a, b: next(c for c in range(m) if (c * b) % m == a),
+    }[op]
+    pairs = {(a, b) for a in range(m) for b in range(m) if op != "div" or b != 0}
+    assert set(zip(ds.a.tolist(), ds.b.tolist())) == pairs
+    assert len(ds.a) == len(pairs)
+    for a, b, label in zip(ds.a, ds.b, ds.label):
+        assert label == expected(int(a), int(b))
+
+
+def test_split_is_a_partition():
+    train, test = split_pairs(jax.random.key(3), 121, 60)
+    assert len(train) == 60 and len(test) == 61
+    assert sorted(np.concatenate([train, test]).tolist()) == list(range(121))
+
+
+@pytest.mark.parametrize("n_train,batch", [(60, 16), (64, 16), (60, 60), (4704, 128)])
+def test_batch_schedule_covers_each_example_once(n_train, batch):
+    positions, weights = batch_schedule(jax.random.key(0), n_train, batch)
+    steps = -(-n_train // batch)
+    assert positions.shape == weights.shape == (steps, batch)
+    real = np.asarray(positions)[np.asarray(weights) > 0]
+    assert sorted(real.tolist()) == list(range(n_train))
+    # Only the last batch is partial, like DataLoader(drop_last=False).
+    assert np.asarray(weights)[:-1].all()
+    assert np.asarray(weights)[-1].sum() == n_train - (steps - 1) * batch
+
+
+def test_batch_order_changes_with_key():
+    first, _ = batch_schedule(jax.random.key(0), 60, 16)
+    second, _ = batch_schedule(jax.random.key(1), 60, 16)
+    assert not np.array_equal(first, second)
+
+
+def test_random_subset_is_distinct_and_in_range():
+    subset = np.asarray(random_subset(jax.random.key(5), 100, 30))
+    assert len(set(subset.tolist())) == 30 and subset.min() >= 0 and subset.max() < 100
+    assert np.array_equal(random_subset(jax.random.key(5), 30, 30), np.arange(30))
+
+
+def test_steps_per_epoch():
+    assert SweepConfig(batch_size=128).steps_per_epoch == 37  # ceil(4704 / 128)
+    assert SweepConfig(batch_size=0).steps_per_epoch == 1
+
+
+def test_seed_fixes_split_and_data_seed_shares_it():
+    config = SweepConfig(m=11, hidden=8, batch_size=16, seeds=(0, 1), wds=(0.0,))
+    run_data, _ = jax.vmap(lambda hp: init_run(config, hp))(grid_hparams(config))
+    assert not np.array_equal(run_data.train_pairs[0], run_data.train_pairs[1])
+
+    shared = SweepConfig(m=11, hidden=8, batch_size=16, seeds=(0, 1), wds=(0.0,), data_seed=0)
+    shared_data, shared_state = jax.vmap(lambda hp: init_run(shared, hp))(grid_hparams(shared))
+    np.testing.assert_array_equal(shared_data.train_pairs[0], shared_data.train_pairs[1])
+    # data_seed equal to the seed reproduces the default split
+    np.testing.assert_array_equal(shared_data.train_pairs[0], run_data.train_pairs[0])
+    # ... while initialisation still follows each run's own seed
+    assert not np.array_equal(shared_state.prev_w1[0], shared_state.prev_w1[1])
