@@ -1,0 +1,51 @@
+import jax.numpy as jnp
+import numpy as np
+import pytest
+
+from grokjax import metrics as M
+from reference import cross_entropy, mean_pairwise_cosine, singular_value_entropy
+
+rng = np.random.default_rng(0)
+
+
+def test_cross_entropy_and_accuracy():
+    logits = rng.normal(size=(20, 7)).astype(np.float32)
+    labels = rng.integers(0, 7, 20)
+    np.testing.assert_allclose(M.cross_entropy(logits, labels), cross_entropy(logits.astype(np.float64), labels), rtol=1e-5)
+    np.testing.assert_array_equal(M.is_correct(logits, labels), (logits.argmax(1) == labels).astype(np.float32))
+
+
+def test_frobenius_norm():
+    x = rng.normal(size=(8, 3)).astype(np.float32)
+    assert np.isclose(M.frobenius_norm(x), np.linalg.norm(x), rtol=1e-6)
+
+
+@pytest.mark.parametrize("absolute", [False, True])
+def test_mean_pairwise_cosine_with_a_zero_row(absolute):
+    rows = rng.normal(size=(9, 4)).astype(np.float32)
+    rows[3] = 0.0  # a dead neuron's gradient
+    np.testing.assert_allclose(
+        M.mean_pairwise_cosine(jnp.asarray(rows), absolute=absolute), mean_pairwise_cosine(rows, absolute), atol=1e-6
+    )
+
+
+@pytest.mark.parametrize("n_kept", [1, 2, 3, 5])
+def test_grad_cosine_sim_uses_only_kept_epochs(n_kept):
+    history = rng.normal(size=(M.GRAD_HISTORY, 6, 4)).astype(np.float32) + 0.5
+    expected = mean_pairwise_cosine(history[:n_kept].reshape(n_kept, -1))  # 0 for n_kept == 1
+    np.testing.assert_allclose(M.grad_cosine_sim(jnp.asarray(history), n_kept), expected, atol=1e-6)
+
+
+def test_neuron_metrics_read_neurons_as_kernel_columns():
+    kernel = rng.normal(size=(10, 6)).astype(np.float32)  # [2h, h] with h = 6 neurons
+    torch_weight = kernel.T  # PyTorch's fc1.weight: one row per neuron
+    np.testing.assert_allclose(M.node_similarity(kernel), mean_pairwise_cosine(torch_weight), atol=1e-6)
+    np.testing.assert_allclose(M.neuron_grad_cosine(kernel), mean_pairwise_cosine(torch_weight, absolute=True), atol=1e-6)
+
+
+def test_feature_diversity_is_singular_value_entropy():
+    features = np.maximum(rng.normal(size=(32, 12)), 0).astype(np.float32)
+    features[:, :4] = 0.0  # dead units give zero singular values
+    np.testing.assert_allclose(M.feature_diversity(jnp.asarray(features)), singular_value_entropy(features), atol=1e-5)
+    # k equal singular values give entropy log k
+    np.testing.assert_allclose(M.feature_diversity(jnp.eye(5, dtype=jnp.float32)), np.log(5), rtol=1e-6)

@@ -1,0 +1,131 @@
+import jax
+import jax.numpy as jnp
+import numpy as np
+import optax
+
+from grokjax.config import SweepConfig
+from grokjax.data import batch_schedule, make_dataset, random_subset
+from grokjax.metrics import METRIC_NAMES
+from grokjax.train import Hparams, grid_hparams, init_run, run_keys, run_sweep
+from conftest import TINY
+from reference import cross_entropy, forward, mean_pairwise_cosine, singular_value_entropy, torch_adam
+
+
+def take_run(hparams: Hparams, i: int) -> Hparams:
+    return Hparams(*(np.asarray(x)[i : i + 1] for x in hparams))
+
+
+def test_sweep_shapes_and_finite(tiny_config, tiny_sweep):
+    assert set(tiny_sweep.metrics) == set(METRIC_NAMES)
+    for name, values in tiny_sweep.metrics.items():
+        assert values.shape == (tiny_config.n_runs, tiny_config.epochs), name
+        assert np.isfinite(values).all(), name
+    # the grid is seeds x wd x lr with lr fastest
+    np.testing.assert_array_equal(tiny_sweep.hparams.seed, [0, 0, 0, 0, 1, 1, 1, 1])
+    np.testing.assert_allclose(tiny_sweep.hparams.wd, [0, 0, 1e-2, 1e-2] * 2)
+    np.testing.assert_allclose(tiny_sweep.hparams.lr, [1e-2, 3e-3] * 4, rtol=1e-6)
+    # the tiny task is learnable: training accuracy rises
+    assert (tiny_sweep.metrics["train_acc"][:, -1] > tiny_sweep.metrics["train_acc"][:, 0]).all()
+
+
+def test_vmapped_run_equals_run_trained_alone(tiny_config, tiny_sweep):
+    for i in (0, 6):
+        alone = run_sweep(tiny_config, hparams=take_run(tiny_sweep.hparams, i))
+        for name in ("train_loss", "test_loss", "w1_norm", "grad_norm"):
+            np.testing.assert_allclose(alone.metrics[name][0], tiny_sweep.metrics[name][i], rtol=1e-4, err_msg=name)
+
+
+def test_chunking_does_not_change_results(tiny_config, tiny_sweep):
+    # 20 epochs in chunks of 7: three chunks, the last one running past the end.
+    chunked = run_sweep(SweepConfig(**{**tiny_config.to_dict(), "chunk_epochs": 7}))
+    for name in METRIC_NAMES:
+        np.testing.assert_allclose(chunked.metrics[name], tiny_sweep.metrics[name], rtol=1e-5, atol=1e-6, err_msg=name)
+
+
+def test_same_configuration_same_bits(tiny_config, tiny_sweep):
+    again = run_sweep(tiny_config)
+    for name in METRIC_NAMES:
+        np.testing.assert_array_equal(again.metrics[name], tiny_sweep.metrics[name], err_msg=name)
+
+
+def reference_training(config: SweepConfig, hp: Hparams, epochs: int) -> dict[str, list[float]]:
+    """The study's loop written out by hand: NumPy forward and Adam, JAX only for the
+    gradient of a hand-written loss. Same split, initialisation and batch order."""
+    dataset = make_dataset(config.m, config.op)
+    run_data, state = init_run(config, hp)
+    train, test = np.asarray(run_data.train_pairs), np.asarray(run_data.test_pairs)
+    params = jax.tree.map(lambda x: np.asarray(x, np.float64), state.params)
+    leaves, treedef = jax.tree.flatten(params)
+    adam_moments = [(np.zeros_like(x), np.zeros_like(x)) for x in leaves]
+
+    def loss_fn(p, a, b, y):
+        p = p["params"]
+        x = jnp.concatenate([p["embed"]["embedding"][a], p["embed"]["embedding"][b]], axis=1)
+        logits = jax.nn.relu(x @ p["fc1"]["kernel"] + p["fc1"]["bias"]) @ p["fc2"]["kernel"] + p["fc2"]["bias"]
+        return optax.softmax_cross_entropy_with_integer_labels(logits, y).mean()
+
+    grad_fn = jax.jit(jax.grad(loss_fn))
+    history = {name: [] for name in METRIC_NAMES}
+    grads_w1, previous_w1, step = [], None, 0
+    for epoch in range(epochs):
+        order_key, probe_key = jax.random.split(jax.random.fold_in(run_keys(hp)[2], epoch))
+        positions, weights = map(np.asarray, batch_schedule(order_key, config.n_train, config.effective_batch))
+        loss_sum = correct_sum = 0.0
+        for batch_positions, batch_weights in zip(positions, weights):
+            index = train[batch_positions[batch_weights > 0]]
+            a, b, y = dataset.a[index], dataset.b[index], dataset.label[index]
+            logits, _ = forward(params, a, b)
+            loss_sum += cross_entropy(logits, y).sum()
+            correct_sum += (logits.argmax(1) == y).sum()
+            grads = grad_fn(jax.tree.map(jnp.float32, params), a, b, y)
+            grad_leaves = [np.asarray(g, np.float64) for g in jax.tree.leaves(grads)]
+            step += 1
+            leaves = jax.tree.leaves(params)
+            new_leaves = []
+            for k, (theta, g) in enumerate(zip(leaves, grad_leaves)):
+                # one torch.optim.Adam step, with the moments carried between calls
+                m, v = adam_moments[k]
+                g = g + float(hp.wd) * theta
+                m, v = 0.9 * m + 0.1 * g, 0.999 * v + 0.001 * g * g
+                adam_moments[k] = (m, v)
+                new_leaves.append(theta - float(hp.lr) * (m / (1 - 0.9**step)) / (np.sqrt(v / (1 - 0.999**step)) + 1e-8))
+            params = jax.tree.unflatten(treedef, new_leaves)
+            last_grad_w1 = np.asarray(grads["params"]["fc1"]["kernel"], np.float64)
+        w1 = params["params"]["fc1"]["kernel"]
+        test_logits, _ = forward(params, dataset.a[test], dataset.b[test])
+        probe = train[np.asarray(random_subset(probe_key, config.n_train, config.effective_batch))]
+        _, features = forward(params, dataset.a[probe], dataset.b[probe])
+        grads_w1 = (grads_w1 + [last_grad_w1.ravel()])[-5:]
+        history["train_loss"].append(loss_sum / config.n_train)
+        history["train_acc"].append(correct_sum / config.n_train)
+        history["test_loss"].append(cross_entropy(test_logits, dataset.label[test]).mean())
+        history["test_acc"].append((test_logits.argmax(1) == dataset.label[test]).mean())
+        history["w1_norm"].append(np.linalg.norm(w1))
+        history["w1_delta_norm"].append(0.0 if previous_w1 is None else np.linalg.norm(w1 - previous_w1))
+        history["grad_norm"].append(np.linalg.norm(last_grad_w1))
+        history["grad_cosine_sim"].append(mean_pairwise_cosine(grads_w1))
+        history["feature_diversity"].append(singular_value_entropy(features))
+        history["neuron_grad_cosine"].append(mean_pairwise_cosine(last_grad_w1.T, absolute=True))
+        history["node_similarity"].append(mean_pairwise_cosine(w1.T))
+        previous_w1 = w1
+    return history
+
+
+def test_metrics_match_a_hand_written_training_loop(tiny_config, tiny_sweep):
+    run = 6  # seed 1, wd 1e-2, lr 1e-2
+    hp = Hparams(*(np.asarray(x)[run] for x in tiny_sweep.hparams))
+    epochs = 7  # long enough for a full 5-epoch gradient history
+    reference = reference_training(tiny_config, hp, epochs)
+    for name in METRIC_NAMES:
+        np.testing.assert_allclose(
+            tiny_sweep.metrics[name][run, :epochs], reference[name], rtol=2e-4, atol=2e-5, err_msg=name
+        )
+
+
+def test_full_batch_matches_hand_written_loop():
+    config = SweepConfig(**{**TINY, "batch_size": 0, "epochs": 4}, seeds=(0,), wds=(1e-2,), lrs=(1e-2,))
+    sweep = run_sweep(config)
+    hp = Hparams(*(np.asarray(x)[0] for x in grid_hparams(config)))
+    reference = reference_training(config, hp, config.epochs)
+    for name in METRIC_NAMES:
+        np.testing.assert_allclose(sweep.metrics[name][0], reference[name], rtol=2e-4, atol=2e-5, err_msg=name)
