@@ -28,9 +28,10 @@ METRIC_NAMES = (
 # Epochs of fc1 gradients kept for grad_cosine_sim, as in the study.
 GRAD_HISTORY = 5
 
-# Norm floor in cosines (torch.nn.functional.cosine_similarity's eps): a zero vector,
-# such as the gradient row of a dead ReLU neuron, has cosine 0 with everything.
-COSINE_EPS = 1e-8
+# Floor for norms in cosines (torch.nn.functional.cosine_similarity's eps) and for the
+# singular-value sum in feature_diversity: a zero vector, such as the gradient row of a
+# dead ReLU neuron, has cosine 0 with everything.
+NORM_FLOOR = 1e-8
 
 
 def cross_entropy(logits: jax.Array, labels: jax.Array) -> jax.Array:
@@ -54,7 +55,7 @@ def mean_pairwise_cosine(vectors: jax.Array, valid: jax.Array | None = None, abs
     than two valid rows the result is 0. ``absolute`` averages |cos| instead.
     """
     n = vectors.shape[0]
-    norms = jnp.maximum(jnp.linalg.norm(vectors, axis=1), COSINE_EPS)
+    norms = jnp.maximum(jnp.linalg.norm(vectors, axis=1), NORM_FLOOR)
     cosine = (vectors @ vectors.T) / (norms[:, None] * norms[None, :])
     if absolute:
         cosine = jnp.abs(cosine)
@@ -87,5 +88,5 @@ def feature_diversity(features: jax.Array) -> jax.Array:
     """Entropy of the normalised singular values of a [batch, h] feature matrix:
     p = s / sum(s), -sum p log p (0 log 0 = 0)."""
     singular_values = jnp.linalg.svd(features, compute_uv=False)
-    p = singular_values / jnp.maximum(jnp.sum(singular_values), COSINE_EPS)
+    p = singular_values / jnp.maximum(jnp.sum(singular_values), NORM_FLOOR)
     return -jnp.sum(jnp.where(p > 0, p * jnp.log(jnp.where(p > 0, p, 1.0)), 0.0))

@@ -10,7 +10,6 @@ import io
 import json
 import os
 import platform
-import sys
 from pathlib import Path
 
 import jax
@@ -19,6 +18,18 @@ import numpy as np
 from grokjax.config import SweepConfig
 
 PACKAGES = ("grokjax", "jax", "jaxlib", "flax", "optax", "numpy", "matplotlib")
+
+
+def cpu_model() -> str:
+    """The CPU's model name where the system reports one (Linux), else the architecture."""
+    try:
+        with open("/proc/cpuinfo") as f:
+            for line in f:
+                if line.startswith("model name"):
+                    return line.split(":", 1)[1].strip()
+    except OSError:
+        pass
+    return platform.machine()
 
 
 def environment() -> dict:
@@ -35,7 +46,7 @@ def environment() -> dict:
         "device_count": jax.device_count(),
         "devices": [str(d.device_kind) for d in jax.devices()],
         "platform": platform.platform(),
-        "processor": platform.processor() or platform.machine(),
+        "cpu": cpu_model(),
         "cpu_count": os.cpu_count(),
     }
 
@@ -67,8 +78,8 @@ def write_atomic(path: Path, data: bytes) -> None:
     os.replace(tmp, path)
 
 
-def write_config(path: Path, config: SweepConfig, extra: dict | None = None) -> None:
-    """The resolved configuration, the command line, the environment and ``extra`` (timings)."""
+def write_config(path: Path, config: SweepConfig, command: str, extra: dict | None = None) -> None:
+    """The resolved configuration, the command that ran, the environment and ``extra`` (timings)."""
     record = {
         "config": config.to_dict(),
         "derived": {
@@ -79,7 +90,7 @@ def write_config(path: Path, config: SweepConfig, extra: dict | None = None) -> 
             "steps_per_epoch": config.steps_per_epoch,
             "n_runs": config.n_runs,
         },
-        "command": sys.argv,
+        "command": command,
         "environment": environment(),
         **(extra or {}),
     }

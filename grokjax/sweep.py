@@ -4,6 +4,7 @@ table, write a results folder."""
 from __future__ import annotations
 
 import argparse
+import shlex
 import sys
 
 from grokjax.config import OPS, OPTIMIZERS, ConfigError, SweepConfig
@@ -87,7 +88,8 @@ def main(argv: list[str] | None = None) -> int:
         out = results.new_results_dir(args.out)
     except FileExistsError as error:
         parser.exit(2, f"{parser.prog}: error: {error}\n")
-    results.write_config(out / "config.json", config)
+    command = shlex.join(["python", "-m", "grokjax.sweep", *(sys.argv[1:] if argv is None else argv)])
+    results.write_config(out / "config.json", config, command)
     print(
         f"grokjax: {config.n_runs} runs ({len(config.seeds)} seeds x {len(config.wds)} wd x {len(config.lrs)} lr), "
         f"{config.epochs} epochs, m={config.m} op={config.op} hidden={config.hidden} "
@@ -105,7 +107,7 @@ def main(argv: list[str] | None = None) -> int:
     }
     results.write_metrics(out / "metrics.npz", sweep.hparams, sweep.metrics)
     results.write_csv(out / "summary.csv", summary)
-    results.write_config(out / "config.json", config, timing)
+    results.write_config(out / "config.json", config, command, timing)
 
     print()
     print(analysis.format_group_table(analysis.group_summary(summary)))

@@ -41,6 +41,7 @@ def test_cli_end_to_end(tmp_path):
     assert record["derived"]["n_train"] == 60 and record["derived"]["steps_per_epoch"] == 4
     assert record["environment"]["backend"] == "cpu" and record["environment"]["versions"]["jax"]
     assert record["timing"]["train_seconds"] > 0
+    assert record["command"].startswith("python -m grokjax.sweep --m 11")
 
 
 @pytest.mark.parametrize(
