@@ -1,18 +1,23 @@
-"""Reading the ``[runs, epochs]`` metric arrays: memorisation and grokking epochs, the
-per-run summary and the per-(wd, lr) table. NumPy only; epochs are 1-based and NaN
-means "not reached"."""
+"""Reading the ``[runs, epochs]`` metric arrays: memorisation and grokking epochs, Liu et
+al.'s phases, the three stages under three rule sets, and aggregates across seeds with
+bootstrap intervals and a power-law fit of the grokking delay against weight decay.
+
+NumPy only. Epochs are 1-based and NaN means "not reached". Thresholds come from
+:class:`~grokjax.config.AnalysisConfig`.
+"""
 
 from __future__ import annotations
 
 import numpy as np
 
-# The study's grokking rule: the first 0-based index i >= GROK_MIN_INDEX such that
-# test_acc[i .. i+GROK_WINDOW-1] >= GROK_THRESHOLD and test_acc[i-1] < GROK_THRESHOLD;
-# the grokking epoch is i + 1 (so the earliest reportable one is epoch 51).
-GROK_THRESHOLD = 0.95
-GROK_MIN_INDEX = 50
-GROK_WINDOW = 5
-MEM_THRESHOLD = 0.99
+from grokjax.config import STAGE_RULES, AnalysisConfig
+
+DEFAULT = AnalysisConfig()
+PHASES = ("comprehension", "grokking", "memorization", "confusion")
+STAGE_NAMES = ("I", "II", "III")  # per-epoch labels 1, 2, 3; 0 = no stage's condition holds
+
+
+# --- events in one run's curves -------------------------------------------------------
 
 
 def first_epoch(mask: np.ndarray) -> np.ndarray:
@@ -22,19 +27,19 @@ def first_epoch(mask: np.ndarray) -> np.ndarray:
     return np.where(found, mask.argmax(axis=-1) + 1.0, np.nan)
 
 
-def mem_epoch(train_acc: np.ndarray, threshold: float = MEM_THRESHOLD) -> np.ndarray:
+def mem_epoch(train_acc: np.ndarray, threshold: float = DEFAULT.mem_threshold) -> np.ndarray:
     """First epoch whose (running-average) train accuracy reaches ``threshold``."""
     return first_epoch(np.asarray(train_acc) >= threshold)
 
 
 def grok_epoch(
     test_acc: np.ndarray,
-    threshold: float = GROK_THRESHOLD,
-    min_index: int = GROK_MIN_INDEX,
-    window: int = GROK_WINDOW,
+    threshold: float = DEFAULT.grok_threshold,
+    min_index: int = DEFAULT.grok_min_index,
+    window: int = DEFAULT.grok_window,
 ) -> np.ndarray:
-    """The study's grokking epoch: test accuracy crosses ``threshold`` upward at 0-based
-    index ``i >= min_index`` and stays there for ``window`` epochs; returns ``i + 1``."""
+    """The study's grokking epoch: the first 0-based index ``i >= min_index`` with
+    test_acc[i-1] < threshold and test_acc[i .. i+window-1] >= threshold; returns i + 1."""
     above = np.asarray(test_acc) >= threshold
     n_epochs = above.shape[-1]
     if n_epochs < window:
@@ -46,11 +51,125 @@ def grok_epoch(
     return first_epoch(crossing)
 
 
-def run_summary(hparams, metrics: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
-    """One row per run: its coordinates, final accuracies, memorisation and grokking epochs."""
-    mem = mem_epoch(metrics["train_acc"])
-    grok = grok_epoch(metrics["test_acc"])
-    return {
+def w1_peak_epoch(w1_norm: np.ndarray, drop: float = DEFAULT.w1_peak_drop) -> np.ndarray:
+    """Epoch of the maximum W1 norm, counted only once the norm has later fallen at least
+    ``drop`` (a fraction) below it: the turn where weight decay starts to win. NaN while
+    the norm is still growing (e.g. without weight decay)."""
+    w1_norm = np.asarray(w1_norm)
+    peak = w1_norm.argmax(axis=-1)
+    after = np.arange(w1_norm.shape[-1]) >= peak[..., None]
+    lowest_after = np.where(after, w1_norm, np.inf).min(axis=-1)
+    turned = lowest_after <= (1 - drop) * w1_norm.max(axis=-1)
+    return np.where(turned, peak + 1.0, np.nan)
+
+
+def phase_label(
+    train_acc: np.ndarray,
+    test_acc: np.ndarray,
+    threshold: float = DEFAULT.phase_threshold,
+    comprehension_gap: float = DEFAULT.comprehension_gap,
+) -> np.ndarray:
+    """Liu et al.'s phase of each run, from when train and test accuracy first reach
+    ``threshold``: *comprehension* when test follows train within ``comprehension_gap``
+    of the epoch budget (Liu et al.: 1e3 of 1e5 steps, i.e. 0.01), *grokking* when it
+    follows later, *memorization* when train fits and test never does, *confusion* when
+    train never fits."""
+    n_epochs = np.asarray(train_acc).shape[-1]
+    train_fit = first_epoch(np.asarray(train_acc) >= threshold)
+    test_fit = first_epoch(np.asarray(test_acc) >= threshold)
+    gap_epochs = max(1.0, comprehension_gap * n_epochs)
+    return np.where(
+        np.isnan(train_fit),
+        "confusion",
+        np.where(np.isnan(test_fit), "memorization", np.where(test_fit - train_fit <= gap_epochs, "comprehension", "grokking")),
+    )
+
+
+# --- stages ------------------------------------------------------------------------------
+
+
+def staircase(stage2_entry: np.ndarray, stage3_entry: np.ndarray, n_epochs: int) -> np.ndarray:
+    """Per-epoch labels for rules that only move forward: 1 before Stage II is entered,
+    2 from its entry epoch, 3 from Stage III's (which wins if it comes first). NaN
+    entries are never reached."""
+    epochs = np.arange(1, n_epochs + 1)
+    enter2 = np.nan_to_num(np.asarray(stage2_entry, float), nan=np.inf)[:, None]
+    enter3 = np.nan_to_num(np.asarray(stage3_entry, float), nan=np.inf)[:, None]
+    return np.where(epochs >= enter3, 3, np.where(epochs >= enter2, 2, 1)).astype(np.int8)
+
+
+def trailing_mean(x: np.ndarray, window: int) -> np.ndarray:
+    """Mean of the last ``window`` epochs, ending at each epoch; NaN before a full window."""
+    x = np.asarray(x, float)
+    csum = np.cumsum(np.concatenate([np.zeros(x.shape[:-1] + (1,)), x], axis=-1), axis=-1)
+    mean = np.full(x.shape, np.nan)
+    mean[..., window - 1 :] = (csum[..., window:] - csum[..., :-window]) / window
+    return mean
+
+
+def stages_readme(metrics: dict[str, np.ndarray], cfg: AnalysisConfig = DEFAULT) -> np.ndarray:
+    """The study README's thresholds, epoch by epoch: Stage I while w1_delta_norm is
+    below ``readme_delta_w1``; Stage II while test_acc < grok_threshold with
+    grad_cosine_sim > ``readme_grad_cosine`` and the W1 norm rising; Stage III while
+    test_acc >= grok_threshold and grad_norm > ``readme_grad_norm``. Where several hold,
+    the later stage wins; 0 where none does. w1_delta_norm is 0 at epoch 1 by definition,
+    so epoch 1 is always Stage I."""
+    w1 = np.asarray(metrics["w1_norm"])
+    rising = np.concatenate([np.zeros_like(w1[:, :1], bool), np.diff(w1, axis=-1) > 0], axis=-1)
+    test = np.asarray(metrics["test_acc"])
+    stage1 = np.asarray(metrics["w1_delta_norm"]) < cfg.readme_delta_w1
+    stage2 = (test < cfg.grok_threshold) & (np.asarray(metrics["grad_cosine_sim"]) > cfg.readme_grad_cosine) & rising
+    stage3 = (test >= cfg.grok_threshold) & (np.asarray(metrics["grad_norm"]) > cfg.readme_grad_norm)
+    return np.where(stage3, 3, np.where(stage2, 2, np.where(stage1, 1, 0))).astype(np.int8)
+
+
+def stages_script(metrics: dict[str, np.ndarray], cfg: AnalysisConfig = DEFAULT) -> np.ndarray:
+    """The study's later script: Stage II from the first epoch at which the trailing
+    ``script_window``-epoch means of w1_delta_norm and grad_cosine_sim exceed
+    ``script_delta_w1`` and ``script_grad_cosine``; Stage III from the grokking epoch.
+    (Its "remaining directions" alternative uses an arbitrary basis and is left out.)"""
+    delta = trailing_mean(metrics["w1_delta_norm"], cfg.script_window)
+    cosine = trailing_mean(metrics["grad_cosine_sim"], cfg.script_window)
+    enter2 = first_epoch((delta > cfg.script_delta_w1) & (cosine > cfg.script_grad_cosine))
+    enter3 = grok_epoch(metrics["test_acc"], cfg.grok_threshold, cfg.grok_min_index, cfg.grok_window)
+    return staircase(enter2, enter3, np.asarray(metrics["test_acc"]).shape[-1])
+
+
+def stage3_event_epoch(metrics: dict[str, np.ndarray], cfg: AnalysisConfig = DEFAULT) -> np.ndarray:
+    """The event that starts Stage III under the "events" rules: the W1 norm's peak
+    (``w1_peak``) or the first epoch with test_acc >= ``test_rise_threshold`` (``test_rise``)."""
+    if cfg.stage3_event == "w1_peak":
+        return w1_peak_epoch(metrics["w1_norm"], cfg.w1_peak_drop)
+    return first_epoch(np.asarray(metrics["test_acc"]) >= cfg.test_rise_threshold)
+
+
+def stages_events(metrics: dict[str, np.ndarray], cfg: AnalysisConfig = DEFAULT) -> np.ndarray:
+    """Stages from each run's own events: Stage I (lazy: the top layer memorises) until
+    the memorisation epoch; Stage II (independent feature learning) from memorisation to
+    the Stage III event (:func:`stage3_event_epoch`); Stage III (interactive feature
+    learning) from that event on, through grokking."""
+    enter2 = mem_epoch(metrics["train_acc"], cfg.mem_threshold)
+    return staircase(enter2, stage3_event_epoch(metrics, cfg), np.asarray(metrics["train_acc"]).shape[-1])
+
+
+def stage_labels(metrics: dict[str, np.ndarray], rules: str, cfg: AnalysisConfig = DEFAULT) -> np.ndarray:
+    """Per-epoch stage labels [runs, epochs] (0 none, 1 I, 2 II, 3 III) under ``rules``."""
+    return {"events": stages_events, "readme": stages_readme, "script": stages_script}[rules](metrics, cfg)
+
+
+def stage_starts(labels: np.ndarray) -> np.ndarray:
+    """First epoch labelled I, II and III: [runs, 3], NaN for a stage never entered."""
+    return np.stack([first_epoch(labels == stage) for stage in (1, 2, 3)], axis=-1)
+
+
+# --- per run and across seeds ---------------------------------------------------------
+
+
+def run_summary(hparams, metrics: dict[str, np.ndarray], cfg: AnalysisConfig = DEFAULT) -> dict[str, np.ndarray]:
+    """One row per run: coordinates, final accuracies, events, phase and stage starts."""
+    mem = mem_epoch(metrics["train_acc"], cfg.mem_threshold)
+    grok = grok_epoch(metrics["test_acc"], cfg.grok_threshold, cfg.grok_min_index, cfg.grok_window)
+    summary = {
         "run": np.arange(len(hparams.seed)),
         "seed": np.asarray(hparams.seed),
         "data_seed": np.asarray(hparams.data_seed),
@@ -61,48 +180,125 @@ def run_summary(hparams, metrics: dict[str, np.ndarray]) -> dict[str, np.ndarray
         "mem_epoch": mem,
         "grok_epoch": grok,
         "delay": grok - mem,
+        "grokked": (~np.isnan(grok)).astype(int),
+        "phase": phase_label(metrics["train_acc"], metrics["test_acc"], cfg.phase_threshold, cfg.comprehension_gap),
+        "w1_peak_epoch": w1_peak_epoch(metrics["w1_norm"], cfg.w1_peak_drop),
+        "test_rise_epoch": first_epoch(np.asarray(metrics["test_acc"]) >= cfg.test_rise_threshold),
     }
+    for rules in STAGE_RULES:
+        starts = stage_starts(stage_labels(metrics, rules, cfg))
+        for k, name in enumerate(STAGE_NAMES):
+            summary[f"{rules}_stage{name}_start"] = starts[:, k]
+    return summary
 
 
-def group_summary(summary: dict[str, np.ndarray]) -> list[dict]:
-    """Aggregate runs sharing (wd, lr) over seeds: how many grokked, and their grokking
-    epoch and delay (median, min, max over the runs that grokked)."""
+def median_reached(epochs: np.ndarray) -> float:
+    """Median over the runs that reached an event (non-NaN); NaN if none did."""
+    reached = np.asarray(epochs, float)[~np.isnan(epochs)]
+    return float(np.median(reached)) if len(reached) else np.nan
+
+
+def bootstrap_median(values: np.ndarray, samples: int, rng: np.random.Generator) -> tuple[float, float, float]:
+    """Median and its 95% percentile-bootstrap interval; NaNs for no values."""
+    values = np.asarray(values, float)
+    if len(values) == 0:
+        return np.nan, np.nan, np.nan
+    medians = np.median(rng.choice(values, size=(samples, len(values)), replace=True), axis=1)
+    low, high = np.percentile(medians, [2.5, 97.5])
+    return float(np.median(values)), float(low), float(high)
+
+
+def fit_power_law(
+    x: np.ndarray, y: np.ndarray, samples: int = DEFAULT.bootstrap_samples, seed: int = DEFAULT.bootstrap_seed
+) -> dict | None:
+    """Least-squares fit of log y = log c - alpha log x, so y = c * x^(-alpha), with a 95%
+    interval for alpha from a bootstrap that resamples points within each x value.
+    None with fewer than two distinct x values."""
+    x, y = np.asarray(x, float), np.asarray(y, float)
+    keep = (x > 0) & (y > 0) & np.isfinite(x) & np.isfinite(y)
+    x, y = x[keep], y[keep]
+    levels = np.unique(x)
+    if len(levels) < 2:
+        return None
+
+    def fit(xs, ys):
+        slope, intercept = np.polyfit(np.log(xs), np.log(ys), 1)
+        return -slope, np.exp(intercept)
+
+    alpha, prefactor = fit(x, y)
+    rng = np.random.default_rng(seed)
+    groups = [np.flatnonzero(x == level) for level in levels]
+    alphas = []
+    for _ in range(samples):
+        index = np.concatenate([rng.choice(g, size=len(g), replace=True) for g in groups])
+        alphas.append(fit(x[index], y[index])[0])
+    low, high = np.percentile(alphas, [2.5, 97.5])
+    return {"alpha": float(alpha), "alpha_low": float(low), "alpha_high": float(high), "prefactor": float(prefactor),
+            "n_points": int(len(x)), "n_levels": int(len(levels))}
+
+
+def group_summary(summary: dict[str, np.ndarray], cfg: AnalysisConfig = DEFAULT) -> list[dict]:
+    """Aggregate the runs sharing (wd, lr) over seeds: fraction grokked, grokking epoch
+    and delay (median with bootstrap 95% interval, over the runs that grokked), median
+    stage starts under the configured rules, and the count of each phase."""
+    rng = np.random.default_rng(cfg.bootstrap_seed)
     rows = []
-    keys = sorted(set(zip(summary["wd"].tolist(), summary["lr"].tolist())))
-    for wd, lr in keys:
+    for wd, lr in sorted(set(zip(summary["wd"].tolist(), summary["lr"].tolist()))):
         members = (summary["wd"] == wd) & (summary["lr"] == lr)
         grok = summary["grok_epoch"][members]
         grokked = grok[~np.isnan(grok)]
         delay = summary["delay"][members]
         delay = delay[~np.isnan(delay)]
-        rows.append(
-            {
-                "wd": wd,
-                "lr": lr,
-                "runs": int(members.sum()),
-                "grokked": len(grokked),
-                "grok_median": float(np.median(grokked)) if len(grokked) else np.nan,
-                "grok_min": float(grokked.min()) if len(grokked) else np.nan,
-                "grok_max": float(grokked.max()) if len(grokked) else np.nan,
-                "delay_median": float(np.median(delay)) if len(delay) else np.nan,
-                "final_test_acc_mean": float(summary["final_test_acc"][members].mean()),
-            }
-        )
+        row = {"wd": wd, "lr": lr, "runs": int(members.sum()), "grokked": len(grokked),
+               "frac_grokked": len(grokked) / int(members.sum())}
+        row["grok_median"], row["grok_ci_low"], row["grok_ci_high"] = bootstrap_median(grokked, cfg.bootstrap_samples, rng)
+        row["grok_min"] = float(grokked.min()) if len(grokked) else np.nan
+        row["grok_max"] = float(grokked.max()) if len(grokked) else np.nan
+        row["delay_median"], row["delay_ci_low"], row["delay_ci_high"] = bootstrap_median(delay, cfg.bootstrap_samples, rng)
+        row["mem_median"] = median_reached(summary["mem_epoch"][members])
+        for name in ("II", "III"):
+            row[f"stage{name}_start_median"] = median_reached(summary[f"{cfg.stage_rules}_stage{name}_start"][members])
+        row["final_test_acc_mean"] = float(summary["final_test_acc"][members].mean())
+        for phase in PHASES:
+            row[f"n_{phase}"] = int((summary["phase"][members] == phase).sum())
+        rows.append(row)
     return rows
 
 
-def format_group_table(rows: list[dict]) -> str:
-    """The printed table: one line per (wd, lr)."""
-    header = f"{'wd':>8} {'lr':>8} {'grokked':>8} {'grok epoch: median (min-max)':>29} {'delay median':>13} {'final test acc':>15}"
+def delay_power_law(summary: dict[str, np.ndarray], cfg: AnalysisConfig = DEFAULT) -> dict | None:
+    """delay ∝ wd^(-alpha) over the runs with wd > 0 that grokked (one lr at a time: the
+    first lr when several are swept)."""
+    lr = summary["lr"].min()
+    use = (summary["lr"] == lr) & (summary["wd"] > 0) & ~np.isnan(summary["delay"])
+    fit = fit_power_law(summary["wd"][use], summary["delay"][use], cfg.bootstrap_samples, cfg.bootstrap_seed)
+    return None if fit is None else {**fit, "lr": float(lr)}
+
+
+def format_group_table(rows: list[dict], fit: dict | None = None) -> str:
+    """The printed table: one line per (wd, lr), then the power-law fit."""
+
+    def interval(median, low, high):
+        return "-" if np.isnan(median) else f"{median:.0f} [{low:.0f}-{high:.0f}]"
+
+    def epoch(value):
+        return "-" if np.isnan(value) else f"{value:.0f}"
+
+    header = (f"{'wd':>8} {'lr':>8} {'grokked':>8} {'grok epoch [95% CI]':>20} {'range':>10} "
+              f"{'delay [95% CI]':>16} {'II from':>8} {'III from':>9} {'test acc':>9}")
     lines = [header, "-" * len(header)]
     for row in rows:
-        if row["grokked"]:
-            grok = f"{row['grok_median']:.0f} ({row['grok_min']:.0f}-{row['grok_max']:.0f})"
-        else:
-            grok = "-"
-        delay = "-" if np.isnan(row["delay_median"]) else f"{row['delay_median']:.0f}"
+        span = "-" if not row["grokked"] else f"{row['grok_min']:.0f}-{row['grok_max']:.0f}"
         lines.append(
             f"{row['wd']:>8g} {row['lr']:>8g} {str(row['grokked']) + '/' + str(row['runs']):>8} "
-            f"{grok:>29} {delay:>13} {row['final_test_acc_mean']:>15.3f}"
+            f"{interval(row['grok_median'], row['grok_ci_low'], row['grok_ci_high']):>20} {span:>10} "
+            f"{interval(row['delay_median'], row['delay_ci_low'], row['delay_ci_high']):>16} "
+            f"{epoch(row['stageII_start_median']):>8} {epoch(row['stageIII_start_median']):>9} "
+            f"{row['final_test_acc_mean']:>9.3f}"
+        )
+    lines.append("grok epoch and delay over the runs that grokked; II/III from: median epoch each stage starts")
+    if fit is not None:
+        lines.append(
+            f"\ndelay ∝ wd^-α at lr {fit['lr']:g}: α = {fit['alpha']:.2f} [95% CI {fit['alpha_low']:.2f}-{fit['alpha_high']:.2f}] "
+            f"from {fit['n_points']} runs at {fit['n_levels']} weight decays"
         )
     return "\n".join(lines)

@@ -122,3 +122,53 @@ def _check_int(name: str, value, minimum: int) -> None:
         raise ConfigError(f"{name} must be an integer, got {value!r}")
     if value < minimum:
         raise ConfigError(f"{name} must be >= {minimum}, got {value}")
+
+
+STAGE_RULES = ("events", "readme", "script")
+STAGE3_EVENTS = ("w1_peak", "test_rise")
+
+
+@dataclass(frozen=True)
+class AnalysisConfig:
+    """Thresholds for reading a sweep's metric arrays (see ``grokjax.analysis``)."""
+
+    # memorisation and the study's grokking rule
+    mem_threshold: float = 0.99  # train accuracy that counts as memorised
+    grok_threshold: float = 0.95  # test accuracy that counts as generalised
+    grok_min_index: int = 50  # earliest 0-based epoch index of a grokking crossing
+    grok_window: int = 5  # epochs the test accuracy must hold above the threshold
+    # Liu et al. phases
+    phase_threshold: float = 0.9  # accuracy that counts as "fits" (train) / "generalises" (test)
+    comprehension_gap: float = 0.01  # test may lag train by this fraction of the epoch budget
+    # stage rules: "events" (the default shading), "readme" and "script" (the study's)
+    stage_rules: str = "events"
+    readme_delta_w1: float = 1e-3  # Stage I while w1_delta_norm < this
+    readme_grad_cosine: float = 0.6  # Stage II needs grad_cosine_sim > this
+    readme_grad_norm: float = 0.1  # Stage III needs grad_norm > this
+    script_window: int = 10  # epochs in the trailing means
+    script_delta_w1: float = 5e-3  # enter II when mean w1_delta_norm > this ...
+    script_grad_cosine: float = 0.03  # ... and mean grad_cosine_sim > this
+    stage3_event: str = "w1_peak"  # what starts Stage III under the "events" rules
+    w1_peak_drop: float = 0.05  # a W1 peak counts once the norm falls this fraction below it
+    test_rise_threshold: float = 0.05  # test accuracy that marks the onset of its rise
+    # aggregates across seeds
+    bootstrap_samples: int = 2000
+    bootstrap_seed: int = 0
+
+    def __post_init__(self):
+        for name in ("mem_threshold", "grok_threshold", "phase_threshold", "test_rise_threshold"):
+            value = getattr(self, name)
+            if isinstance(value, bool) or not isinstance(value, (int, float)) or not 0 < value <= 1:
+                raise ConfigError(f"{name} must lie in (0, 1], got {value!r}")
+        _check_int("grok_min_index", self.grok_min_index, minimum=0)
+        _check_int("grok_window", self.grok_window, minimum=1)
+        _check_int("script_window", self.script_window, minimum=1)
+        _check_int("bootstrap_samples", self.bootstrap_samples, minimum=1)
+        if self.stage_rules not in STAGE_RULES:
+            raise ConfigError(f"stage_rules must be one of {', '.join(STAGE_RULES)}, got {self.stage_rules!r}")
+        if self.stage3_event not in STAGE3_EVENTS:
+            raise ConfigError(f"stage3_event must be one of {', '.join(STAGE3_EVENTS)}, got {self.stage3_event!r}")
+        for name in ("comprehension_gap", "w1_peak_drop", "readme_delta_w1", "readme_grad_norm", "script_delta_w1"):
+            value = getattr(self, name)
+            if isinstance(value, bool) or not isinstance(value, (int, float)) or value < 0:
+                raise ConfigError(f"{name} must be a non-negative number, got {value!r}")

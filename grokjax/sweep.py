@@ -81,7 +81,7 @@ def main(argv: list[str] | None = None) -> int:
         parser.exit(2, f"{parser.prog}: error: {error}\n")
 
     # Imported after validation so that a bad flag answers at once, before JAX starts.
-    from grokjax import analysis, results
+    from grokjax import analysis, report, results
     from grokjax.train import run_sweep
 
     try:
@@ -97,7 +97,6 @@ def main(argv: list[str] | None = None) -> int:
         flush=True,
     )
     sweep = run_sweep(config, progress=not args.quiet)
-    summary = analysis.run_summary(sweep.hparams, sweep.metrics)
     timing = {
         "timing": {
             "compile_seconds": round(sweep.compile_seconds, 3),
@@ -106,11 +105,11 @@ def main(argv: list[str] | None = None) -> int:
         }
     }
     results.write_metrics(out / "metrics.npz", sweep.hparams, sweep.metrics)
-    results.write_csv(out / "summary.csv", summary)
     results.write_config(out / "config.json", config, command, timing)
+    _, rows, fit = report.write_report(out, config.to_dict(), sweep.hparams, sweep.metrics)
 
     print()
-    print(analysis.format_group_table(analysis.group_summary(summary)))
+    print(analysis.format_group_table(rows, fit))
     print(
         f"\ncompile {sweep.compile_seconds:.1f} s, train {sweep.train_seconds:.1f} s "
         f"({timing['timing']['ms_per_run_epoch']:.1f} ms per run-epoch); results in {out}"

@@ -2,6 +2,7 @@ import numpy as np
 import pytest
 
 from grokjax import analysis
+from grokjax.config import AnalysisConfig
 from grokjax.train import Hparams
 from reference import grok_epoch_loop
 
@@ -19,7 +20,9 @@ def curve(n_epochs, segments):
     [
         ({0: 0.1, 100: 0.96}, 101),  # clean crossing at index 100 -> epoch 101
         ({0: 0.1, 60: 0.97, 63: 0.5, 200: 0.99}, 201),  # a 3-epoch blip does not count
-        ({0: 0.1, 10: 0.99}, None),  # above threshold before index 50: the study's rule never fires
+        ({0: 0.1, 10: 0.99}, None),  # grokked before index 50: the study's rule never fires
+        ({0: 0.1, 100: 0.96, 104: 0.5}, None),  # touches 0.95 for 4 epochs only
+        ({0: 0.0}, None),  # never groks
         ({0: 0.1, 50: 0.99}, 51),  # the earliest reportable epoch
         ({0: 0.1, 297: 0.99}, None),  # crossing too close to the end for 5 epochs
         ({0: 0.1, 100: 0.95}, 101),  # the threshold itself counts
@@ -43,6 +46,14 @@ def test_grok_epoch_agrees_with_a_plain_loop_on_noisy_curves():
         assert (np.isnan(value) and expected is None) or value == expected
 
 
+def test_grok_thresholds_are_configurable():
+    acc = curve(300, {0: 0.1, 30: 0.9, 100: 0.99})
+    assert analysis.grok_epoch(acc[None])[0] == 101
+    assert analysis.grok_epoch(acc[None], threshold=0.85)[0] != 101  # crossed at index 30 < 50: never
+    assert analysis.grok_epoch(acc[None], threshold=0.85, min_index=20)[0] == 31
+    assert np.isnan(analysis.grok_epoch(curve(300, {0: 0.1, 100: 0.99, 105: 0.1})[None], window=6)[0])
+
+
 def test_mem_epoch():
     acc = np.array([[0.1, 0.5, 0.99, 1.0], [0.1, 0.2, 0.3, 0.98]])
     np.testing.assert_array_equal(analysis.mem_epoch(acc), [3, np.nan])
@@ -63,13 +74,115 @@ def test_summary_and_groups():
         seed=np.array([0, 1, 0, 1]), data_seed=np.array([0, 1, 0, 1]), lr=np.full(4, 1e-3, np.float32),
         wd=np.array([0, 0, 1e-3, 1e-3], np.float32),
     )
-    summary = analysis.run_summary(hparams, {"train_acc": train_acc, "test_acc": test_acc})
+    w1_norm = np.stack([np.linspace(6, 40, n_epochs)] * 4)  # still growing: no W1 peak
+    metrics = {"train_acc": train_acc, "test_acc": test_acc, "w1_norm": w1_norm, "w1_delta_norm": np.full((4, n_epochs), 0.2),
+               "grad_cosine_sim": np.zeros((4, n_epochs)), "grad_norm": np.full((4, n_epochs), 0.5)}
+    summary = analysis.run_summary(hparams, metrics)
     np.testing.assert_array_equal(summary["mem_epoch"], [41, 41, 41, 41])
     np.testing.assert_array_equal(summary["grok_epoch"], [np.nan, np.nan, 201, 101])
     np.testing.assert_array_equal(summary["delay"], [np.nan, np.nan, 160, 60])
+    np.testing.assert_array_equal(summary["grokked"], [0, 0, 1, 1])
     rows = analysis.group_summary(summary)
     assert [(r["runs"], r["grokked"]) for r in rows] == [(2, 0), (2, 2)]
     assert rows[1]["grok_median"] == 151 and rows[1]["grok_min"] == 101 and rows[1]["grok_max"] == 201
     assert rows[1]["delay_median"] == 110
+    assert rows[1]["frac_grokked"] == 1.0 and rows[0]["frac_grokked"] == 0.0
+    assert rows[1]["grok_ci_low"] == 101 and rows[1]["grok_ci_high"] == 201  # bootstrap of two values
+    assert rows[0]["n_memorization"] == 2 and rows[1]["n_grokking"] == 2
     table = analysis.format_group_table(rows)
-    assert "151 (101-201)" in table and "0/2" in table and "2/2" in table
+    assert "151 [101-201]" in table and "0/2" in table and "2/2" in table
+
+
+def series(n_epochs, segments, start=0.0):
+    """A piecewise-constant metric series; ``segments`` maps a 0-based start index to a value."""
+    return curve(n_epochs, {0: start, **segments})
+
+
+def test_readme_rules_epoch_by_epoch():
+    n = 60
+    w1 = np.concatenate([np.full(20, 5.0), np.linspace(5, 8, 11), np.full(n - 31, 8.0)])  # rising over indices 20..30
+    metrics = {
+        "w1_delta_norm": series(n, {0: 0.0, 10: 0.2}),  # below 1e-3 for indices 0..9
+        "test_acc": series(n, {40: 0.97}),
+        "grad_cosine_sim": series(n, {20: 0.7, 31: 0.1}),
+        "w1_norm": w1,
+        "grad_norm": series(n, {0: 0.5, 50: 0.01}),
+    }
+    metrics = {k: v[None] for k, v in metrics.items()}
+    labels = analysis.stages_readme(metrics)[0]
+    expected = np.zeros(n, int)
+    expected[:10] = 1
+    expected[21:31] = 2  # rising from index 21 (W1 at 20 equals W1 at 19)
+    expected[40:50] = 3
+    np.testing.assert_array_equal(labels, expected)
+    np.testing.assert_array_equal(analysis.stage_starts(labels[None])[0], [1, 22, 41])
+
+
+def test_script_rules_use_trailing_means_and_the_grokking_epoch():
+    n = 200
+    metrics = {
+        "w1_delta_norm": series(n, {0: 0.001, 30: 0.01}),
+        "grad_cosine_sim": series(n, {0: 0.0, 60: 0.04}),
+        "test_acc": series(n, {0: 0.0, 120: 1.0}),
+    }
+    metrics = {k: v[None] for k, v in metrics.items()}
+    labels = analysis.stages_script(metrics)[0]
+    # the 10-epoch mean of grad_cosine_sim passes 0.03 once 8 of its 10 values are 0.04: index 67
+    np.testing.assert_array_equal(analysis.stage_starts(labels[None])[0], [1, 68, 121])
+    assert (labels[:67] == 1).all() and (labels[67:120] == 2).all() and (labels[120:] == 3).all()
+
+
+def test_event_rules():
+    n = 300
+    rise = np.concatenate([np.linspace(6, 40, 150), np.linspace(40, 25, 150)])  # peaks at index 149
+    metrics = {
+        "train_acc": series(n, {0: 0.2, 49: 1.0})[None].repeat(3, 0),
+        "test_acc": series(n, {0: 0.0, 179: 0.5, 200: 1.0})[None].repeat(3, 0),
+        "w1_norm": np.stack([rise, np.linspace(6, 40, n), rise]),  # run 1 never turns
+    }
+    metrics["train_acc"][2] = 0.5  # run 2 never memorises
+    labels = analysis.stages_events(metrics)
+    starts = analysis.stage_starts(labels)
+    np.testing.assert_array_equal(starts[0], [1, 50, 150])
+    np.testing.assert_array_equal(starts[1], [1, 50, np.nan])
+    # without memorisation, Stage II is never entered; the W1 turn still marks Stage III
+    np.testing.assert_array_equal(starts[2], [1, np.nan, 150])
+    with_rise = analysis.stages_events(metrics, AnalysisConfig(stage3_event="test_rise"))
+    np.testing.assert_array_equal(analysis.stage_starts(with_rise)[0], [1, 50, 180])
+
+
+def test_w1_peak_needs_a_real_drop():
+    turn = np.concatenate([np.linspace(10, 40, 100), np.linspace(40, 39, 100)])  # falls 2.5 %: not yet a peak
+    assert np.isnan(analysis.w1_peak_epoch(turn[None])[0])
+    assert analysis.w1_peak_epoch(turn[None], drop=0.02)[0] == 100
+
+
+@pytest.mark.parametrize(
+    "train,test,phase",
+    [
+        ({0: 0.1, 20: 1.0}, {0: 0.0, 21: 1.0}, "comprehension"),  # test follows within 1% of 1000 epochs
+        ({0: 0.1, 20: 1.0}, {0: 0.0, 300: 1.0}, "grokking"),
+        ({0: 0.1, 20: 1.0}, {0: 0.0}, "memorization"),
+        ({0: 0.1}, {0: 0.0}, "confusion"),
+    ],
+)
+def test_phase_labels(train, test, phase):
+    assert analysis.phase_label(curve(1000, train)[None], curve(1000, test)[None])[0] == phase
+
+
+def test_power_law_fit_recovers_a_known_exponent():
+    rng = np.random.default_rng(1)
+    wd = np.repeat([1e-5, 3e-5, 1e-4, 3e-4, 1e-3], 8)
+    delay = 2.0 * wd**-0.8 * np.exp(rng.normal(0, 0.1, len(wd)))
+    fit = analysis.fit_power_law(wd, delay, samples=500)
+    assert abs(fit["alpha"] - 0.8) < 0.03
+    assert fit["alpha_low"] < 0.8 < fit["alpha_high"] and fit["alpha_high"] - fit["alpha_low"] < 0.1
+    assert fit["n_points"] == 40 and fit["n_levels"] == 5
+    assert analysis.fit_power_law(np.full(5, 1e-4), delay[:5]) is None
+
+
+def test_bootstrap_median():
+    rng = np.random.default_rng(0)
+    median, low, high = analysis.bootstrap_median(np.array([1.0, 2.0, 3.0, 4.0, 100.0]), 1000, rng)
+    assert median == 3.0 and 1.0 <= low <= 3.0 <= high <= 100.0
+    assert analysis.bootstrap_median(np.array([7.0]), 100, rng) == (7.0, 7.0, 7.0)

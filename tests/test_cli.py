@@ -18,11 +18,24 @@ def sweep(*args, check=True):
     return result
 
 
-def test_cli_end_to_end(tmp_path):
-    out = tmp_path / "run"
+@pytest.fixture(scope="module")
+def tiny_folder(tmp_path_factory):
+    out = tmp_path_factory.mktemp("cli") / "run"
     result = sweep(*TINY_ARGS, "--seeds", "2", "--wd", "0,1e-2", "--lr", "1e-2,3e-3", "--out", str(out))
     assert "grokked" in result.stdout and str(out) in result.stdout
-    assert {p.name for p in out.iterdir()} == {"config.json", "metrics.npz", "summary.csv"}
+    return out
+
+
+REPORT_FILES = {"summary.csv", "groups.csv", "stages.npz", "delay_fit.json", "figures"}
+FIGURES = {"overview.png", "delay_vs_wd.png", "phase_diagram.png"} | {
+    f"dashboard_wd{wd}_lr{lr}.png" for wd in ("0", "0.01") for lr in ("0.01", "0.003")
+}
+
+
+def test_cli_end_to_end(tiny_folder):
+    out = tiny_folder
+    assert {p.name for p in out.iterdir()} == {"config.json", "metrics.npz"} | REPORT_FILES
+    assert {p.name for p in (out / "figures").iterdir()} == FIGURES
 
     metrics = np.load(out / "metrics.npz")
     for name in METRIC_NAMES:
@@ -35,6 +48,12 @@ def test_cli_end_to_end(tmp_path):
     assert {"seed", "wd", "lr", "final_train_acc", "final_test_acc", "mem_epoch", "grok_epoch", "delay"} <= set(rows[0])
     assert rows[2]["wd"] == "0.01" and rows[1]["lr"] == "0.003"
     assert all(row["grok_epoch"] == "" for row in rows)  # 6 epochs: nobody can grok by the study's rule
+    assert {"phase", "w1_peak_epoch", "events_stageII_start", "readme_stageIII_start", "script_stageI_start"} <= set(rows[0])
+    with open(out / "groups.csv") as f:
+        groups = list(csv.DictReader(f))
+    assert [(g["wd"], g["lr"], g["runs"]) for g in groups] == [("0", "0.003", "2"), ("0", "0.01", "2"), ("0.01", "0.003", "2"), ("0.01", "0.01", "2")]
+    with np.load(out / "stages.npz") as stages:
+        assert {name: stages[name].shape for name in stages.files} == {name: (8, 6) for name in ("events", "readme", "script")}
 
     record = json.loads((out / "config.json").read_text())
     assert record["config"]["wds"] == [0.0, 0.01] and record["config"]["epochs"] == 6
@@ -42,6 +61,26 @@ def test_cli_end_to_end(tmp_path):
     assert record["environment"]["backend"] == "cpu" and record["environment"]["versions"]["jax"]
     assert record["timing"]["train_seconds"] > 0
     assert record["command"].startswith("python -m grokjax.sweep --m 11")
+
+
+def test_report_redraws_a_folder_without_training(tiny_folder, tmp_path):
+    copy = tmp_path / "copy"
+    copy.mkdir()
+    for name in ("config.json", "metrics.npz"):
+        (copy / name).write_bytes((tiny_folder / name).read_bytes())
+    result = subprocess.run([sys.executable, "-m", "grokjax.report", str(copy)], capture_output=True, text=True, timeout=300)
+    assert result.returncode == 0, result.stderr
+    assert "grokked" in result.stdout
+    assert {p.name for p in copy.iterdir()} == {"config.json", "metrics.npz"} | REPORT_FILES
+    assert {p.name for p in (copy / "figures").iterdir()} == FIGURES
+    assert (copy / "summary.csv").read_text() == (tiny_folder / "summary.csv").read_text()
+    assert (copy / "groups.csv").read_text() == (tiny_folder / "groups.csv").read_text()
+    assert all((copy / "figures" / name).stat().st_size > 10_000 for name in FIGURES)
+
+
+def test_report_rejects_a_folder_that_is_not_a_sweep(tmp_path):
+    result = subprocess.run([sys.executable, "-m", "grokjax.report", str(tmp_path)], capture_output=True, text=True, timeout=300)
+    assert result.returncode == 2 and "has no config.json" in result.stderr and "Traceback" not in result.stderr
 
 
 @pytest.mark.parametrize(

@@ -1,0 +1,181 @@
+"""Figures of a sweep (matplotlib, PNG). Each function takes arrays and returns a
+``Figure``; nothing here trains or reads files. ``Figure`` objects are made directly,
+not through pyplot, so no global state or display backend is involved."""
+
+from __future__ import annotations
+
+import numpy as np
+from matplotlib import colormaps
+from matplotlib.colors import LogNorm
+from matplotlib.figure import Figure
+from matplotlib.patches import Patch
+from matplotlib.ticker import NullLocator, ScalarFormatter
+
+STAGE_COLOURS = {1: "#bbbbbb", 2: "#6fa8dc", 3: "#93c47d"}
+STAGE_TITLES = {1: "I lazy", 2: "II independent", 3: "III interactive"}
+
+
+def label_segments(labels: np.ndarray) -> list[tuple[int, int, int]]:
+    """Contiguous runs of one run's per-epoch labels as (first epoch, last epoch, label), 1-based."""
+    labels = np.asarray(labels)
+    change = np.flatnonzero(np.diff(labels)) + 1
+    starts = np.concatenate([[0], change])
+    ends = np.concatenate([change, [len(labels)]])
+    return [(int(s) + 1, int(e), int(labels[s])) for s, e in zip(starts, ends)]
+
+
+def shade_stages(ax, labels: np.ndarray) -> None:
+    for first, last, label in label_segments(labels):
+        if label:
+            ax.axvspan(first - 0.5, last + 0.5, color=STAGE_COLOURS[label], alpha=0.25, lw=0)
+
+
+def dashboard(run_metrics: dict[str, np.ndarray], labels: np.ndarray, grok: float, mem: float, title: str, rules: str) -> Figure:
+    """The study's 3x3 per-run figure, with stage bands shaded."""
+    epochs = np.arange(1, len(run_metrics["train_acc"]) + 1)
+    fig = Figure(figsize=(15, 11), layout="constrained")
+    axes = fig.subplots(3, 3).ravel()
+    gap = run_metrics["train_acc"] - run_metrics["test_acc"]
+    panels = [
+        ("accuracy", [("train", run_metrics["train_acc"]), ("test", run_metrics["test_acc"])], "linear"),
+        ("cross-entropy loss", [("train", run_metrics["train_loss"]), ("test", run_metrics["test_loss"])], "log"),
+        ("W1 norm ‖W1‖_F", [(None, run_metrics["w1_norm"])], "linear"),
+        ("W1 change per epoch ‖ΔW1‖_F", [(None, run_metrics["w1_delta_norm"])], "log"),
+        ("W1 gradient norm (last minibatch)", [(None, run_metrics["grad_norm"])], "log"),
+        ("gradient cosine over last 5 epochs", [(None, run_metrics["grad_cosine_sim"])], "linear"),
+        ("feature diversity (singular-value entropy)", [(None, run_metrics["feature_diversity"])], "linear"),
+        ("neuron-gradient |cos| across neurons", [(None, run_metrics["neuron_grad_cosine"])], "linear"),
+        ("generalisation gap (train − test acc)", [(None, gap)], "linear"),
+    ]
+    for ax, (name, series, scale) in zip(axes, panels):
+        shade_stages(ax, labels)
+        for label, values in series:
+            values = np.asarray(values, float)
+            if scale == "log":
+                values = np.where(values > 0, values, np.nan)  # e.g. ΔW1 is 0 at epoch 1 by definition
+            ax.plot(epochs, values, lw=1.2, label=label)
+        ax.set_yscale(scale)
+        ax.set_title(name, fontsize=11)
+        ax.set_xlabel("epoch")
+        ax.set_xlim(0.5, epochs[-1] + 0.5)
+        if not np.isnan(grok):
+            ax.axvline(grok, color="crimson", ls="--", lw=1)
+        ax.grid(alpha=0.3)
+    axes[0].set_ylabel("accuracy")
+    axes[0].set_ylim(-0.02, 1.02)
+    handles = [Patch(color=STAGE_COLOURS[k], alpha=0.5, label=f"Stage {STAGE_TITLES[k]}") for k in (1, 2, 3)]
+    handles += axes[0].get_legend_handles_labels()[0]
+    grok_text = "never grokked" if np.isnan(grok) else f"grokked at epoch {grok:.0f} (dashed)"
+    mem_text = "never memorised" if np.isnan(mem) else f"memorised at epoch {mem:.0f}"
+    axes[0].legend(handles=handles, fontsize=8, loc="center right")
+    axes[1].legend(fontsize=8)
+    fig.suptitle(f"{title}\n{mem_text}; {grok_text}; stages by the '{rules}' rules", fontsize=13)
+    return fig
+
+
+def wd_colours(wds: np.ndarray):
+    """A colour per weight decay on a log scale; wd = 0 is black."""
+    positive = wds[wds > 0]
+    norm = LogNorm(positive.min(), positive.max() * (1.0001 if len(positive) == 1 else 1)) if len(positive) else None
+    cmap = colormaps["viridis"]
+    return {wd: ("black" if wd == 0 else cmap(0.9 * norm(wd))) for wd in wds}
+
+
+def overview(test_acc: np.ndarray, wd: np.ndarray, lr: np.ndarray, title: str) -> Figure:
+    """Test accuracy of every run: colour by wd, thin lines per seed, the median thick;
+    one panel per learning rate."""
+    lrs = np.unique(lr)
+    wds = np.unique(wd)
+    colours = wd_colours(wds)
+    epochs = np.arange(1, test_acc.shape[1] + 1)
+    fig = Figure(figsize=(7 * len(lrs), 5), layout="constrained")
+    axes = np.atleast_1d(fig.subplots(1, len(lrs), sharey=True))
+    for ax, this_lr in zip(axes, lrs):
+        for this_wd in wds:
+            runs = (wd == this_wd) & (lr == this_lr)
+            for curve in test_acc[runs]:
+                ax.plot(epochs, curve, color=colours[this_wd], lw=0.6, alpha=0.35)
+            ax.plot(epochs, np.median(test_acc[runs], axis=0), color=colours[this_wd], lw=2.4,
+                    label=f"wd {this_wd:g} (median of {runs.sum()})")
+        ax.set_title(f"lr {this_lr:g}")
+        ax.set_xlabel("epoch")
+        ax.grid(alpha=0.3)
+        ax.legend(fontsize=8, loc="upper left")
+    axes[0].set_ylabel("test accuracy")
+    fig.suptitle(f"{title}\ntest accuracy of every run (thin: seeds, thick: median)")
+    return fig
+
+
+def delay_vs_wd(summary: dict[str, np.ndarray], rows: list[dict], fit: dict | None, title: str) -> Figure:
+    """Grokking delay and epoch against weight decay on log–log axes: every run, the
+    median with its bootstrap 95% interval, and the fitted power law."""
+    fig = Figure(figsize=(7.5, 5.5), layout="constrained")
+    ax = fig.subplots()
+    lr = summary["lr"].min() if fit is None else fit["lr"]
+    use = (summary["lr"] == lr) & (summary["wd"] > 0)
+    for column, marker, colour, name in (("delay", "o", "tab:blue", "delay (grok − memorisation)"),
+                                         ("grok_epoch", "s", "tab:orange", "grokking epoch")):
+        values = summary[column][use]
+        ax.scatter(summary["wd"][use], values, marker=marker, s=14, alpha=0.45, color=colour, label=f"{name}, each run")
+    medians = [r for r in rows if r["lr"] == lr and r["wd"] > 0 and r["grokked"]]
+    if medians:
+        x = np.array([r["wd"] for r in medians])
+        for prefix, colour, marker in (("delay", "tab:blue", "o"), ("grok", "tab:orange", "s")):
+            y = np.array([r[f"{prefix}_median"] for r in medians])
+            err = np.abs(np.array([[r[f"{prefix}_ci_low"] for r in medians], [r[f"{prefix}_ci_high"] for r in medians]]) - y)
+            ax.errorbar(x, y, yerr=err, fmt=marker + "-", color=colour, lw=1.5, ms=7, capsize=4,
+                        mfc="white", label=f"{'delay' if prefix == 'delay' else 'grokking epoch'}, median with 95% CI")
+    if fit is not None:
+        xs = np.geomspace(summary["wd"][use].min(), summary["wd"][use].max(), 50)
+        ax.plot(xs, fit["prefactor"] * xs ** (-fit["alpha"]), "k--", lw=1.2,
+                label=f"fit: delay ∝ wd^-{fit['alpha']:.2f} (95% CI {fit['alpha_low']:.2f}–{fit['alpha_high']:.2f})")
+    never = [r for r in rows if r["lr"] == lr and r["grokked"] < r["runs"]]
+    if never:
+        note = ", ".join(f"wd {r['wd']:g}: {r['grokked']}/{r['runs']}" for r in never)
+        ax.text(0.01, 0.01, f"grokked: {note}", transform=ax.transAxes, fontsize=8, va="bottom")
+    ax.set_xlabel("weight decay")
+    ax.set_ylabel("epochs")
+    ax.grid(alpha=0.3, which="both")
+    if medians:  # log axes need something positive to show
+        ax.set_xscale("log")
+        ax.set_yscale("log")
+        wds = np.unique(summary["wd"][use])
+        ax.set_xticks(wds, [f"{w:g}" for w in wds])
+        ax.xaxis.set_minor_locator(NullLocator())
+        ax.yaxis.set_major_formatter(ScalarFormatter())
+        ax.yaxis.set_minor_formatter(ScalarFormatter())
+        ax.legend(fontsize=8, loc="upper right")
+    else:
+        ax.text(0.5, 0.5, "no run with wd > 0 grokked", transform=ax.transAxes, ha="center", va="center")
+    ax.set_title(f"{title}\ngrokking delay vs weight decay (lr {lr:g})", fontsize=11)
+    return fig
+
+
+def phase_diagram(rows: list[dict], title: str) -> Figure:
+    """lr x wd grid: fraction of seeds that grokked and their median grokking epoch."""
+    wds = sorted({r["wd"] for r in rows})
+    lrs = sorted({r["lr"] for r in rows})
+    frac = np.full((len(lrs), len(wds)), np.nan)
+    epoch = np.full((len(lrs), len(wds)), np.nan)
+    for r in rows:
+        frac[lrs.index(r["lr"]), wds.index(r["wd"])] = r["frac_grokked"]
+        epoch[lrs.index(r["lr"]), wds.index(r["wd"])] = r["grok_median"]
+    fig = Figure(figsize=(6 + 1.1 * len(wds), 1.2 * len(lrs) + 2.5), layout="constrained")
+    axes = fig.subplots(1, 2)
+    for ax, values, name, fmt, limits in ((axes[0], frac, "fraction of seeds grokked", "{:.2f}", (0, 1)),
+                                          (axes[1], epoch, "median grokking epoch", "{:.0f}", (None, None))):
+        image = ax.imshow(np.ma.masked_invalid(values), origin="lower", aspect="auto", cmap="viridis",
+                          vmin=limits[0], vmax=limits[1])
+        fig.colorbar(image, ax=ax, label=name)
+        for i in range(len(lrs)):
+            for j in range(len(wds)):
+                text = "never" if np.isnan(values[i, j]) else fmt.format(values[i, j])
+                ax.text(j, i, text, ha="center", va="center", fontsize=9, bbox=dict(boxstyle="round", fc="white", alpha=0.6, lw=0))
+        ax.set_xticks(range(len(wds)), [f"{w:g}" for w in wds])
+        ax.set_yticks(range(len(lrs)), [f"{lr:g}" for lr in lrs])
+        ax.set_xlabel("weight decay")
+        ax.set_ylabel("learning rate")
+        ax.set_title(name)
+    fig.suptitle(f"{title}\nlr × wd phase diagram")
+    return fig
+
