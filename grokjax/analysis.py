@@ -265,13 +265,25 @@ def group_summary(summary: dict[str, np.ndarray], cfg: AnalysisConfig = DEFAULT)
     return rows
 
 
-def delay_power_law(summary: dict[str, np.ndarray], cfg: AnalysisConfig = DEFAULT) -> dict | None:
-    """delay ∝ wd^(-alpha) over the runs with wd > 0 that grokked (one lr at a time: the
-    first lr when several are swept)."""
+def delay_power_law(summary: dict[str, np.ndarray], n_epochs: int, cfg: AnalysisConfig = DEFAULT) -> dict | None:
+    """delay ∝ wd^(-alpha) over the runs with wd > 0 whose delay exceeds the comprehension
+    gap (``comprehension_gap`` of the ``n_epochs`` budget): runs where test accuracy rises
+    with train accuracy have a delay near or below 0 that no power law describes. One lr
+    at a time: the smallest when several are swept. Also returns each weight decay's median
+    delay with its bootstrap interval."""
     lr = summary["lr"].min()
-    use = (summary["lr"] == lr) & (summary["wd"] > 0) & ~np.isnan(summary["delay"])
+    waited = summary["delay"] > max(1.0, cfg.comprehension_gap * n_epochs)
+    use = (summary["lr"] == lr) & (summary["wd"] > 0) & waited
     fit = fit_power_law(summary["wd"][use], summary["delay"][use], cfg.bootstrap_samples, cfg.bootstrap_seed)
-    return None if fit is None else {**fit, "lr": float(lr)}
+    if fit is None:
+        return None
+    rng = np.random.default_rng(cfg.bootstrap_seed)
+    levels = []
+    for wd in np.unique(summary["wd"][use]):
+        delays = summary["delay"][use & (summary["wd"] == wd)]
+        median, low, high = bootstrap_median(delays, cfg.bootstrap_samples, rng)
+        levels.append({"wd": float(wd), "median": median, "low": low, "high": high, "n": int(len(delays))})
+    return {**fit, "lr": float(lr), "levels": levels}
 
 
 def format_group_table(rows: list[dict], fit: dict | None = None) -> str:
@@ -299,6 +311,6 @@ def format_group_table(rows: list[dict], fit: dict | None = None) -> str:
     if fit is not None:
         lines.append(
             f"\ndelay ∝ wd^-α at lr {fit['lr']:g}: α = {fit['alpha']:.2f} [95% CI {fit['alpha_low']:.2f}-{fit['alpha_high']:.2f}] "
-            f"from {fit['n_points']} runs at {fit['n_levels']} weight decays"
+            f"from {fit['n_points']} runs at {fit['n_levels']} weight decays (runs with a delay above the comprehension gap)"
         )
     return "\n".join(lines)

@@ -18,6 +18,7 @@ from dataclasses import dataclass
 
 OPS = ("add", "sub", "mul", "div")
 OPTIMIZERS = ("adam", "adamw", "sgd")
+DTYPES = ("float32", "float64")
 
 
 class ConfigError(ValueError):
@@ -39,6 +40,7 @@ class SweepConfig:
     epochs: int = 600
     optimizer: str = "adam"
     chunk_epochs: int = 50  # epochs per compiled call; the progress bar moves once per chunk
+    dtype: str = "float32"  # parameters and arithmetic; float64 needs jax_enable_x64
     # --- grid: traced per run ---
     seeds: tuple[int, ...] = (0, 1, 2)
     wds: tuple[float, ...] = (0.0, 1e-4, 3e-4, 1e-3)
@@ -59,6 +61,8 @@ class SweepConfig:
             raise ConfigError(
                 f"optimizer must be one of {', '.join(OPTIMIZERS)}, got {self.optimizer!r}"
             )
+        if self.dtype not in DTYPES:
+            raise ConfigError(f"dtype must be one of {', '.join(DTYPES)}, got {self.dtype!r}")
         if not isinstance(self.train_frac, (int, float)) or not 0 < self.train_frac < 1:
             raise ConfigError(f"train_frac must lie strictly between 0 and 1, got {self.train_frac!r}")
         if self.n_train < 1 or self.n_test < 1:

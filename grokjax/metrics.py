@@ -41,7 +41,7 @@ def cross_entropy(logits: jax.Array, labels: jax.Array) -> jax.Array:
 
 def is_correct(logits: jax.Array, labels: jax.Array) -> jax.Array:
     """Per-example 1.0 where the arg-max class is the label."""
-    return (jnp.argmax(logits, axis=-1) == labels).astype(jnp.float32)
+    return (jnp.argmax(logits, axis=-1) == labels).astype(logits.dtype)
 
 
 def frobenius_norm(x: jax.Array) -> jax.Array:

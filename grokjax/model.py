@@ -6,6 +6,8 @@ so the parameters vmap over runs and thread through ``lax.scan`` with no wrappin
 
 from __future__ import annotations
 
+from typing import Any
+
 import flax.linen as nn
 import jax
 import jax.numpy as jnp
@@ -35,12 +37,13 @@ class PairDense(nn.Module):
     features: int
     kernel_init: nn.initializers.Initializer
     bias_init: nn.initializers.Initializer
+    param_dtype: Any = jnp.float32
 
     @nn.compact
     def __call__(self, table: jax.Array, a: jax.Array, b: jax.Array) -> jax.Array:
         width = table.shape[-1]
-        kernel = self.param("kernel", self.kernel_init, (2 * width, self.features))
-        bias = self.param("bias", self.bias_init, (self.features,))
+        kernel = self.param("kernel", self.kernel_init, (2 * width, self.features), self.param_dtype)
+        bias = self.param("bias", self.bias_init, (self.features,), self.param_dtype)
         if a.shape[0] > table.shape[0]:
             return (table @ kernel[:width])[a] + (table @ kernel[width:])[b] + bias
         return jnp.concatenate([table[a], table[b]], axis=-1) @ kernel + bias
@@ -56,14 +59,18 @@ class ModularNet(nn.Module):
 
     m: int
     hidden: int
+    param_dtype: Any = jnp.float32  # float64 (with jax_enable_x64) for exact comparisons
 
     @nn.compact
     def __call__(self, a: jax.Array, b: jax.Array) -> tuple[jax.Array, jax.Array]:
-        embed = nn.Embed(self.m, self.hidden, embedding_init=nn.initializers.normal(1.0), name="embed")
+        dtype = self.param_dtype
+        embed = nn.Embed(self.m, self.hidden, embedding_init=nn.initializers.normal(1.0), param_dtype=dtype, name="embed")
         fan_in_1, fan_in_2 = 2 * self.hidden, self.hidden
-        fc1 = PairDense(self.hidden, torch_uniform(fan_in_1), torch_uniform(fan_in_1), name="fc1")
+        fc1 = PairDense(self.hidden, torch_uniform(fan_in_1), torch_uniform(fan_in_1), dtype, name="fc1")
         features = nn.relu(fc1(embed.embedding, a, b))
-        logits = nn.Dense(self.m, kernel_init=torch_uniform(fan_in_2), bias_init=torch_uniform(fan_in_2), name="fc2")(features)
+        logits = nn.Dense(
+            self.m, kernel_init=torch_uniform(fan_in_2), bias_init=torch_uniform(fan_in_2), param_dtype=dtype, name="fc2"
+        )(features)
         return logits, features
 
 

@@ -9,7 +9,7 @@ from matplotlib import colormaps
 from matplotlib.colors import LogNorm
 from matplotlib.figure import Figure
 from matplotlib.patches import Patch
-from matplotlib.ticker import NullLocator, ScalarFormatter
+from matplotlib.ticker import LogLocator, NullFormatter, NullLocator, ScalarFormatter
 
 STAGE_COLOURS = {1: "#bbbbbb", 2: "#6fa8dc", 3: "#93c47d"}
 STAGE_TITLES = {1: "I lazy", 2: "II independent", 3: "III interactive"}
@@ -107,47 +107,56 @@ def overview(test_acc: np.ndarray, wd: np.ndarray, lr: np.ndarray, title: str) -
 
 
 def delay_vs_wd(summary: dict[str, np.ndarray], rows: list[dict], fit: dict | None, title: str) -> Figure:
-    """Grokking delay and epoch against weight decay on log–log axes: every run, the
-    median with its bootstrap 95% interval, and the fitted power law."""
+    """Grokking epoch and delay against weight decay on log–log axes: each run, medians
+    with bootstrap 95% intervals, and the fitted power law of the delay (whose points are
+    the runs the fit used)."""
     fig = Figure(figsize=(7.5, 5.5), layout="constrained")
     ax = fig.subplots()
     lr = summary["lr"].min() if fit is None else fit["lr"]
-    use = (summary["lr"] == lr) & (summary["wd"] > 0)
-    for column, marker, colour, name in (("delay", "o", "tab:blue", "delay (grok − memorisation)"),
-                                         ("grok_epoch", "s", "tab:orange", "grokking epoch")):
-        values = summary[column][use]
-        ax.scatter(summary["wd"][use], values, marker=marker, s=14, alpha=0.45, color=colour, label=f"{name}, each run")
+    grokked = (summary["lr"] == lr) & (summary["wd"] > 0) & ~np.isnan(summary["grok_epoch"])
+    ax.scatter(summary["wd"][grokked], summary["grok_epoch"][grokked], marker="s", s=14, alpha=0.45, color="tab:orange",
+               label="grokking epoch, each run")
     medians = [r for r in rows if r["lr"] == lr and r["wd"] > 0 and r["grokked"]]
     if medians:
         x = np.array([r["wd"] for r in medians])
-        for prefix, colour, marker in (("delay", "tab:blue", "o"), ("grok", "tab:orange", "s")):
-            y = np.array([r[f"{prefix}_median"] for r in medians])
-            err = np.abs(np.array([[r[f"{prefix}_ci_low"] for r in medians], [r[f"{prefix}_ci_high"] for r in medians]]) - y)
-            ax.errorbar(x, y, yerr=err, fmt=marker + "-", color=colour, lw=1.5, ms=7, capsize=4,
-                        mfc="white", label=f"{'delay' if prefix == 'delay' else 'grokking epoch'}, median with 95% CI")
+        y = np.array([r["grok_median"] for r in medians])
+        err = np.abs(np.array([[r["grok_ci_low"] for r in medians], [r["grok_ci_high"] for r in medians]]) - y)
+        ax.errorbar(x, y, yerr=err, fmt="s-", color="tab:orange", lw=1.5, ms=7, capsize=4, mfc="white",
+                    label="grokking epoch, median with 95% CI")
     if fit is not None:
-        xs = np.geomspace(summary["wd"][use].min(), summary["wd"][use].max(), 50)
+        fitted = {level["wd"] for level in fit["levels"]}
+        use = (summary["lr"] == lr) & np.isin(summary["wd"], list(fitted)) & (summary["delay"] > 0)
+        ax.scatter(summary["wd"][use], summary["delay"][use], marker="o", s=14, alpha=0.45, color="tab:blue",
+                   label="delay (grok − memorisation), each run")
+        x = np.array([level["wd"] for level in fit["levels"]])
+        y = np.array([level["median"] for level in fit["levels"]])
+        err = np.abs(np.array([[level["low"] for level in fit["levels"]], [level["high"] for level in fit["levels"]]]) - y)
+        ax.errorbar(x, y, yerr=err, fmt="o-", color="tab:blue", lw=1.5, ms=7, capsize=4, mfc="white",
+                    label="delay, median with 95% CI")
+        xs = np.geomspace(x.min(), x.max(), 50)
         ax.plot(xs, fit["prefactor"] * xs ** (-fit["alpha"]), "k--", lw=1.2,
                 label=f"fit: delay ∝ wd^-{fit['alpha']:.2f} (95% CI {fit['alpha_low']:.2f}–{fit['alpha_high']:.2f})")
-    never = [r for r in rows if r["lr"] == lr and r["grokked"] < r["runs"]]
-    if never:
-        note = ", ".join(f"wd {r['wd']:g}: {r['grokked']}/{r['runs']}" for r in never)
-        ax.text(0.01, 0.01, f"grokked: {note}", transform=ax.transAxes, fontsize=8, va="bottom")
+    notes = [f"wd {r['wd']:g}: {r['grokked']}/{r['runs']} grokked" for r in rows if r["lr"] == lr and r["grokked"] < r["runs"]]
+    if fit is not None:
+        notes.append(f"delay fit: {fit['n_points']} runs whose delay exceeds the comprehension gap")
+    if notes:
+        ax.text(0.01, 0.01, "\n".join(notes), transform=ax.transAxes, fontsize=8, va="bottom")
     ax.set_xlabel("weight decay")
     ax.set_ylabel("epochs")
     ax.grid(alpha=0.3, which="both")
     if medians:  # log axes need something positive to show
         ax.set_xscale("log")
         ax.set_yscale("log")
-        wds = np.unique(summary["wd"][use])
+        wds = np.unique(summary["wd"][grokked])
         ax.set_xticks(wds, [f"{w:g}" for w in wds])
         ax.xaxis.set_minor_locator(NullLocator())
+        ax.yaxis.set_major_locator(LogLocator(subs=(1.0, 2.0, 5.0)))
         ax.yaxis.set_major_formatter(ScalarFormatter())
-        ax.yaxis.set_minor_formatter(ScalarFormatter())
+        ax.yaxis.set_minor_formatter(NullFormatter())
         ax.legend(fontsize=8, loc="upper right")
     else:
         ax.text(0.5, 0.5, "no run with wd > 0 grokked", transform=ax.transAxes, ha="center", va="center")
-    ax.set_title(f"{title}\ngrokking delay vs weight decay (lr {lr:g})", fontsize=11)
+    ax.set_title(f"{title}\ngrokking epoch and delay vs weight decay (lr {lr:g})", fontsize=11)
     return fig
 
 
@@ -179,3 +188,38 @@ def phase_diagram(rows: list[dict], title: str) -> Figure:
     fig.suptitle(f"{title}\nlr × wd phase diagram")
     return fig
 
+
+
+FRAMEWORK_COLOURS = {"grokjax": "tab:blue", "PyTorch": "tab:orange"}
+LOG_SCALE_METRICS = ("train_loss", "test_loss", "w1_delta_norm", "grad_norm")
+
+
+def framework_curves(curves: dict[str, dict[str, np.ndarray]], names: tuple[str, ...], title: str) -> Figure:
+    """grokjax against PyTorch, one panel per metric: every run as a thin line and the
+    median thick, per framework. ``curves`` maps a framework to {metric: [runs, epochs]}."""
+    columns = min(3, len(names))
+    rows = -(-len(names) // columns)
+    fig = Figure(figsize=(5.5 * columns, 4 * rows), layout="constrained")
+    axes = np.atleast_1d(fig.subplots(rows, columns)).ravel()
+    for ax, name in zip(axes, names):
+        for framework, metrics in curves.items():
+            values = np.asarray(metrics[name], float)
+            median = np.median(values, axis=0)
+            if name in LOG_SCALE_METRICS:  # e.g. ΔW1 is 0 at epoch 1 by definition
+                values, median = (np.where(v > 0, v, np.nan) for v in (values, median))
+            epochs = np.arange(1, values.shape[1] + 1)
+            colour = FRAMEWORK_COLOURS[framework]
+            for curve in values:
+                ax.plot(epochs, curve, color=colour, lw=0.6, alpha=0.3)
+            ax.plot(epochs, median, color=colour, lw=2.2,
+                    label=f"{framework}: median of {len(values)}" if len(values) > 1 else framework)
+        if name in LOG_SCALE_METRICS:
+            ax.set_yscale("log")
+        ax.set_title(name)
+        ax.set_xlabel("epoch")
+        ax.grid(alpha=0.3)
+        ax.legend(fontsize=8)
+    for ax in axes[len(names):]:
+        ax.set_visible(False)
+    fig.suptitle(f"{title}\nthin: each run; thick: median")
+    return fig

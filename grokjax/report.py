@@ -73,7 +73,7 @@ def write_report(
     folder = Path(folder)
     summary = analysis.run_summary(hparams, metrics, cfg)
     rows = analysis.group_summary(summary, cfg)
-    fit = analysis.delay_power_law(summary, cfg)
+    fit = analysis.delay_power_law(summary, metrics["test_acc"].shape[1], cfg)
     labels = {rules: analysis.stage_labels(metrics, rules, cfg) for rules in STAGE_RULES}
 
     write_csv(folder / "summary.csv", summary)

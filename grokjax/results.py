@@ -51,15 +51,15 @@ def environment() -> dict:
     }
 
 
-def new_results_dir(out: str | None, root: str = "results") -> Path:
-    """``out`` if given (it must not exist yet, or be empty), else a new timestamped
-    folder under ``root``; never an existing non-empty folder."""
+def new_results_dir(out: str | None, prefix: str = "sweep", root: str = "results") -> Path:
+    """``out`` if given (it must not exist yet, or be empty), else a new folder
+    ``root/prefix-<time>``; never an existing non-empty folder."""
     if out is None:
         stamp = datetime.datetime.now().strftime("%Y%m%d-%H%M%S")
-        path = Path(root) / f"sweep-{stamp}"
+        path = Path(root) / f"{prefix}-{stamp}"
         suffix = 1
         while path.exists():
-            path = Path(root) / f"sweep-{stamp}-{suffix}"
+            path = Path(root) / f"{prefix}-{stamp}-{suffix}"
             suffix += 1
     else:
         path = Path(out)

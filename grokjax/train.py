@@ -40,8 +40,8 @@ class Hparams(NamedTuple):
 
     seed: Any  # int32: initialisation and batch order
     data_seed: Any  # int32: train/test split
-    lr: Any  # float32
-    wd: Any  # float32
+    lr: Any  # float, in the configuration's dtype
+    wd: Any
 
 
 class RunData(NamedTuple):
@@ -68,8 +68,8 @@ def grid_hparams(config: SweepConfig) -> Hparams:
     return Hparams(
         seed=seeds,
         data_seed=data_seeds,
-        wd=np.array([wd for _, wd, _ in rows], np.float32),
-        lr=np.array([lr for _, _, lr in rows], np.float32),
+        wd=np.array([wd for _, wd, _ in rows], config.dtype),
+        lr=np.array([lr for _, _, lr in rows], config.dtype),
     )
 
 
@@ -81,11 +81,15 @@ def run_keys(hp: Hparams) -> tuple[jax.Array, jax.Array, jax.Array]:
     return split_key, jax.random.fold_in(seed_key, 1), jax.random.fold_in(seed_key, 2)
 
 
+def make_model(config: SweepConfig) -> ModularNet:
+    return ModularNet(config.m, config.hidden, jnp.dtype(config.dtype))
+
+
 def init_run(config: SweepConfig, hp: Hparams) -> tuple[RunData, RunState]:
     split_key, init_key, _ = run_keys(hp)
     run_data = RunData(*split_pairs(split_key, config.n_pairs, config.n_train))
     dummy = jnp.zeros((1,), jnp.int32)
-    params = ModularNet(config.m, config.hidden).init(init_key, dummy, dummy)
+    params = make_model(config).init(init_key, dummy, dummy)
     opt_state = make_optimizer(config.optimizer, hp.lr, hp.wd).init(params)
     w1 = fc1_kernel(params)
     state = RunState(params, opt_state, w1, jnp.zeros((M.GRAD_HISTORY,) + w1.shape, w1.dtype))
@@ -131,13 +135,14 @@ def train_epoch(
     config: SweepConfig, hp: Hparams, dataset: Dataset, run_data: RunData, state: RunState, epoch: jax.Array
 ) -> tuple[RunState, dict[str, jax.Array]]:
     """Train one epoch (0-based index ``epoch``) and measure it, as the study logs it."""
-    model = ModularNet(config.m, config.hidden)
+    model = make_model(config)
     optimizer = make_optimizer(config.optimizer, hp.lr, hp.wd)
     _, _, shuffle_key = run_keys(hp)
     order_key, probe_key = jax.random.split(jax.random.fold_in(shuffle_key, epoch))
 
     w1 = fc1_kernel(state.params)
-    carry = StepCarry(state.params, state.opt_state, jnp.zeros(()), jnp.zeros(()), jnp.zeros_like(w1))
+    zero = jnp.zeros((), w1.dtype)
+    carry = StepCarry(state.params, state.opt_state, zero, zero, jnp.zeros_like(w1))
     carry, _ = jax.lax.scan(
         partial(train_step, model, optimizer, dataset, run_data.train_pairs),
         carry,
@@ -183,7 +188,7 @@ def train_chunk(
     chunk has one shape and the sweep compiles once."""
 
     def skip_epoch(state, epoch):
-        return state, {name: jnp.zeros((), jnp.float32) for name in M.METRIC_NAMES}
+        return state, {name: jnp.zeros((), config.dtype) for name in M.METRIC_NAMES}
 
     def epoch_body(state, epoch):
         return jax.lax.cond(
@@ -224,7 +229,7 @@ def make_train(config: SweepConfig) -> Trainer:
 
 class SweepResult(NamedTuple):
     hparams: Hparams  # numpy, [runs] each
-    metrics: dict[str, np.ndarray]  # name -> [runs, epochs] float32
+    metrics: dict[str, np.ndarray]  # name -> [runs, epochs], in the configuration's dtype
     state: RunState  # final per-run state (leading runs axis)
     compile_seconds: float
     train_seconds: float
@@ -232,6 +237,8 @@ class SweepResult(NamedTuple):
 
 def run_sweep(config: SweepConfig, hparams: Hparams | None = None, progress: bool = False) -> SweepResult:
     """Train every run of the sweep in one compiled program, chunk by chunk."""
+    if config.dtype == "float64" and not jax.config.jax_enable_x64:
+        raise ValueError("dtype float64 needs jax.config.update('jax_enable_x64', True) before any JAX call")
     hparams = grid_hparams(config) if hparams is None else hparams
     n_runs = len(hparams.seed)
     trainer = make_train(config)
@@ -244,7 +251,7 @@ def run_sweep(config: SweepConfig, hparams: Hparams | None = None, progress: boo
     compile_seconds = time.perf_counter() - start
 
     start = time.perf_counter()
-    history = {name: np.zeros((n_runs, config.epochs), np.float32) for name in M.METRIC_NAMES}
+    history = {name: np.zeros((n_runs, config.epochs), config.dtype) for name in M.METRIC_NAMES}
     with tqdm(total=config.epochs, unit="epoch", disable=not progress, desc=f"{n_runs} runs") as bar:
         for first in range(0, config.epochs, trainer.chunk_epochs):
             state, chunk_metrics = compiled_chunk(hparams, dataset, run_data, state, np.int32(first))

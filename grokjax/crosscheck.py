@@ -1,0 +1,433 @@
+"""``python -m grokjax.crosscheck``: measure how closely grokjax reproduces the PyTorch study.
+
+* ``parity``: one configuration, identical start (grokjax's initial parameters copied into
+  PyTorch), split and minibatch order; both trained side by side; the largest relative
+  deviation of every per-epoch metric. Exit status 1 when a bound fails.
+* ``seeds``: N independent seeds in each framework; grokking epochs, final W1 norms and
+  final test accuracies compared with a permutation test.
+* ``history FILE.json``: the study's own saved histories against a grokjax seed band.
+
+Needs the optional ``torch`` extra.
+"""
+
+from __future__ import annotations
+
+import argparse
+import itertools
+import json
+import math
+import re
+import sys
+from pathlib import Path
+from typing import NamedTuple
+
+import numpy as np
+
+# The study's history keys, in its order, and grokjax's name for each.
+STUDY_KEYS = {
+    "train_loss": "train_loss",
+    "train_acc": "train_acc",
+    "test_loss": "test_loss",
+    "test_acc": "test_acc",
+    "w_norm_fc1": "w1_norm",
+    "delta_w_norm_fc1": "w1_delta_norm",
+    "grad_norm_fc1": "grad_norm",
+    "grad_cosine_sim": "grad_cosine_sim",
+    "feature_diversity": "feature_diversity",
+    "node_similarity_mean": "node_similarity",
+    "neuron_grad_cosine": "neuron_grad_cosine",  # grokjax's addition, not in the study
+}
+
+
+# float64 parity tolerance (over >= 200 steps) and float32 (over the first 10 steps)
+FLOAT64_BOUND = 1e-9
+FLOAT32_BOUND = 1e-5
+FLOAT64_MIN_STEPS = 200
+FLOAT32_STEPS = 10
+
+
+def relative_deviation(ours: np.ndarray, reference: np.ndarray) -> float:
+    """max |ours - reference| / max(|ours|, |reference|) over epochs (0 where both are 0)."""
+    ours, reference = np.asarray(ours, np.float64), np.asarray(reference, np.float64)
+    scale = np.maximum(np.abs(ours), np.abs(reference))
+    deviation = np.where(scale > 0, np.abs(ours - reference) / np.where(scale > 0, scale, 1.0), 0.0)
+    return float(deviation.max())
+
+
+def grokjax_schedule(config, hp):
+    """The split, batch order and feature batches grokjax uses for run ``hp``, as a
+    :class:`~grokjax.torch_ref.Schedule` for the PyTorch reference."""
+    import jax
+
+    from grokjax.data import batch_schedule, random_subset
+    from grokjax.torch_ref import Schedule
+    from grokjax.train import init_run, run_keys
+
+    run_data, _ = init_run(config, hp)
+    shuffle_key = run_keys(hp)[2]
+
+    def epoch_keys(epoch):
+        return jax.random.split(jax.random.fold_in(shuffle_key, epoch))
+
+    def epoch_batches(epoch):
+        positions, weights = map(np.asarray, batch_schedule(epoch_keys(epoch)[0], config.n_train, config.effective_batch))
+        return [p[w > 0] for p, w in zip(positions, weights)]
+
+    def probe_batch(epoch):
+        return np.asarray(random_subset(epoch_keys(epoch)[1], config.n_train, config.effective_batch))
+
+    return Schedule(np.asarray(run_data.train_pairs), np.asarray(run_data.test_pairs), epoch_batches, probe_batch)
+
+
+def parity(config, torch_optimizer: str | None = None) -> dict[str, float]:
+    """Train the single run of ``config`` in grokjax and in the PyTorch reference from the
+    same start, split and batch order; return the largest relative deviation per metric.
+    ``torch_optimizer`` overrides the reference's optimizer (to show a mismatch is caught)."""
+    import torch
+
+    from grokjax.torch_ref import train_reference
+    from grokjax.train import Hparams, grid_hparams, init_run, run_sweep
+
+    hparams = grid_hparams(config)
+    hp = Hparams(*(np.asarray(x)[0] for x in hparams))
+    _, initial = init_run(config, hp)
+    ours = run_sweep(config, hparams)
+    reference = train_reference(
+        config.m, config.op, config.hidden, config.epochs, float(hp.lr), float(hp.wd),
+        grokjax_schedule(config, hp), optimizer=torch_optimizer or config.optimizer,
+        init_params=initial.params, dtype=torch.float64 if config.dtype == "float64" else torch.float32,
+    )
+    return {name: relative_deviation(ours.metrics[name][0], reference[key]) for key, name in STUDY_KEYS.items()}
+
+
+def run_parity(args) -> int:
+    import jax
+
+    jax.config.update("jax_enable_x64", True)  # float64 runs; float32 runs are unaffected
+    from grokjax.config import SweepConfig
+
+    failures = 0
+    print(f"parity: m={args.m} hidden={args.hidden} lr={args.lr} wd={args.wd} seed={args.seed}; "
+          f"bounds: float64 <= {FLOAT64_BOUND:g} over >= {FLOAT64_MIN_STEPS} steps, float32 <= {FLOAT32_BOUND:g} over the first {FLOAT32_STEPS}")
+    for optimizer, batch_size in itertools.product(args.optimizers.split(","), args.batch_sizes):
+        for dtype, bound in (("float64", FLOAT64_BOUND), ("float32", FLOAT32_BOUND)):
+            base = SweepConfig(m=args.m, hidden=args.hidden, batch_size=batch_size, optimizer=optimizer,
+                               seeds=(args.seed,), wds=(args.wd,), lrs=(args.lr,), dtype=dtype)
+            steps = FLOAT64_MIN_STEPS if dtype == "float64" else FLOAT32_STEPS
+            epochs = -(-steps // base.steps_per_epoch)
+            config = SweepConfig(**{**base.to_dict(), "epochs": epochs, "chunk_epochs": epochs})
+            deviations = parity(config, args.torch_optimizer)
+            worst = max(deviations, key=deviations.get)
+            ok = deviations[worst] <= bound
+            failures += not ok
+            print(f"\n{optimizer:5s} batch {batch_size or 'full':>4} {dtype}: {epochs} epochs = {epochs * base.steps_per_epoch} steps; "
+                  f"largest deviation {deviations[worst]:.2e} ({worst}) {'PASS' if ok else 'FAIL'}")
+            for name, value in deviations.items():
+                print(f"    {name:20s} {value:.2e}")
+    print(f"\n{'all parity checks passed' if not failures else f'{failures} parity check(s) failed'}")
+    return 1 if failures else 0
+
+
+def mann_whitney_permutation(x: np.ndarray, y: np.ndarray, samples: int = 20000, seed: int = 0) -> tuple[float, float]:
+    """Mann–Whitney U of x against y (ties count half; inf is allowed, e.g. "never grokked")
+    and its two-sided p-value from the permutation distribution: exact enumeration when
+    there are at most 20000 splits, else ``samples`` random ones."""
+    x, y = np.asarray(x, float), np.asarray(y, float)
+    pooled = np.concatenate([x, y])
+    n = len(x)
+    ordered = np.sort(pooled)
+    # 1-based ranks, ties sharing their average rank; U of a group = its rank sum - n(n+1)/2
+    ranks = (np.searchsorted(ordered, pooled, "left") + np.searchsorted(ordered, pooled, "right") + 1) / 2
+    if math.comb(len(pooled), n) <= samples:
+        splits = np.array(list(itertools.combinations(range(len(pooled)), n)))
+    else:
+        rng = np.random.default_rng(seed)
+        splits = np.argsort(rng.random((samples, len(pooled))), axis=1)[:, :n]
+    null = ranks[splits].sum(axis=1) - n * (n + 1) / 2
+    observed = ranks[:n].sum() - n * (n + 1) / 2
+    centre = n * len(y) / 2
+    p = float(np.mean(np.abs(null - centre) >= abs(observed - centre) - 1e-9))
+    return float(observed), p
+
+
+def torch_seed_runs(config, progress: bool = True) -> dict[str, dict]:
+    """Train every seed of ``config`` (one wd, one lr) in the PyTorch reference with the
+    study's own randomness; histories keyed like the study's combined file."""
+    from tqdm.auto import tqdm
+
+    from grokjax.torch_ref import study_schedule, train_reference
+
+    (wd,), (lr,) = config.wds, config.lrs
+    histories = {}
+    with tqdm(total=len(config.seeds) * config.epochs, unit="epoch", disable=not progress, desc="PyTorch") as bar:
+        for seed in config.seeds:
+            schedule = study_schedule(config.n_pairs, config.train_frac, config.batch_size, seed)
+            histories[f"seed{seed}"] = train_reference(
+                config.m, config.op, config.hidden, config.epochs, lr, wd, schedule,
+                optimizer=config.optimizer, on_epoch=lambda epoch, values: bar.update(1),
+            )
+    return histories
+
+
+def compare_samples(ours: np.ndarray, reference: np.ndarray) -> dict:
+    """Medians, ranges and a Mann–Whitney permutation test of two per-seed samples
+    (NaN, e.g. never grokked, ranks above everything)."""
+    as_ranked = [np.where(np.isnan(v), np.inf, v) for v in (ours, reference)]
+    u, p = mann_whitney_permutation(*as_ranked)
+
+    def describe(values):
+        reached = values[~np.isnan(values)]
+        return {"median": float(np.median(reached)) if len(reached) else None,
+                "min": float(reached.min()) if len(reached) else None,
+                "max": float(reached.max()) if len(reached) else None,
+                "reached": int(len(reached)), "n": int(len(values)), "values": [None if np.isnan(v) else float(v) for v in values]}
+
+    return {"grokjax": describe(ours), "pytorch": describe(reference), "mann_whitney_u": u, "p_value": p}
+
+
+def run_seeds(args) -> int:
+    from grokjax import analysis, plots
+    from grokjax.config import SweepConfig
+    from grokjax.report import save_figure
+    from grokjax.results import environment, new_results_dir, write_atomic, write_metrics
+    from grokjax.train import run_sweep
+
+    config = SweepConfig(m=args.m, hidden=args.hidden, epochs=args.epochs, batch_size=args.batch_size,
+                         seeds=tuple(range(args.seeds)), wds=(args.wd,), lrs=(args.lr,))
+    out = new_results_dir(args.out, prefix="crosscheck-seeds")
+    print(f"seeds: {args.seeds} seeds in each framework, m={config.m} hidden={config.hidden} lr={args.lr} wd={args.wd}, "
+          f"{config.epochs} epochs", flush=True)
+    ours = run_sweep(config, progress=not args.quiet)
+    histories = torch_seed_runs(config, progress=not args.quiet)
+    theirs = {name: np.array([h[key] for h in histories.values()]) for key, name in STUDY_KEYS.items()}
+
+    quantities = {
+        "grok_epoch": (analysis.grok_epoch(ours.metrics["test_acc"]), analysis.grok_epoch(theirs["test_acc"])),
+        "final_w1_norm": (ours.metrics["w1_norm"][:, -1], theirs["w1_norm"][:, -1]),
+        "final_test_acc": (ours.metrics["test_acc"][:, -1], theirs["test_acc"][:, -1]),
+    }
+    comparison = {name: compare_samples(*map(np.asarray, pair)) for name, pair in quantities.items()}
+    consistent = all(c["p_value"] >= args.alpha for c in comparison.values())
+    verdict = "consistent" if consistent else "differs"
+
+    print(f"\n{'quantity':16s} {'grokjax median (min-max)':>28s} {'PyTorch median (min-max)':>28s} {'reached':>9s} {'U':>6s} {'p':>7s}")
+    for name, c in comparison.items():
+        cells = [f"{d['median']:.4g} ({d['min']:.4g}-{d['max']:.4g})" if d["median"] is not None else "never" for d in (c["grokjax"], c["pytorch"])]
+        reached = f"{c['grokjax']['reached']}/{c['pytorch']['reached']}"
+        print(f"{name:16s} {cells[0]:>28s} {cells[1]:>28s} {reached:>9s} {c['mann_whitney_u']:6.1f} {c['p_value']:7.3f}")
+    print(f"\nverdict: {verdict} (two-sided Mann–Whitney permutation tests at level {args.alpha}; "
+          f"with {args.seeds} seeds per side only large differences can be detected)")
+
+    record = {"config": config.to_dict(), "alpha": args.alpha, "verdict": verdict, "comparison": comparison,
+              "pytorch_elapsed_seconds": [h["elapsed"] for h in histories.values()],
+              "grokjax_seconds": {"compile": ours.compile_seconds, "train": ours.train_seconds},
+              "environment": environment()}
+    write_atomic(out / "seeds.json", (json.dumps(record, indent=2) + "\n").encode())
+    write_metrics(out / "metrics.npz", ours.hparams, ours.metrics)
+    key = f"m{config.m}_hd{config.hidden}_lr{args.lr}_wd{args.wd}"
+    combined = {"hist": {f"{key}_{seed}": h for seed, h in histories.items()},
+                "grok_pt": {f"{key}_{seed}": (None if np.isnan(g) else int(g)) for seed, g in zip(histories, quantities["grok_epoch"][1])}}
+    write_atomic(out / "pytorch_histories.json", json.dumps(combined).encode())
+    title = f"m={config.m} hidden {config.hidden}, lr {args.lr:g}, wd {args.wd:g}: {args.seeds} seeds per framework"
+    save_figure(plots.framework_curves({"grokjax": ours.metrics, "PyTorch": theirs}, ("test_acc", "train_acc", "w1_norm"), title),
+                out / "seeds.png")
+    print(f"results in {out}")
+    return 0
+
+
+# The study's run key, e.g. m97_hd128_lr0.001_wd0.0001 (in file names and combined-file keys)
+KEY_PATTERN = re.compile(r"m(\d+)_hd(\d+)_lr([0-9.eE+-]+?)_wd([0-9.eE+-]+?)(?=_|\.json$|$)")
+
+
+class StudyRun(NamedTuple):
+    key: str
+    m: int
+    hidden: int
+    lr: float
+    wd: float
+    history: dict[str, np.ndarray]  # grokjax metric name -> [epochs]
+    grok_point: float  # the file's own grok point, else the study's rule on its test_acc; NaN: never
+
+
+def parse_key(key: str, where: str) -> tuple[int, int, float, float]:
+    match = KEY_PATTERN.search(key)
+    if match is None:
+        raise ValueError(f"{where}: cannot read the configuration from {key!r}; expected a key like "
+                         "m97_hd128_lr0.001_wd0.0001 (or a file named grok_mod_full_m97_hd128_lr0.001_wd0.0001_hist.json)")
+    m, hidden, lr, wd = match.groups()
+    try:
+        return int(m), int(hidden), float(lr), float(wd)
+    except ValueError:
+        raise ValueError(f"{where}: cannot read the numbers in {key!r}") from None
+
+
+def parse_history(raw, where: str) -> dict[str, np.ndarray]:
+    """The study's per-run history (optionally wrapped in {"history": ...}) as grokjax-named arrays."""
+    if isinstance(raw, dict) and isinstance(raw.get("history"), dict):
+        raw = raw["history"]
+    if not isinstance(raw, dict):
+        raise ValueError(f"{where}: a history must be a JSON object of metric lists, got {type(raw).__name__}")
+    if "test_acc" not in raw:
+        raise ValueError(f"{where}: the history has no 'test_acc' (keys found: {', '.join(sorted(raw)) or 'none'})")
+    history = {}
+    for key, name in STUDY_KEYS.items():
+        if key not in raw:
+            continue
+        values = raw[key]
+        if not isinstance(values, list) or not values or not all(isinstance(v, (int, float)) and not isinstance(v, bool) for v in values):
+            raise ValueError(f"{where}: '{key}' must be a non-empty list of numbers")
+        history[name] = np.asarray(values, float)
+    lengths = {name: len(v) for name, v in history.items()}
+    if len(set(lengths.values())) > 1:
+        raise ValueError(f"{where}: the metric lists differ in length: {lengths}")
+    return history
+
+
+def read_study_histories(path: Path) -> list[StudyRun]:
+    """Histories from the study's result files: one run's ``*_hist.json`` (configuration from
+    its name) or the combined file with ``hist`` (and optionally ``grok_pt``) keyed by run."""
+    from grokjax.analysis import grok_epoch
+
+    path = Path(path)
+    if not path.is_file():
+        raise FileNotFoundError(f"{path}: no such file")
+    try:
+        data = json.loads(path.read_text())
+    except (json.JSONDecodeError, UnicodeDecodeError) as error:
+        raise ValueError(f"{path} is not valid JSON: {error}") from None
+    if not isinstance(data, dict):
+        raise ValueError(f"{path}: expected a JSON object (a run's history, or one with 'hist'), got {type(data).__name__}")
+    if "hist" in data:
+        if not isinstance(data["hist"], dict) or not data["hist"]:
+            raise ValueError(f"{path}: 'hist' must be a non-empty object mapping run keys to histories")
+        entries = data["hist"].items()
+        grok_points = data.get("grok_pt") if isinstance(data.get("grok_pt"), dict) else {}
+    else:
+        entries = [(path.name, data)]
+        grok_points = {}
+    runs = []
+    for key, raw in entries:
+        where = f"{path} [{key}]" if "hist" in data else str(path)
+        m, hidden, lr, wd = parse_key(key, where)
+        history = parse_history(raw, where)
+        point = grok_points.get(key)
+        if point is None or not isinstance(point, (int, float)):
+            point = grok_epoch(history["test_acc"][None])[0]
+        runs.append(StudyRun(key, m, hidden, lr, wd, history, float(point)))
+    return runs
+
+
+def percentile_of(value: float, sample: np.ndarray) -> float:
+    """Share of ``sample`` below ``value`` plus half the ties, in percent (NaN = never = +inf)."""
+    value = np.inf if np.isnan(value) else value
+    sample = np.where(np.isnan(sample), np.inf, sample)
+    return float(100 * (np.mean(sample < value) + 0.5 * np.mean(sample == value)))
+
+
+def run_history(args) -> int:
+    from grokjax import analysis, plots
+    from grokjax.config import SweepConfig
+    from grokjax.report import save_figure
+    from grokjax.results import new_results_dir, write_atomic, write_csv
+    from grokjax.train import run_sweep
+
+    runs = read_study_histories(Path(args.file))
+    out = new_results_dir(args.out, prefix="crosscheck-history")
+    groups: dict[tuple, list[StudyRun]] = {}
+    for run in runs:
+        groups.setdefault((run.m, run.hidden, len(run.history["test_acc"])), []).append(run)
+    rows = {k: [] for k in ("key", "pytorch_grok_epoch", "grokjax_grok_median", "grokjax_grok_min", "grokjax_grok_max",
+                            "grokjax_grokked", "pytorch_grok_percentile", "pytorch_final_test_acc", "grokjax_final_test_acc_median")}
+    for (m, hidden, epochs), members in groups.items():
+        config = SweepConfig(m=m, hidden=hidden, epochs=epochs, op=args.op, batch_size=args.batch_size,
+                             train_frac=args.train_frac, seeds=tuple(range(args.seeds)),
+                             wds=tuple(sorted({r.wd for r in members})), lrs=tuple(sorted({r.lr for r in members})))
+        print(f"grokjax: m={m} hidden={hidden}, {epochs} epochs, {config.n_runs} runs", flush=True)
+        sweep = run_sweep(config, progress=not args.quiet)
+        grok = analysis.grok_epoch(sweep.metrics["test_acc"])
+        for run in members:
+            mine = np.isclose(sweep.hparams.wd, run.wd, rtol=1e-6, atol=0) & np.isclose(sweep.hparams.lr, run.lr, rtol=1e-6)
+            ours = {name: values[mine] for name, values in sweep.metrics.items()}
+            names = tuple(name for name in run.history if name in ours)
+            title = f"{args.file}: {run.key} against {mine.sum()} grokjax seeds"
+            save_figure(plots.framework_curves({"grokjax": ours, "PyTorch": {n: run.history[n][None] for n in names}}, names, title),
+                        out / f"history_{run.key}.png")
+            reached = grok[mine][~np.isnan(grok[mine])]
+            rows["key"].append(run.key)
+            rows["pytorch_grok_epoch"].append(run.grok_point)
+            rows["grokjax_grok_median"].append(float(np.median(reached)) if len(reached) else np.nan)
+            rows["grokjax_grok_min"].append(float(reached.min()) if len(reached) else np.nan)
+            rows["grokjax_grok_max"].append(float(reached.max()) if len(reached) else np.nan)
+            rows["grokjax_grokked"].append(f"{len(reached)}/{mine.sum()}")
+            rows["pytorch_grok_percentile"].append(percentile_of(run.grok_point, grok[mine]))
+            rows["pytorch_final_test_acc"].append(float(run.history["test_acc"][-1]))
+            rows["grokjax_final_test_acc_median"].append(float(np.median(ours["test_acc"][:, -1])))
+    write_csv(out / "history.csv", rows)
+
+    def epoch(v):
+        return "never" if np.isnan(v) else f"{v:.0f}"
+
+    print(f"\n{'run':32s} {'PyTorch grok':>12s} {'grokjax grok: median (min-max)':>31s} {'grokked':>8s} {'PyTorch percentile':>19s}")
+    for i, key in enumerate(rows["key"]):
+        span = (f"{epoch(rows['grokjax_grok_median'][i])} ({epoch(rows['grokjax_grok_min'][i])}-{epoch(rows['grokjax_grok_max'][i])})"
+                if not np.isnan(rows["grokjax_grok_median"][i]) else "never")
+        print(f"{key:32s} {epoch(rows['pytorch_grok_epoch'][i]):>12s} {span:>31s} {rows['grokjax_grokked'][i]:>8s} "
+              f"{rows['pytorch_grok_percentile'][i]:>18.0f}%")
+    print("\npercentile: share of grokjax seeds that grokked before the PyTorch run (never counts as last)")
+    write_atomic(out / "history.json", (json.dumps({"file": str(args.file), "seeds": args.seeds}, indent=2) + "\n").encode())
+    print(f"results in {out}")
+    return 0
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog="python -m grokjax.crosscheck", description=__doc__.split("\n\n")[0])
+    commands = parser.add_subparsers(dest="command", required=True)
+    p = commands.add_parser("parity", help="same start, same data, same order: trajectories must agree",
+                            formatter_class=argparse.ArgumentDefaultsHelpFormatter)
+    p.add_argument("--m", type=int, default=23, help="modulus")
+    p.add_argument("--hidden", type=int, default=32, help="hidden width")
+    p.add_argument("--lr", type=float, default=1e-3)
+    p.add_argument("--wd", type=float, default=1e-4)
+    p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--optimizers", default="adam,adamw", help="comma-separated optimizers to check")
+    p.add_argument("--batch-sizes", type=lambda text: [int(x) for x in text.split(",")], default="32,0",
+                   help="comma-separated batch sizes to check; 0 = full batch")
+    p.add_argument("--torch-optimizer", choices=("adam", "adamw", "sgd"), default=None,
+                   help="give the PyTorch side another optimizer (to see a mismatch fail)")
+
+    s = commands.add_parser("seeds", help="independent seeds in each framework: do the distributions agree?",
+                            formatter_class=argparse.ArgumentDefaultsHelpFormatter)
+    s.add_argument("--m", type=int, default=97, help="modulus")
+    s.add_argument("--hidden", type=int, default=128, help="hidden width")
+    s.add_argument("--lr", type=float, default=1e-3)
+    s.add_argument("--wd", type=float, default=1e-4)
+    s.add_argument("--batch-size", type=int, default=128, help="0 = full batch")
+    s.add_argument("--seeds", type=int, default=8, help="seeds per framework")
+    s.add_argument("--epochs", type=int, default=1000)
+    s.add_argument("--alpha", type=float, default=0.05, help="test level for the verdict")
+    s.add_argument("--out", default=None, help="results folder (default: a new results/crosscheck-seeds-<time>)")
+    s.add_argument("--quiet", action="store_true", help="no progress bars")
+
+    h = commands.add_parser("history", help="the PyTorch study's saved histories against a grokjax seed band",
+                            formatter_class=argparse.ArgumentDefaultsHelpFormatter)
+    h.add_argument("file", help="a *_hist.json of one run, or the combined file with 'hist' and 'grok_pt'")
+    h.add_argument("--seeds", type=int, default=5, help="grokjax seeds per configuration")
+    h.add_argument("--op", choices=("add", "sub", "mul", "div"), default="add", help="the study's operation (not in its file names)")
+    h.add_argument("--batch-size", type=int, default=128, help="the study's batch size")
+    h.add_argument("--train-frac", type=float, default=0.5, help="the study's train fraction")
+    h.add_argument("--out", default=None, help="results folder (default: a new results/crosscheck-history-<time>)")
+    h.add_argument("--quiet", action="store_true", help="no progress bars")
+    return parser
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = build_parser()
+    args = parser.parse_args(argv)
+    try:
+        return {"parity": run_parity, "seeds": run_seeds, "history": run_history}[args.command](args)
+    except (ValueError, FileNotFoundError, FileExistsError) as error:
+        parser.exit(2, f"{parser.prog} {args.command}: error: {error}\n")
+
+
+if __name__ == "__main__":
+    sys.exit(main())

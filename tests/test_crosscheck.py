@@ -1,0 +1,158 @@
+import csv
+import itertools
+import json
+import subprocess
+import sys
+
+import numpy as np
+import pytest
+import torch
+
+from grokjax import crosscheck
+from grokjax.config import SweepConfig
+from grokjax.torch_ref import ModularNet as TorchNet
+from grokjax.torch_ref import load_flax_params, study_schedule, train_reference
+from grokjax.train import Hparams, grid_hparams, init_run
+from reference import forward
+
+
+def run_cli(*args):
+    return subprocess.run([sys.executable, "-m", "grokjax.crosscheck", *args], capture_output=True, text=True, timeout=600)
+
+
+def test_flax_parameters_load_into_pytorch():
+    config = SweepConfig(m=11, hidden=8, batch_size=16, seeds=(3,), wds=(0.0,))
+    hp = Hparams(*(np.asarray(x)[0] for x in grid_hparams(config)))
+    _, state = init_run(config, hp)
+    model = TorchNet(11, 8)
+    load_flax_params(model, state.params)
+    x = torch.tensor([[1, 2], [10, 0], [5, 5]])
+    expected, _ = forward(state.params, x[:, 0].numpy(), x[:, 1].numpy())
+    np.testing.assert_allclose(model(x).detach().numpy(), expected, rtol=1e-5, atol=1e-6)
+
+
+def test_study_schedule_is_reproducible_and_a_partition():
+    first = study_schedule(121, 0.5, 16, seed=4)
+    second = study_schedule(121, 0.5, 16, seed=4)
+    np.testing.assert_array_equal(first.train_pairs, second.train_pairs)
+    assert sorted(np.concatenate([first.train_pairs, first.test_pairs]).tolist()) == list(range(121))
+    batches = first.epoch_batches(0)
+    assert [len(b) for b in batches] == [16, 16, 16, 12]  # last batch kept partial
+    assert sorted(np.concatenate(batches).tolist()) == list(range(60))
+
+
+def test_reference_history_uses_the_study_keys():
+    history = train_reference(11, "add", 8, 3, 1e-2, 1e-3, study_schedule(121, 0.5, 16, seed=0))
+    assert set(history) == set(crosscheck.STUDY_KEYS) | {"elapsed"}
+    assert all(len(history[key]) == 3 for key in crosscheck.STUDY_KEYS)
+    assert history["delta_w_norm_fc1"][0] == 0.0 and history["grad_cosine_sim"][0] == 0.0
+
+
+def test_parity_float64_passes_and_catches_adamw_posing_as_adam():
+    args = ["parity", "--m", "11", "--hidden", "8", "--wd", "0.05", "--optimizers", "adam", "--batch-sizes", "16"]
+    passed = run_cli(*args)
+    assert passed.returncode == 0, passed.stdout + passed.stderr
+    assert "float64: 50 epochs = 200 steps" in passed.stdout and "all parity checks passed" in passed.stdout
+    failed = run_cli(*args, "--torch-optimizer", "adamw")
+    assert failed.returncode == 1 and "FAIL" in failed.stdout
+
+
+def test_mann_whitney_permutation_against_brute_force():
+    assert crosscheck.mann_whitney_permutation([1, 2, 3], [4, 5, 6]) == (0.0, 0.1)  # 2 of 20 splits as extreme
+    rng = np.random.default_rng(0)
+    x, y = rng.integers(0, 6, 5).astype(float), rng.integers(2, 8, 4).astype(float)
+    pooled = np.concatenate([x, y])
+
+    def u(first):
+        a, b = pooled[list(first)], np.delete(pooled, list(first))
+        return sum((ai > bi) + 0.5 * (ai == bi) for ai in a for bi in b)
+
+    observed = u(range(5))
+    null = [u(c) for c in itertools.combinations(range(9), 5)]
+    expected_p = np.mean([abs(v - 10) >= abs(observed - 10) - 1e-9 for v in null])
+    assert crosscheck.mann_whitney_permutation(x, y) == pytest.approx((observed, expected_p))
+
+
+def write_json(path, data):
+    path.write_text(json.dumps(data))
+    return path
+
+
+def history(epochs=6, **overrides):
+    h = {"train_loss": [1.0] * epochs, "train_acc": [0.5] * epochs, "test_loss": [2.0] * epochs,
+         "test_acc": [0.1] * epochs, "w_norm_fc1": [3.0] * epochs, "elapsed": 1.5}
+    h.update(overrides)
+    return h
+
+
+def test_reads_a_single_run_file_with_its_configuration_from_the_name(tmp_path):
+    path = write_json(tmp_path / "grok_mod_full_m97_hd128_lr0.001_wd0.0001_hist.json", {"history": history(), "stage_start": {}})
+    (run,) = crosscheck.read_study_histories(path)
+    assert (run.m, run.hidden, run.lr, run.wd) == (97, 128, 0.001, 0.0001)
+    assert set(run.history) == {"train_loss", "train_acc", "test_loss", "test_acc", "w1_norm"}
+    assert np.isnan(run.grok_point)
+
+
+def test_reads_the_combined_file(tmp_path):
+    acc = [0.0] * 60 + [1.0] * 10
+    data = {"hist": {"m97_hd32_lr0.0005_wd0.0": history(70, test_acc=acc), "m97_hd64_lr0.001_wd0.0001": history(70, test_acc=acc)},
+            "grok_pt": {"m97_hd32_lr0.0005_wd0.0": None, "m97_hd64_lr0.001_wd0.0001": 42}}
+    runs = crosscheck.read_study_histories(write_json(tmp_path / "grokking_all_full_hist.json", data))
+    assert [(r.hidden, r.lr, r.wd) for r in runs] == [(32, 0.0005, 0.0), (64, 0.001, 0.0001)]
+    assert runs[0].grok_point == 61  # computed with the study's rule where the file has none
+    assert runs[1].grok_point == 42  # the file's own grok point wins
+
+
+@pytest.mark.parametrize(
+    "name,content,message",
+    [
+        ("x_m97_hd128_lr0.001_wd0.0001.json", "{not json", "is not valid JSON"),
+        ("x_m97_hd128_lr0.001_wd0.0001.json", "[1, 2]", "expected a JSON object"),
+        ("results.json", json.dumps(history()), "cannot read the configuration"),
+        ("x_m97_hd128_lr0.001_wd0.0001.json", json.dumps({"train_acc": [1.0]}), "has no 'test_acc'"),
+        ("x_m97_hd128_lr0.001_wd0.0001.json", json.dumps(history(test_acc=[0.1, "a"])), "'test_acc' must be a non-empty list"),
+        ("x_m97_hd128_lr0.001_wd0.0001.json", json.dumps(history(train_acc=[0.5])), "differ in length"),
+        ("all.json", json.dumps({"hist": {}}), "'hist' must be a non-empty object"),
+        ("all.json", json.dumps({"hist": {"run_a": history()}}), "[run_a]: cannot read the configuration"),
+    ],
+)
+def test_bad_history_files_get_a_clear_error(tmp_path, name, content, message):
+    path = tmp_path / name
+    path.write_text(content)
+    with pytest.raises(ValueError, match=None) as error:
+        crosscheck.read_study_histories(path)
+    assert message in str(error.value)
+    result = run_cli("history", str(path), "--out", str(tmp_path / "out"))
+    assert result.returncode == 2 and message in result.stderr and "Traceback" not in result.stderr
+
+
+def test_missing_history_file(tmp_path):
+    result = run_cli("history", str(tmp_path / "nothing.json"))
+    assert result.returncode == 2 and "no such file" in result.stderr
+
+
+def test_history_end_to_end(tmp_path):
+    acc = [0.0] * 8
+    path = write_json(tmp_path / "grok_mod_full_m11_hd8_lr0.01_wd0.001_hist.json", history(8, test_acc=acc))
+    out = tmp_path / "out"
+    result = run_cli("history", str(path), "--seeds", "2", "--batch-size", "16", "--out", str(out), "--quiet")
+    assert result.returncode == 0, result.stderr
+    assert "m11_hd8_lr0.01_wd0.001" in result.stdout
+    assert (out / "history_grok_mod_full_m11_hd8_lr0.01_wd0.001_hist.json.png").stat().st_size > 10_000
+    with open(out / "history.csv") as f:
+        (row,) = list(csv.DictReader(f))
+    assert row["grokjax_grokked"] == "0/2" and row["pytorch_grok_epoch"] == "" and row["pytorch_grok_percentile"] == "50"
+
+
+def test_seeds_end_to_end(tmp_path):
+    out = tmp_path / "seeds"
+    result = run_cli("seeds", "--m", "11", "--hidden", "8", "--batch-size", "16", "--seeds", "2", "--epochs", "4",
+                     "--out", str(out), "--quiet")
+    assert result.returncode == 0, result.stderr
+    assert "verdict:" in result.stdout
+    record = json.loads((out / "seeds.json").read_text())
+    assert set(record["comparison"]) == {"grok_epoch", "final_w1_norm", "final_test_acc"}
+    assert len(record["comparison"]["final_w1_norm"]["pytorch"]["values"]) == 2
+    combined = json.loads((out / "pytorch_histories.json").read_text())
+    assert len(combined["hist"]) == 2 and len(crosscheck.read_study_histories(out / "pytorch_histories.json")) == 2
+    assert (out / "seeds.png").stat().st_size > 10_000
