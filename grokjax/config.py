@@ -63,7 +63,8 @@ class SweepConfig:
             )
         if self.dtype not in DTYPES:
             raise ConfigError(f"dtype must be one of {', '.join(DTYPES)}, got {self.dtype!r}")
-        if not isinstance(self.train_frac, (int, float)) or not 0 < self.train_frac < 1:
+        _check_number("train_frac", self.train_frac)
+        if not 0 < self.train_frac < 1:
             raise ConfigError(f"train_frac must lie strictly between 0 and 1, got {self.train_frac!r}")
         if self.n_train < 1 or self.n_test < 1:
             raise ConfigError(
@@ -84,8 +85,7 @@ class SweepConfig:
             _check_int("data_seed", self.data_seed, minimum=0)
         for name, values in (("wds", self.wds), ("lrs", self.lrs)):
             for value in values:
-                if isinstance(value, bool) or not isinstance(value, (int, float)) or not math.isfinite(value):
-                    raise ConfigError(f"{name} must hold finite numbers, got {value!r}")
+                _check_number(name, value)
                 if value < 0:
                     raise ConfigError(f"{name} must be non-negative, got {value!r}")
         if any(lr == 0 for lr in self.lrs):
@@ -119,6 +119,11 @@ class SweepConfig:
 
     def to_dict(self) -> dict:
         return dataclasses.asdict(self)
+
+
+def _check_number(name: str, value) -> None:
+    if isinstance(value, bool) or not isinstance(value, (int, float)) or not math.isfinite(value):
+        raise ConfigError(f"{name} must be a finite number, got {value!r}")
 
 
 def _check_int(name: str, value, minimum: int) -> None:
@@ -161,9 +166,9 @@ class AnalysisConfig:
 
     def __post_init__(self):
         for name in ("mem_threshold", "grok_threshold", "phase_threshold", "test_rise_threshold"):
-            value = getattr(self, name)
-            if isinstance(value, bool) or not isinstance(value, (int, float)) or not 0 < value <= 1:
-                raise ConfigError(f"{name} must lie in (0, 1], got {value!r}")
+            _check_number(name, getattr(self, name))
+            if not 0 < getattr(self, name) <= 1:
+                raise ConfigError(f"{name} must lie in (0, 1], got {getattr(self, name)!r}")
         _check_int("grok_min_index", self.grok_min_index, minimum=0)
         _check_int("grok_window", self.grok_window, minimum=1)
         _check_int("script_window", self.script_window, minimum=1)
@@ -173,6 +178,6 @@ class AnalysisConfig:
         if self.stage3_event not in STAGE3_EVENTS:
             raise ConfigError(f"stage3_event must be one of {', '.join(STAGE3_EVENTS)}, got {self.stage3_event!r}")
         for name in ("comprehension_gap", "w1_peak_drop", "readme_delta_w1", "readme_grad_norm", "script_delta_w1"):
-            value = getattr(self, name)
-            if isinstance(value, bool) or not isinstance(value, (int, float)) or value < 0:
-                raise ConfigError(f"{name} must be a non-negative number, got {value!r}")
+            _check_number(name, getattr(self, name))
+            if getattr(self, name) < 0:
+                raise ConfigError(f"{name} must be non-negative, got {getattr(self, name)!r}")

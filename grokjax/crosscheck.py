@@ -379,28 +379,30 @@ def run_history(args) -> int:
     return 0
 
 
+def add_configuration_arguments(parser: argparse.ArgumentParser) -> None:
+    """The run configuration, defaulting to the study's headline one."""
+    parser.add_argument("--m", type=int, default=97, help="modulus")
+    parser.add_argument("--hidden", type=int, default=128, help="hidden width")
+    parser.add_argument("--lr", type=float, default=1e-3, help="learning rate")
+    parser.add_argument("--wd", type=float, default=1e-4, help="weight decay")
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="python -m grokjax.crosscheck", description=__doc__.split("\n\n")[0])
     commands = parser.add_subparsers(dest="command", required=True)
     p = commands.add_parser("parity", help="same start, same data, same order: trajectories must agree",
                             formatter_class=argparse.ArgumentDefaultsHelpFormatter)
-    p.add_argument("--m", type=int, default=23, help="modulus")
-    p.add_argument("--hidden", type=int, default=32, help="hidden width")
-    p.add_argument("--lr", type=float, default=1e-3)
-    p.add_argument("--wd", type=float, default=1e-4)
+    add_configuration_arguments(p)
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--optimizers", default="adam,adamw", help="comma-separated optimizers to check")
-    p.add_argument("--batch-sizes", type=lambda text: [int(x) for x in text.split(",")], default="32,0",
+    p.add_argument("--batch-sizes", type=lambda text: [int(x) for x in text.split(",")], default="128,0",
                    help="comma-separated batch sizes to check; 0 = full batch")
     p.add_argument("--torch-optimizer", choices=("adam", "adamw", "sgd"), default=None,
                    help="give the PyTorch side another optimizer (to see a mismatch fail)")
 
     s = commands.add_parser("seeds", help="independent seeds in each framework: do the distributions agree?",
                             formatter_class=argparse.ArgumentDefaultsHelpFormatter)
-    s.add_argument("--m", type=int, default=97, help="modulus")
-    s.add_argument("--hidden", type=int, default=128, help="hidden width")
-    s.add_argument("--lr", type=float, default=1e-3)
-    s.add_argument("--wd", type=float, default=1e-4)
+    add_configuration_arguments(s)
     s.add_argument("--batch-size", type=int, default=128, help="0 = full batch")
     s.add_argument("--seeds", type=int, default=8, help="seeds per framework")
     s.add_argument("--epochs", type=int, default=1000)

@@ -147,6 +147,7 @@ def train_reference(
     for epoch in range(epochs):
         loss_sum, correct, total = 0.0, 0, 0
         for positions in schedule.epoch_batches(epoch):
+            positions = torch.tensor(np.array(positions))
             x, y = train_x[positions], train_y[positions]
             opt.zero_grad()
             logits = model(x)
@@ -162,7 +163,7 @@ def train_reference(
             test_logits = model(test_x)
             w1 = model.fc1.weight.detach().clone()
             grads.append(last_grad.flatten())
-            features = model.features(train_x[schedule.probe_batch(epoch)])
+            features = model.features(train_x[torch.tensor(np.array(schedule.probe_batch(epoch)))])
             singular_values = torch.linalg.svdvals(features)
             p = singular_values / singular_values.sum().clamp_min(NORM_FLOOR)
             p = p[p > 0]

@@ -186,3 +186,17 @@ def test_bootstrap_median():
     median, low, high = analysis.bootstrap_median(np.array([1.0, 2.0, 3.0, 4.0, 100.0]), 1000, rng)
     assert median == 3.0 and 1.0 <= low <= 3.0 <= high <= 100.0
     assert analysis.bootstrap_median(np.array([7.0]), 100, rng) == (7.0, 7.0, 7.0)
+
+
+def test_delay_fit_leaves_out_runs_without_a_real_delay():
+    wd = np.repeat([1e-4, 1e-3, 1e-2], 4)
+    delay = 5.0 * wd**-0.5
+    delay[8:] = [3.0, -2.0, 2.0, 5.0]  # at wd 1e-2 test accuracy rose with train accuracy
+    summary = {"wd": wd, "lr": np.full(12, 1e-3), "delay": delay}
+    fit = analysis.delay_power_law(summary, n_epochs=1000)  # gap: 10 epochs
+    assert fit["n_points"] == 8 and fit["n_levels"] == 2
+    assert fit["alpha"] == pytest.approx(0.5)
+    assert [level["wd"] for level in fit["levels"]] == [1e-4, 1e-3]
+    assert fit["levels"][0]["median"] == pytest.approx(500.0)
+    assert analysis.delay_power_law(summary, n_epochs=10_000) is not None  # gap 100: 1e-3's delay 158 still counts
+    assert analysis.delay_power_law({**summary, "delay": np.full(12, 5.0)}, n_epochs=1000) is None
