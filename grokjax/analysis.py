@@ -181,6 +181,8 @@ def run_summary(hparams, metrics: dict[str, np.ndarray], cfg: AnalysisConfig = D
         "grok_epoch": grok,
         "delay": grok - mem,
         "grokked": (~np.isnan(grok)).astype(int),
+        # a diverged run's metrics read NaN from the epoch its loss or parameters stopped being finite
+        "diverged_epoch": first_epoch(np.isnan(metrics["train_loss"])),
         "phase": phase_label(metrics["train_acc"], metrics["test_acc"], cfg.phase_threshold, cfg.comprehension_gap),
         "w1_peak_epoch": w1_peak_epoch(metrics["w1_norm"], cfg.w1_peak_drop),
         "test_rise_epoch": first_epoch(np.asarray(metrics["test_acc"]) >= cfg.test_rise_threshold),
@@ -240,17 +242,21 @@ def fit_power_law(
 def group_summary(summary: dict[str, np.ndarray], cfg: AnalysisConfig = DEFAULT) -> list[dict]:
     """Aggregate the runs sharing (wd, lr) over seeds: fraction grokked, grokking epoch
     and delay (median with bootstrap 95% interval, over the runs that grokked), median
-    stage starts under the configured rules, and the count of each phase."""
+    stage starts under the configured rules, and the count of each phase. Diverged runs
+    are left out of everything but their count."""
     rng = np.random.default_rng(cfg.bootstrap_seed)
     rows = []
+    healthy = np.isnan(summary["diverged_epoch"])
     for wd, lr in sorted(set(zip(summary["wd"].tolist(), summary["lr"].tolist()))):
-        members = (summary["wd"] == wd) & (summary["lr"] == lr)
+        group = (summary["wd"] == wd) & (summary["lr"] == lr)
+        members = group & healthy
         grok = summary["grok_epoch"][members]
         grokked = grok[~np.isnan(grok)]
         delay = summary["delay"][members]
         delay = delay[~np.isnan(delay)]
-        row = {"wd": wd, "lr": lr, "runs": int(members.sum()), "grokked": len(grokked),
-               "frac_grokked": len(grokked) / int(members.sum())}
+        runs = int(members.sum())
+        row = {"wd": wd, "lr": lr, "runs": runs, "diverged": int((group & ~healthy).sum()), "grokked": len(grokked),
+               "frac_grokked": len(grokked) / runs if runs else np.nan}
         row["grok_median"], row["grok_ci_low"], row["grok_ci_high"] = bootstrap_median(grokked, cfg.bootstrap_samples, rng)
         row["grok_min"] = float(grokked.min()) if len(grokked) else np.nan
         row["grok_max"] = float(grokked.max()) if len(grokked) else np.nan
@@ -258,7 +264,7 @@ def group_summary(summary: dict[str, np.ndarray], cfg: AnalysisConfig = DEFAULT)
         row["mem_median"] = median_reached(summary["mem_epoch"][members])
         for name in ("II", "III"):
             row[f"stage{name}_start_median"] = median_reached(summary[f"{cfg.stage_rules}_stage{name}_start"][members])
-        row["final_test_acc_mean"] = float(summary["final_test_acc"][members].mean())
+        row["final_test_acc_mean"] = float(summary["final_test_acc"][members].mean()) if runs else np.nan
         for phase in PHASES:
             row[f"n_{phase}"] = int((summary["phase"][members] == phase).sum())
         rows.append(row)
@@ -272,8 +278,8 @@ def delay_power_law(summary: dict[str, np.ndarray], n_epochs: int, cfg: Analysis
     at a time: the smallest when several are swept. Also returns each weight decay's median
     delay with its bootstrap interval."""
     lr = summary["lr"].min()
-    waited = summary["delay"] > max(1.0, cfg.comprehension_gap * n_epochs)
-    use = (summary["lr"] == lr) & (summary["wd"] > 0) & waited
+    waited = summary["delay"] > max(1.0, cfg.comprehension_gap * n_epochs)  # False for NaN: never grokked
+    use = (summary["lr"] == lr) & (summary["wd"] > 0) & waited & np.isnan(summary["diverged_epoch"])
     fit = fit_power_law(summary["wd"][use], summary["delay"][use], cfg.bootstrap_samples, cfg.bootstrap_seed)
     if fit is None:
         return None
@@ -308,6 +314,9 @@ def format_group_table(rows: list[dict], fit: dict | None = None) -> str:
             f"{row['final_test_acc_mean']:>9.3f}"
         )
     lines.append("grok epoch and delay over the runs that grokked; II/III from: median epoch each stage starts")
+    diverged = [f"wd {row['wd']:g} lr {row['lr']:g}: {row['diverged']}" for row in rows if row["diverged"]]
+    if diverged:
+        lines.append(f"diverged (loss or parameters not finite; left out above): {', '.join(diverged)}")
     if fit is not None:
         lines.append(
             f"\ndelay ∝ wd^-α at lr {fit['lr']:g}: α = {fit['alpha']:.2f} [95% CI {fit['alpha_low']:.2f}-{fit['alpha_high']:.2f}] "

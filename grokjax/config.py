@@ -12,7 +12,10 @@ Fields fall into two groups, and the split decides what recompiles:
 
 from __future__ import annotations
 
+import argparse
 import dataclasses
+import hashlib
+import json
 import math
 from dataclasses import dataclass
 
@@ -90,6 +93,10 @@ class SweepConfig:
                     raise ConfigError(f"{name} must be non-negative, got {value!r}")
         if any(lr == 0 for lr in self.lrs):
             raise ConfigError("lrs must be positive: a learning rate of 0 trains nothing")
+        # one spelling per value, so that equal configurations hash equally (0 and 0.0)
+        for name in ("wds", "lrs"):
+            object.__setattr__(self, name, tuple(float(v) for v in getattr(self, name)))
+        object.__setattr__(self, "train_frac", float(self.train_frac))
 
     # --- derived sizes ---
     @property
@@ -181,3 +188,49 @@ class AnalysisConfig:
             _check_number(name, getattr(self, name))
             if getattr(self, name) < 0:
                 raise ConfigError(f"{name} must be non-negative, got {getattr(self, name)!r}")
+
+
+def sweep_config_from_mapping(mapping: dict, source: str, base: SweepConfig | None = None) -> SweepConfig:
+    """A SweepConfig from a plain mapping (a TOML file, a saved config.json): keys are the
+    field names; ``seeds`` may be a count N (seeds 0..N-1) or a list; ``wds`` and ``lrs``
+    a list or one number. Missing keys come from ``base`` (default: the defaults). Unknown
+    keys and wrong types raise ConfigError naming the key and ``source``."""
+    fields = {f.name for f in dataclasses.fields(SweepConfig)}
+    unknown = sorted(set(mapping) - fields)
+    if unknown:
+        raise ConfigError(f"{source}: unknown key(s) {', '.join(unknown)}; known keys: {', '.join(sorted(fields))}")
+    values = dict(mapping)
+    if isinstance(values.get("seeds"), int) and not isinstance(values["seeds"], bool):
+        if values["seeds"] < 1:
+            raise ConfigError(f"{source}: seeds must be >= 1, got {values['seeds']}")
+        values["seeds"] = tuple(range(values["seeds"]))
+    for name in ("wds", "lrs"):
+        if isinstance(values.get(name), (int, float)) and not isinstance(values[name], bool):
+            values[name] = (values[name],)
+    for name in ("seeds", "wds", "lrs"):
+        if name in values:
+            if not isinstance(values[name], (list, tuple)):
+                raise ConfigError(f"{source}: {name} must be a list, got {values[name]!r}")
+            values[name] = tuple(values[name])
+    try:
+        return dataclasses.replace(base or SweepConfig(), **values)
+    except ConfigError as error:
+        raise ConfigError(f"{source}: {error}") from None
+
+
+def config_hash(config: SweepConfig) -> str:
+    """A short content hash of the configuration, recorded in config.json and checkpoints."""
+    text = json.dumps(config.to_dict(), sort_keys=True)
+    return hashlib.sha256(text.encode()).hexdigest()[:16]
+
+
+def differing_fields(first: SweepConfig, second: SweepConfig) -> list[str]:
+    a, b = first.to_dict(), second.to_dict()
+    return [name for name in a if a[name] != b[name]]
+
+
+class OneLineErrorParser(argparse.ArgumentParser):
+    """An ArgumentParser whose errors are one line (and exit status 2), not the usage block."""
+
+    def error(self, message: str):
+        self.exit(2, f"{self.prog}: error: {message} (see --help)\n")

@@ -23,6 +23,8 @@ from typing import NamedTuple
 
 import numpy as np
 
+from grokjax.config import OneLineErrorParser
+
 # The study's history keys, in its order, and grokjax's name for each.
 STUDY_KEYS = {
     "train_loss": "train_loss",
@@ -388,7 +390,7 @@ def add_configuration_arguments(parser: argparse.ArgumentParser) -> None:
 
 
 def build_parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(prog="python -m grokjax.crosscheck", description=__doc__.split("\n\n")[0])
+    parser = OneLineErrorParser(prog="python -m grokjax.crosscheck", description=__doc__.split("\n\n")[0])
     commands = parser.add_subparsers(dest="command", required=True)
     p = commands.add_parser("parity", help="same start, same data, same order: trajectories must agree",
                             formatter_class=argparse.ArgumentDefaultsHelpFormatter)

@@ -19,7 +19,7 @@ from pathlib import Path
 import numpy as np
 
 from grokjax import analysis, plots
-from grokjax.config import STAGE3_EVENTS, STAGE_RULES, AnalysisConfig, ConfigError
+from grokjax.config import STAGE3_EVENTS, STAGE_RULES, AnalysisConfig, ConfigError, OneLineErrorParser
 from grokjax.metrics import METRIC_NAMES
 from grokjax.results import write_atomic, write_csv
 from grokjax.train import Hparams
@@ -107,7 +107,7 @@ def write_report(
 
 def build_parser() -> argparse.ArgumentParser:
     d = analysis.DEFAULT
-    parser = argparse.ArgumentParser(
+    parser = OneLineErrorParser(
         prog="python -m grokjax.report",
         description="Re-analyse a grokjax results folder and redraw its figures, without training.",
         formatter_class=argparse.ArgumentDefaultsHelpFormatter,

@@ -121,3 +121,26 @@ def write_csv(path: Path, columns: dict[str, np.ndarray]) -> None:
     for row in zip(*columns.values()):
         writer.writerow([format_cell(v) for v in row])
     write_atomic(path, text.getvalue().encode())
+
+
+def save_checkpoint(path: Path, state, history: dict[str, np.ndarray], next_epoch: int, config_hash: str) -> None:
+    """The full vmapped training state, the metric history so far and the next epoch to train."""
+    buffer = io.BytesIO()
+    leaves = {f"state_{i}": np.asarray(leaf) for i, leaf in enumerate(jax.tree.leaves(state))}
+    metrics = {f"metric_{name}": values for name, values in history.items()}
+    np.savez(buffer, next_epoch=next_epoch, config_hash=config_hash, **leaves, **metrics)
+    write_atomic(path, buffer.getvalue())
+
+
+def load_checkpoint(path: Path, like_state, config_hash: str) -> tuple[object, dict[str, np.ndarray], int]:
+    """Restore what :func:`save_checkpoint` wrote into the structure of ``like_state``."""
+    with np.load(path) as data:
+        if str(data["config_hash"]) != config_hash:
+            raise ValueError(f"{path} was written for another configuration (hash {data['config_hash']}, not {config_hash})")
+        leaves, treedef = jax.tree.flatten(like_state)
+        restored = [np.asarray(data[f"state_{i}"]) for i in range(len(leaves))]
+        for i, (old, new) in enumerate(zip(leaves, restored)):
+            if old.shape != new.shape or old.dtype != new.dtype:
+                raise ValueError(f"{path}: state leaf {i} is {new.dtype}{list(new.shape)}, expected {old.dtype}{list(old.shape)}")
+        history = {name[len("metric_"):]: data[name] for name in data.files if name.startswith("metric_")}
+        return jax.tree.unflatten(treedef, restored), history, int(data["next_epoch"])

@@ -1,15 +1,35 @@
 """``python -m grokjax.sweep``: train a seeds x wd x lr grid at once, print the grokking
-table, write a results folder."""
+table, write a results folder.
+
+The configuration is resolved once, here: the defaults, then a ``--config`` TOML file,
+then (with ``--resume``) the folder's saved configuration, then the flags given on the
+command line. Every error in it is one line and exit status 2.
+"""
 
 from __future__ import annotations
 
 import argparse
+import json
 import shlex
+import shutil
+import signal
 import sys
+import tomllib
+from pathlib import Path
 
-from grokjax.config import OPS, OPTIMIZERS, ConfigError, SweepConfig
+from grokjax.config import (
+    OPS,
+    OPTIMIZERS,
+    ConfigError,
+    OneLineErrorParser,
+    SweepConfig,
+    differing_fields,
+    sweep_config_from_mapping,
+)
 
 DEFAULTS = SweepConfig()
+CHECKPOINT = "checkpoint.npz"
+INTERRUPTED = 130  # exit status after Ctrl-C, as shells report it
 
 
 def float_list(text: str) -> tuple[float, ...]:
@@ -20,93 +40,161 @@ def float_list(text: str) -> tuple[float, ...]:
 
 
 def build_parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(
+    """Configuration flags default to None, meaning "not given", so that a config file or
+    a resumed folder can supply them; the help shows the built-in defaults."""
+    d = DEFAULTS
+    parser = OneLineErrorParser(
         prog="python -m grokjax.sweep",
         description="Train every run of a seeds x weight-decay x learning-rate grid of ModularNets "
         "on (a op b) mod m in one compiled JAX program; print per (wd, lr) how many seeds grokked "
-        "and when; write config.json, metrics.npz and summary.csv.",
-        formatter_class=argparse.ArgumentDefaultsHelpFormatter,
+        "and when; write config.json, metrics.npz, the analysis tables and figures.",
     )
     task = parser.add_argument_group("task")
-    task.add_argument("--m", type=int, default=DEFAULTS.m, help="modulus: inputs and labels are 0..m-1")
-    task.add_argument("--op", choices=OPS, default=DEFAULTS.op, help="the operation; div needs a prime m and omits b=0")
-    task.add_argument("--train-frac", type=float, default=DEFAULTS.train_frac, help="fraction of all pairs used for training")
+    task.add_argument("--m", type=int, help=f"modulus: inputs and labels are 0..m-1 (default {d.m})")
+    task.add_argument("--op", choices=OPS, help=f"the operation; div needs a prime m and omits b=0 (default {d.op})")
+    task.add_argument("--train-frac", type=float, help=f"fraction of all pairs used for training (default {d.train_frac})")
     model = parser.add_argument_group("model and training")
-    model.add_argument("--hidden", type=int, default=DEFAULTS.hidden, help="embedding and hidden width h")
-    model.add_argument("--epochs", type=int, default=DEFAULTS.epochs, help="epochs per run")
-    model.add_argument("--batch-size", type=int, default=DEFAULTS.batch_size, help="minibatch size; 0 means full batch")
-    model.add_argument(
-        "--optimizer",
-        choices=OPTIMIZERS,
-        default=DEFAULTS.optimizer,
-        help="adam: torch.optim.Adam with coupled L2 weight decay; adamw: decoupled; sgd: plain SGD with L2",
-    )
+    model.add_argument("--hidden", type=int, help=f"embedding and hidden width h (default {d.hidden})")
+    model.add_argument("--epochs", type=int, help=f"epochs per run (default {d.epochs})")
+    model.add_argument("--batch-size", type=int, help=f"minibatch size; 0 means full batch; larger than the train set is refused (default {d.batch_size})")
+    model.add_argument("--optimizer", choices=OPTIMIZERS,
+                       help=f"adam: torch.optim.Adam with coupled L2 weight decay; adamw: decoupled; sgd: plain SGD with L2 (default {d.optimizer})")
     grid = parser.add_argument_group("grid (one run per seed x wd x lr, all trained at once)")
-    grid.add_argument("--seeds", type=int, default=len(DEFAULTS.seeds), help="N: seeds 0..N-1 (split, init and batch order)")
-    grid.add_argument("--wd", type=float_list, default=DEFAULTS.wds, help="comma-separated weight decays")
-    grid.add_argument("--lr", type=float_list, default=DEFAULTS.lrs, help="comma-separated learning rates")
-    grid.add_argument("--data-seed", type=int, default=None, help="one train/test split for all runs (default: each run's seed)")
+    grid.add_argument("--seeds", type=int, help=f"N: seeds 0..N-1 (split, init and batch order) (default {len(d.seeds)})")
+    grid.add_argument("--wd", type=float_list, help=f"comma-separated weight decays (default {','.join(f'{w:g}' for w in d.wds)})")
+    grid.add_argument("--lr", type=float_list, help=f"comma-separated learning rates (default {','.join(f'{v:g}' for v in d.lrs)})")
+    grid.add_argument("--data-seed", type=int, help="one train/test split for all runs (default: each run's seed)")
     run = parser.add_argument_group("running")
-    run.add_argument("--chunk-epochs", type=int, default=DEFAULTS.chunk_epochs, help="epochs per compiled call (progress granularity)")
-    run.add_argument("--out", default=None, help="results folder (default: a new results/sweep-<time>); never overwritten")
+    run.add_argument("--config", help="a TOML file of configuration keys (m, op, hidden, train_frac, batch_size, epochs, "
+                     "optimizer, chunk_epochs, seeds, wds, lrs, data_seed); flags override it")
+    run.add_argument("--chunk-epochs", type=int, help=f"epochs per compiled call: progress and checkpoint granularity (default {d.chunk_epochs})")
+    run.add_argument("--checkpoint-every", type=int, default=1, help="save a checkpoint every N chunks (default 1)")
+    run.add_argument("--out", default=None, help="results folder (default: a new results/sweep-<time>); an existing one is refused")
+    run.add_argument("--resume", metavar="DIR", help="continue the interrupted sweep in DIR from its last checkpoint")
+    run.add_argument("--overwrite", action="store_true", help="replace an existing results folder given by --out")
     run.add_argument("--quiet", action="store_true", help="no progress bar")
     return parser
 
 
-def config_from_args(args: argparse.Namespace) -> SweepConfig:
-    if args.seeds < 1:
-        raise ConfigError(f"--seeds must be >= 1, got {args.seeds}")
-    return SweepConfig(
-        m=args.m,
-        op=args.op,
-        hidden=args.hidden,
-        train_frac=args.train_frac,
-        batch_size=args.batch_size,
-        epochs=args.epochs,
-        optimizer=args.optimizer,
-        chunk_epochs=args.chunk_epochs,
-        seeds=tuple(range(args.seeds)),
-        wds=args.wd,
-        lrs=args.lr,
-        data_seed=args.data_seed,
-    )
+def given_fields(args: argparse.Namespace) -> dict:
+    """The configuration fields set by flags on the command line."""
+    fields = {
+        "m": args.m, "op": args.op, "hidden": args.hidden, "train_frac": args.train_frac,
+        "batch_size": args.batch_size, "epochs": args.epochs, "optimizer": args.optimizer,
+        "chunk_epochs": args.chunk_epochs, "seeds": args.seeds, "wds": args.wd, "lrs": args.lr,
+        "data_seed": args.data_seed,
+    }
+    return {name: value for name, value in fields.items() if value is not None}
+
+
+def read_toml(path: str) -> dict:
+    try:
+        with open(path, "rb") as f:
+            return tomllib.load(f)
+    except OSError as error:
+        raise ConfigError(f"cannot read --config {path}: {error.strerror}") from None
+    except tomllib.TOMLDecodeError as error:
+        raise ConfigError(f"{path} is not valid TOML: {error}") from None
+
+
+def read_saved_config(folder: Path) -> SweepConfig:
+    path = folder / "config.json"
+    if not path.is_file():
+        raise ConfigError(f"--resume {folder}: no config.json there, so nothing to resume")
+    return sweep_config_from_mapping(json.loads(path.read_text())["config"], str(path))
+
+
+def resolve(args: argparse.Namespace) -> tuple[SweepConfig, Path | None]:
+    """The configuration and, with --resume, the folder to continue."""
+    if args.checkpoint_every < 1:
+        raise ConfigError(f"--checkpoint-every must be >= 1, got {args.checkpoint_every}")
+    from_file = read_toml(args.config) if args.config else {}
+    if from_file:
+        sweep_config_from_mapping(from_file, args.config)  # errors in the file name the file
+    overrides = {**from_file, **given_fields(args)}
+    if args.resume is None:
+        return sweep_config_from_mapping(overrides, "the command line"), None
+    folder = Path(args.resume)
+    saved = read_saved_config(folder)
+    differ = differing_fields(saved, sweep_config_from_mapping(overrides, "the command line", base=saved))
+    if differ:
+        raise ConfigError(f"--resume {folder}: its configuration differs from the one given in {', '.join(differ)}")
+    if (folder / "metrics.npz").exists() and not (folder / CHECKPOINT).exists():
+        raise ConfigError(f"--resume {folder}: that sweep already finished")
+    return saved, folder
+
+
+def prepare_folder(args: argparse.Namespace) -> Path:
+    from grokjax import results
+
+    if args.out is not None and args.overwrite and Path(args.out).exists():
+        if not (Path(args.out) / "config.json").exists():
+            raise FileExistsError(f"--overwrite: {args.out} is not a grokjax results folder (no config.json); remove it yourself")
+        shutil.rmtree(args.out)
+    return results.new_results_dir(args.out)
 
 
 def main(argv: list[str] | None = None) -> int:
     parser = build_parser()
     args = parser.parse_args(argv)
     try:
-        config = config_from_args(args)
-    except ConfigError as error:
+        if args.resume is not None and (args.out is not None or args.overwrite):
+            raise ConfigError("--resume continues its own folder; it takes neither --out nor --overwrite")
+        config, resume_folder = resolve(args)
+        out = resume_folder or prepare_folder(args)
+    except (ConfigError, FileExistsError) as error:
         parser.exit(2, f"{parser.prog}: error: {error}\n")
 
     # Imported after validation so that a bad flag answers at once, before JAX starts.
     from grokjax import analysis, report, results
-    from grokjax.train import run_sweep
+    from grokjax.config import config_hash
+    from grokjax.train import SweepInterrupted, run_sweep
 
-    try:
-        out = results.new_results_dir(args.out)
-    except FileExistsError as error:
-        parser.exit(2, f"{parser.prog}: error: {error}\n")
     command = shlex.join(["python", "-m", "grokjax.sweep", *(sys.argv[1:] if argv is None else argv)])
-    results.write_config(out / "config.json", config, command)
+    if resume_folder is None:
+        results.write_config(out / "config.json", config, command, {"config_hash": config_hash(config)})
     print(
         f"grokjax: {config.n_runs} runs ({len(config.seeds)} seeds x {len(config.wds)} wd x {len(config.lrs)} lr), "
         f"{config.epochs} epochs, m={config.m} op={config.op} hidden={config.hidden} "
-        f"batch={config.batch_size or 'full'} optimizer={config.optimizer}",
+        f"batch={config.batch_size or 'full'} optimizer={config.optimizer}"
+        + (f"; resuming {out}" if resume_folder else ""),
         flush=True,
     )
-    sweep = run_sweep(config, progress=not args.quiet)
+
+    interrupts = []
+
+    def on_interrupt(signum, frame):
+        if interrupts:  # a second Ctrl-C aborts at once; the last checkpoint stays
+            raise KeyboardInterrupt
+        interrupts.append(signum)
+        print("\ninterrupt: finishing the current chunk and saving a checkpoint (Ctrl-C again to abort)", file=sys.stderr, flush=True)
+
+    previous_handler = signal.signal(signal.SIGINT, on_interrupt)
+    try:
+        sweep = run_sweep(config, progress=not args.quiet, checkpoint=out / CHECKPOINT,
+                          checkpoint_every=args.checkpoint_every, stop_requested=lambda: bool(interrupts))
+    except SweepInterrupted as stopped:
+        print(f"stopped before epoch {stopped.next_epoch + 1} of {config.epochs}; checkpoint saved. "
+              f"Continue with: python -m grokjax.sweep --resume {shlex.quote(str(out))}", file=sys.stderr)
+        return INTERRUPTED
+    finally:
+        signal.signal(signal.SIGINT, previous_handler)
+
     timing = {
+        "config_hash": config_hash(config),
         "timing": {
             "compile_seconds": round(sweep.compile_seconds, 3),
             "train_seconds": round(sweep.train_seconds, 3),
             "ms_per_run_epoch": round(1e3 * sweep.train_seconds / (config.n_runs * config.epochs), 3),
-        }
+        },
     }
+    if resume_folder is not None:
+        timing["resumed_by"] = command
+        command = json.loads((out / "config.json").read_text())["command"]
     results.write_metrics(out / "metrics.npz", sweep.hparams, sweep.metrics)
     results.write_config(out / "config.json", config, command, timing)
     _, rows, fit = report.write_report(out, config.to_dict(), sweep.hparams, sweep.metrics)
+    (out / CHECKPOINT).unlink(missing_ok=True)  # the results are complete; the state is no longer needed
 
     print()
     print(analysis.format_group_table(rows, fit))

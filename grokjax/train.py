@@ -20,6 +20,7 @@ from __future__ import annotations
 import itertools
 import time
 from functools import partial
+from pathlib import Path
 from typing import Any, Callable, NamedTuple
 
 import jax
@@ -29,10 +30,11 @@ import optax
 from tqdm.auto import tqdm
 
 from grokjax import metrics as M
-from grokjax.config import SweepConfig
+from grokjax.config import SweepConfig, config_hash
 from grokjax.data import Dataset, batch_schedule, make_dataset, random_subset, split_pairs
 from grokjax.model import ModularNet, fc1_kernel
 from grokjax.optim import make_optimizer
+from grokjax.results import load_checkpoint, save_checkpoint
 
 
 class Hparams(NamedTuple):
@@ -58,6 +60,7 @@ class RunState(NamedTuple):
     opt_state: Any
     prev_w1: jax.Array  # fc1 kernel after the previous epoch, for w1_delta_norm
     grad_history: jax.Array  # [GRAD_HISTORY, 2h, h] ring buffer of last-minibatch fc1 gradients
+    diverged_epoch: jax.Array  # int32: 0-based epoch whose loss or parameters stopped being finite; -1 if none
 
 
 def grid_hparams(config: SweepConfig) -> Hparams:
@@ -92,7 +95,7 @@ def init_run(config: SweepConfig, hp: Hparams) -> tuple[RunData, RunState]:
     params = make_model(config).init(init_key, dummy, dummy)
     opt_state = make_optimizer(config.optimizer, hp.lr, hp.wd).init(params)
     w1 = fc1_kernel(params)
-    state = RunState(params, opt_state, w1, jnp.zeros((M.GRAD_HISTORY,) + w1.shape, w1.dtype))
+    state = RunState(params, opt_state, w1, jnp.zeros((M.GRAD_HISTORY,) + w1.shape, w1.dtype), jnp.int32(-1))
     return run_data, state
 
 
@@ -171,7 +174,22 @@ def train_epoch(
         "neuron_grad_cosine": M.neuron_grad_cosine(carry.grad_w1),
         "node_similarity": M.node_similarity(w1),
     }
-    return RunState(params, carry.opt_state, w1, grad_history), metrics
+    return RunState(params, carry.opt_state, w1, grad_history, state.diverged_epoch), metrics
+
+
+def freeze_diverged(
+    old: RunState, new: RunState, metrics: dict[str, jax.Array], epoch: jax.Array
+) -> tuple[RunState, dict[str, jax.Array]]:
+    """Keep a run's last finite state once its loss or parameters stop being finite (say,
+    lr 10): the run stops updating, its metrics read NaN from that epoch on, and
+    ``diverged_epoch`` records when. The other runs of the sweep are unaffected."""
+    finite = jnp.isfinite(metrics["train_loss"])
+    for leaf in jax.tree.leaves(new.params):
+        finite &= jnp.all(jnp.isfinite(leaf))
+    frozen = (old.diverged_epoch >= 0) | ~finite
+    state = jax.tree.map(lambda before, after: jnp.where(frozen, before, after), old, new)
+    state = state._replace(diverged_epoch=jnp.where(frozen, jnp.where(old.diverged_epoch >= 0, old.diverged_epoch, epoch), -1))
+    return state, {name: jnp.where(frozen, jnp.nan, value) for name, value in metrics.items()}
 
 
 def train_chunk(
@@ -187,17 +205,14 @@ def train_chunk(
     (the tail of the last chunk) leave the state untouched and report zeros, so every
     chunk has one shape and the sweep compiles once."""
 
+    def run_epoch(state, epoch):
+        return freeze_diverged(state, *train_epoch(config, hp, dataset, run_data, state, epoch), epoch)
+
     def skip_epoch(state, epoch):
         return state, {name: jnp.zeros((), config.dtype) for name in M.METRIC_NAMES}
 
     def epoch_body(state, epoch):
-        return jax.lax.cond(
-            epoch < config.epochs,
-            partial(train_epoch, config, hp, dataset, run_data),
-            skip_epoch,
-            state,
-            epoch,
-        )
+        return jax.lax.cond(epoch < config.epochs, run_epoch, skip_epoch, state, epoch)
 
     return jax.lax.scan(epoch_body, state, first_epoch + jnp.arange(chunk_epochs))
 
@@ -235,14 +250,36 @@ class SweepResult(NamedTuple):
     train_seconds: float
 
 
-def run_sweep(config: SweepConfig, hparams: Hparams | None = None, progress: bool = False) -> SweepResult:
-    """Train every run of the sweep in one compiled program, chunk by chunk."""
+class SweepInterrupted(Exception):
+    """Training stopped at a chunk boundary on request; the checkpoint holds everything so far."""
+
+    def __init__(self, next_epoch: int):
+        super().__init__(f"interrupted before epoch {next_epoch + 1}")
+        self.next_epoch = next_epoch
+
+
+def run_sweep(
+    config: SweepConfig,
+    hparams: Hparams | None = None,
+    progress: bool = False,
+    checkpoint: Path | None = None,
+    checkpoint_every: int = 1,
+    stop_requested: Callable[[], bool] = lambda: False,
+) -> SweepResult:
+    """Train every run of the sweep in one compiled program, chunk by chunk.
+
+    With ``checkpoint``, the full state and the metrics so far are saved there (atomically)
+    every ``checkpoint_every`` chunks, and training resumes from it when it exists. When
+    ``stop_requested()`` turns true, training stops after the current chunk, saves the
+    checkpoint and raises :class:`SweepInterrupted`.
+    """
     if config.dtype == "float64" and not jax.config.jax_enable_x64:
         raise ValueError("dtype float64 needs jax.config.update('jax_enable_x64', True) before any JAX call")
     hparams = grid_hparams(config) if hparams is None else hparams
     n_runs = len(hparams.seed)
     trainer = make_train(config)
     dataset = Dataset(*(jnp.asarray(x) for x in make_dataset(config.m, config.op)))
+    fingerprint = config_hash(config)
 
     start = time.perf_counter()
     run_data, state = trainer.init(hparams)
@@ -250,15 +287,26 @@ def run_sweep(config: SweepConfig, hparams: Hparams | None = None, progress: boo
     compiled_chunk = trainer.train_chunk.lower(hparams, dataset, run_data, state, first_epoch).compile()
     compile_seconds = time.perf_counter() - start
 
-    start = time.perf_counter()
     history = {name: np.zeros((n_runs, config.epochs), config.dtype) for name in M.METRIC_NAMES}
-    with tqdm(total=config.epochs, unit="epoch", disable=not progress, desc=f"{n_runs} runs") as bar:
-        for first in range(0, config.epochs, trainer.chunk_epochs):
+    start_epoch = 0
+    if checkpoint is not None and checkpoint.exists():
+        state, history, start_epoch = load_checkpoint(checkpoint, state, fingerprint)
+
+    start = time.perf_counter()
+    with tqdm(total=config.epochs, initial=start_epoch, unit="epoch", disable=not progress, desc=f"{n_runs} runs") as bar:
+        for chunk_index, first in enumerate(range(start_epoch, config.epochs, trainer.chunk_epochs), start=1):
             state, chunk_metrics = compiled_chunk(hparams, dataset, run_data, state, np.int32(first))
             n = min(trainer.chunk_epochs, config.epochs - first)
             for name in M.METRIC_NAMES:
                 history[name][:, first : first + n] = np.asarray(chunk_metrics[name])[:, :n]
             bar.update(n)
-            bar.set_postfix(median_test_acc=f"{np.median(history['test_acc'][:, first + n - 1]):.3f}")
+            latest = history["test_acc"][:, first + n - 1]
+            latest = latest[~np.isnan(latest)]  # diverged runs read NaN
+            bar.set_postfix(median_test_acc=f"{np.median(latest):.3f}" if len(latest) else "-")
+            stop = stop_requested() and first + n < config.epochs
+            if checkpoint is not None and (stop or chunk_index % checkpoint_every == 0):
+                save_checkpoint(checkpoint, state, history, first + n, fingerprint)
+            if stop:
+                raise SweepInterrupted(first + n)
     train_seconds = time.perf_counter() - start
     return SweepResult(hparams, history, state, compile_seconds, train_seconds)

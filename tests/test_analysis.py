@@ -75,7 +75,7 @@ def test_summary_and_groups():
         wd=np.array([0, 0, 1e-3, 1e-3], np.float32),
     )
     w1_norm = np.stack([np.linspace(6, 40, n_epochs)] * 4)  # still growing: no W1 peak
-    metrics = {"train_acc": train_acc, "test_acc": test_acc, "w1_norm": w1_norm, "w1_delta_norm": np.full((4, n_epochs), 0.2),
+    metrics = {"train_acc": train_acc, "test_acc": test_acc, "w1_norm": w1_norm, "train_loss": np.ones((4, n_epochs)), "w1_delta_norm": np.full((4, n_epochs), 0.2),
                "grad_cosine_sim": np.zeros((4, n_epochs)), "grad_norm": np.full((4, n_epochs), 0.5)}
     summary = analysis.run_summary(hparams, metrics)
     np.testing.assert_array_equal(summary["mem_epoch"], [41, 41, 41, 41])
@@ -83,7 +83,7 @@ def test_summary_and_groups():
     np.testing.assert_array_equal(summary["delay"], [np.nan, np.nan, 160, 60])
     np.testing.assert_array_equal(summary["grokked"], [0, 0, 1, 1])
     rows = analysis.group_summary(summary)
-    assert [(r["runs"], r["grokked"]) for r in rows] == [(2, 0), (2, 2)]
+    assert [(r["runs"], r["grokked"], r["diverged"]) for r in rows] == [(2, 0, 0), (2, 2, 0)]
     assert rows[1]["grok_median"] == 151 and rows[1]["grok_min"] == 101 and rows[1]["grok_max"] == 201
     assert rows[1]["delay_median"] == 110
     assert rows[1]["frac_grokked"] == 1.0 and rows[0]["frac_grokked"] == 0.0
@@ -192,7 +192,7 @@ def test_delay_fit_leaves_out_runs_without_a_real_delay():
     wd = np.repeat([1e-4, 1e-3, 1e-2], 4)
     delay = 5.0 * wd**-0.5
     delay[8:] = [3.0, -2.0, 2.0, 5.0]  # at wd 1e-2 test accuracy rose with train accuracy
-    summary = {"wd": wd, "lr": np.full(12, 1e-3), "delay": delay}
+    summary = {"wd": wd, "lr": np.full(12, 1e-3), "delay": delay, "diverged_epoch": np.full(12, np.nan)}
     fit = analysis.delay_power_law(summary, n_epochs=1000)  # gap: 10 epochs
     assert fit["n_points"] == 8 and fit["n_levels"] == 2
     assert fit["alpha"] == pytest.approx(0.5)
@@ -200,3 +200,22 @@ def test_delay_fit_leaves_out_runs_without_a_real_delay():
     assert fit["levels"][0]["median"] == pytest.approx(500.0)
     assert analysis.delay_power_law(summary, n_epochs=10_000) is not None  # gap 100: 1e-3's delay 158 still counts
     assert analysis.delay_power_law({**summary, "delay": np.full(12, 5.0)}, n_epochs=1000) is None
+    diverged = np.where(wd == 1e-3, 7.0, np.nan)  # a diverged run's delay never counts
+    assert analysis.delay_power_law({**summary, "diverged_epoch": diverged}, n_epochs=1000) is None
+
+
+def test_diverged_runs_are_counted_and_left_out():
+    n_epochs = 300
+    test_acc = np.stack([curve(n_epochs, {0: 0.0, 100: 1.0}), curve(n_epochs, {0: 0.0, 200: 1.0}), curve(n_epochs, {0: 0.0})])
+    train_loss = np.ones((3, n_epochs))
+    train_loss[2, 40:] = np.nan  # the third run diverged at epoch 41
+    test_acc[2, 40:] = np.nan
+    metrics = {"train_acc": np.ones((3, n_epochs)), "test_acc": test_acc, "train_loss": train_loss,
+               "w1_norm": np.ones((3, n_epochs)), "w1_delta_norm": np.ones((3, n_epochs)),
+               "grad_cosine_sim": np.zeros((3, n_epochs)), "grad_norm": np.ones((3, n_epochs))}
+    hparams = Hparams(seed=np.arange(3), data_seed=np.arange(3), lr=np.full(3, 1e-3), wd=np.full(3, 1e-3))
+    summary = analysis.run_summary(hparams, metrics)
+    np.testing.assert_array_equal(summary["diverged_epoch"], [np.nan, np.nan, 41])
+    (row,) = analysis.group_summary(summary)
+    assert (row["runs"], row["diverged"], row["grokked"]) == (2, 1, 2)
+    assert "diverged (loss or parameters not finite; left out above): wd 0.001 lr 0.001: 1" in analysis.format_group_table([row])

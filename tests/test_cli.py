@@ -94,7 +94,7 @@ def test_report_rejects_a_folder_that_is_not_a_sweep(tmp_path):
         (["--optimizer", "rmsprop"], "invalid choice"),
         (["--op", "div", "--m", "12"], "needs a prime m"),
         (["--epochs", "0"], "epochs must be >= 1"),
-        (["--seeds", "0"], "--seeds must be >= 1"),
+        (["--seeds", "0"], "seeds must be >= 1"),
     ],
 )
 def test_cli_rejects_bad_input(args, message):
