@@ -146,6 +146,10 @@ def main(argv: list[str] | None = None) -> int:
         parser.exit(2, f"{parser.prog}: error: {error}\n")
 
     # Imported after validation so that a bad flag answers at once, before JAX starts.
+    if config.dtype == "float64":
+        import jax
+
+        jax.config.update("jax_enable_x64", True)
     from grokjax import analysis, report, results
     from grokjax.config import config_hash
     from grokjax.train import SweepInterrupted, run_sweep

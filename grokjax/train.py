@@ -188,7 +188,8 @@ def freeze_diverged(
         finite &= jnp.all(jnp.isfinite(leaf))
     frozen = (old.diverged_epoch >= 0) | ~finite
     state = jax.tree.map(lambda before, after: jnp.where(frozen, before, after), old, new)
-    state = state._replace(diverged_epoch=jnp.where(frozen, jnp.where(old.diverged_epoch >= 0, old.diverged_epoch, epoch), -1))
+    diverged_epoch = jnp.where(frozen, jnp.where(old.diverged_epoch >= 0, old.diverged_epoch, epoch), -1)
+    state = state._replace(diverged_epoch=diverged_epoch.astype(old.diverged_epoch.dtype))
     return state, {name: jnp.where(frozen, jnp.nan, value) for name, value in metrics.items()}
 
 

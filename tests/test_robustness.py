@@ -67,12 +67,13 @@ def test_bad_config_files_name_the_key(tmp_path, content, message):
 
 def test_config_file_with_flag_override(tmp_path):
     path = tmp_path / "sweep.toml"
-    path.write_text("m = 11\nhidden = 8\nbatch_size = 16\nepochs = 4\nseeds = 2\nwds = [0.0, 1e-3]\nlrs = 1e-2\n")
+    path.write_text('m = 11\nhidden = 8\nbatch_size = 16\nepochs = 4\nseeds = 2\nwds = [0.0, 1e-3]\nlrs = 1e-2\ndtype = "float64"\n')
     out = tmp_path / "run"
     result = sweep("--config", str(path), "--epochs", "3", "--out", str(out), "--quiet")
     assert result.returncode == 0, result.stderr
     config = json.loads((out / "config.json").read_text())["config"]
     assert (config["m"], config["hidden"], config["epochs"], config["seeds"], config["wds"]) == (11, 8, 3, [0, 1], [0.0, 1e-3])
+    assert np.load(out / "metrics.npz")["w1_norm"].dtype == np.float64  # the sweep turned on jax_enable_x64
 
 
 def test_overwrite_only_replaces_a_results_folder(tmp_path):
