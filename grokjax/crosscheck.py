@@ -59,24 +59,18 @@ def relative_deviation(ours: np.ndarray, reference: np.ndarray) -> float:
 def grokjax_schedule(config, hp):
     """The split, batch order and feature batches grokjax uses for run ``hp``, as a
     :class:`~grokjax.torch_ref.Schedule` for the PyTorch reference."""
-    import jax
-
     from grokjax.data import batch_schedule, random_subset
     from grokjax.torch_ref import Schedule
-    from grokjax.train import init_run, run_keys
+    from grokjax.train import epoch_keys, init_run
 
     run_data, _ = init_run(config, hp)
-    shuffle_key = run_keys(hp)[2]
-
-    def epoch_keys(epoch):
-        return jax.random.split(jax.random.fold_in(shuffle_key, epoch))
 
     def epoch_batches(epoch):
-        positions, weights = map(np.asarray, batch_schedule(epoch_keys(epoch)[0], config.n_train, config.effective_batch))
+        positions, weights = map(np.asarray, batch_schedule(epoch_keys(hp, epoch)[0], config.n_train, config.effective_batch))
         return [p[w > 0] for p, w in zip(positions, weights)]
 
     def probe_batch(epoch):
-        return np.asarray(random_subset(epoch_keys(epoch)[1], config.n_train, config.effective_batch))
+        return np.asarray(random_subset(epoch_keys(hp, epoch)[1], config.n_train, config.effective_batch))
 
     return Schedule(np.asarray(run_data.train_pairs), np.asarray(run_data.test_pairs), epoch_batches, probe_batch)
 
@@ -425,8 +419,11 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 def main(argv: list[str] | None = None) -> int:
+    from grokjax.train import enable_compilation_cache
+
     parser = build_parser()
     args = parser.parse_args(argv)
+    enable_compilation_cache()
     try:
         return {"parity": run_parity, "seeds": run_seeds, "history": run_history}[args.command](args)
     except (ValueError, FileNotFoundError, FileExistsError) as error:

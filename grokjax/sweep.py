@@ -152,8 +152,9 @@ def main(argv: list[str] | None = None) -> int:
         jax.config.update("jax_enable_x64", True)
     from grokjax import analysis, report, results
     from grokjax.config import config_hash
-    from grokjax.train import SweepInterrupted, run_sweep
+    from grokjax.train import SweepInterrupted, enable_compilation_cache, run_sweep
 
+    enable_compilation_cache()
     command = shlex.join(["python", "-m", "grokjax.sweep", *(sys.argv[1:] if argv is None else argv)])
     if resume_folder is None:
         results.write_config(out / "config.json", config, command, {"config_hash": config_hash(config)})

@@ -18,6 +18,7 @@ Everything that varies across runs (seed, data seed, lr, wd) is a traced array i
 from __future__ import annotations
 
 import itertools
+import os
 import time
 from functools import partial
 from pathlib import Path
@@ -35,6 +36,18 @@ from grokjax.data import Dataset, batch_schedule, make_dataset, random_subset, s
 from grokjax.model import ModularNet, fc1_kernel
 from grokjax.optim import make_optimizer
 from grokjax.results import load_checkpoint, save_checkpoint
+
+
+def enable_compilation_cache() -> None:
+    """Keep compiled programs on disk (JAX's persistent cache), so that a second sweep of
+    the same shape skips XLA compilation. ``GROKJAX_CACHE_DIR`` chooses the folder
+    (default ``~/.cache/grokjax``; empty turns it off); a ``JAX_COMPILATION_CACHE_DIR``
+    already set wins."""
+    if os.environ.get("JAX_COMPILATION_CACHE_DIR"):
+        return
+    path = os.environ.get("GROKJAX_CACHE_DIR", os.path.join(os.path.expanduser("~"), ".cache", "grokjax"))
+    if path:
+        jax.config.update("jax_compilation_cache_dir", path)
 
 
 class Hparams(NamedTuple):
@@ -134,29 +147,39 @@ def train_step(
     return StepCarry(params, opt_state, carry.loss_sum + loss * n, carry.correct_sum + n_correct, fc1_kernel(grads)), None
 
 
+def epoch_keys(hp: Hparams, epoch: jax.Array) -> tuple[jax.Array, jax.Array]:
+    """(batch order, feature-diversity batch) keys of one epoch, from the run's seed alone."""
+    _, _, shuffle_key = run_keys(hp)
+    order_key, probe_key = jax.random.split(jax.random.fold_in(shuffle_key, epoch))
+    return order_key, probe_key
+
+
+def train_epoch_steps(
+    config: SweepConfig, hp: Hparams, dataset: Dataset, run_data: RunData, params, opt_state, epoch: jax.Array
+) -> StepCarry:
+    """One epoch of optimizer steps, minibatch by minibatch, in the epoch's shuffled order."""
+    w1 = fc1_kernel(params)
+    zero = jnp.zeros((), w1.dtype)
+    carry, _ = jax.lax.scan(
+        partial(train_step, make_model(config), make_optimizer(config.optimizer, hp.lr, hp.wd), dataset, run_data.train_pairs),
+        StepCarry(params, opt_state, zero, zero, jnp.zeros_like(w1)),
+        batch_schedule(epoch_keys(hp, epoch)[0], config.n_train, config.effective_batch),
+    )
+    return carry
+
+
 def train_epoch(
     config: SweepConfig, hp: Hparams, dataset: Dataset, run_data: RunData, state: RunState, epoch: jax.Array
 ) -> tuple[RunState, dict[str, jax.Array]]:
     """Train one epoch (0-based index ``epoch``) and measure it, as the study logs it."""
     model = make_model(config)
-    optimizer = make_optimizer(config.optimizer, hp.lr, hp.wd)
-    _, _, shuffle_key = run_keys(hp)
-    order_key, probe_key = jax.random.split(jax.random.fold_in(shuffle_key, epoch))
-
-    w1 = fc1_kernel(state.params)
-    zero = jnp.zeros((), w1.dtype)
-    carry = StepCarry(state.params, state.opt_state, zero, zero, jnp.zeros_like(w1))
-    carry, _ = jax.lax.scan(
-        partial(train_step, model, optimizer, dataset, run_data.train_pairs),
-        carry,
-        batch_schedule(order_key, config.n_train, config.effective_batch),
-    )
+    carry = train_epoch_steps(config, hp, dataset, run_data, state.params, state.opt_state, epoch)
     params = carry.params
 
     test = run_data.test_pairs
     test_logits, _ = model.apply(params, dataset.a[test], dataset.b[test])
     # Feature diversity on one batch drawn like the first of a fresh shuffled pass, as the study does.
-    probe = run_data.train_pairs[random_subset(probe_key, config.n_train, config.effective_batch)]
+    probe = run_data.train_pairs[random_subset(epoch_keys(hp, epoch)[1], config.n_train, config.effective_batch)]
     _, features = model.apply(params, dataset.a[probe], dataset.b[probe])
 
     w1 = fc1_kernel(params)

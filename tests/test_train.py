@@ -6,7 +6,7 @@ import optax
 from grokjax.config import SweepConfig
 from grokjax.data import batch_schedule, make_dataset, random_subset
 from grokjax.metrics import METRIC_NAMES
-from grokjax.train import Hparams, grid_hparams, init_run, run_keys, run_sweep
+from grokjax.train import Hparams, epoch_keys, grid_hparams, init_run, run_sweep
 from conftest import TINY
 from reference import cross_entropy, forward, mean_pairwise_cosine, singular_value_entropy, torch_adam
 
@@ -68,7 +68,7 @@ def reference_training(config: SweepConfig, hp: Hparams, epochs: int) -> dict[st
     history = {name: [] for name in METRIC_NAMES}
     grads_w1, previous_w1, step = [], None, 0
     for epoch in range(epochs):
-        order_key, probe_key = jax.random.split(jax.random.fold_in(run_keys(hp)[2], epoch))
+        order_key, probe_key = epoch_keys(hp, epoch)
         positions, weights = map(np.asarray, batch_schedule(order_key, config.n_train, config.effective_batch))
         loss_sum = correct_sum = 0.0
         for batch_positions, batch_weights in zip(positions, weights):
