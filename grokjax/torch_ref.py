@@ -114,6 +114,31 @@ def mean_pairwise_cosine(rows: torch.Tensor, absolute: bool = False) -> float:
     return cosine[upper[0], upper[1]].mean().item()
 
 
+@torch.no_grad()
+def epoch_metrics(model: ModularNet, schedule: Schedule, epoch: int, train_x, test_x, test_y, grads: deque, previous_w1) -> dict:
+    """The study's metrics after an epoch (all but the running train loss and accuracy);
+    appends this epoch's last-minibatch fc1 gradient to ``grads``."""
+    last_grad = model.fc1.weight.grad.detach().clone()
+    grads.append(last_grad.flatten())
+    test_logits = model(test_x)
+    w1 = model.fc1.weight
+    features = model.features(train_x[torch.tensor(np.array(schedule.probe_batch(epoch)))])
+    singular_values = torch.linalg.svdvals(features)
+    p = singular_values / singular_values.sum().clamp_min(NORM_FLOOR)
+    p = p[p > 0]
+    return {
+        "test_loss": F.cross_entropy(test_logits, test_y).item(),
+        "test_acc": (test_logits.argmax(dim=1) == test_y).double().mean().item(),
+        "w_norm_fc1": w1.norm().item(),
+        "delta_w_norm_fc1": 0.0 if previous_w1 is None else (w1 - previous_w1).norm().item(),
+        "grad_norm_fc1": last_grad.norm().item(),
+        "grad_cosine_sim": mean_pairwise_cosine(torch.stack(list(grads))),
+        "feature_diversity": -(p * p.log()).sum().item(),
+        "node_similarity_mean": mean_pairwise_cosine(w1),
+        "neuron_grad_cosine": mean_pairwise_cosine(last_grad, absolute=True),
+    }
+
+
 def train_reference(
     m: int,
     op: str,
@@ -126,9 +151,11 @@ def train_reference(
     init_params=None,
     dtype: torch.dtype = torch.float32,
     on_epoch: Callable[[int, dict], None] | None = None,
+    measure: bool = True,
 ) -> dict[str, list]:
     """Train one run the study's way and return its history (study keys plus ``elapsed``).
-    ``init_params`` (grokjax parameters) replaces PyTorch's own initialisation."""
+    ``init_params`` (grokjax parameters) replaces PyTorch's own initialisation;
+    ``measure=False`` is the bare training loop (running train loss and accuracy only)."""
     start = time.perf_counter()
     dataset = make_dataset(m, op)
     pairs = torch.as_tensor(np.stack([dataset.a, dataset.b], axis=1), dtype=torch.long)
@@ -157,30 +184,10 @@ def train_reference(
             total += len(y)
             loss_sum += loss.item() * len(y)
             correct += (logits.argmax(dim=1) == y).sum().item()
-        last_grad = model.fc1.weight.grad.detach().clone()
-
-        with torch.no_grad():
-            test_logits = model(test_x)
-            w1 = model.fc1.weight.detach().clone()
-            grads.append(last_grad.flatten())
-            features = model.features(train_x[torch.tensor(np.array(schedule.probe_batch(epoch)))])
-            singular_values = torch.linalg.svdvals(features)
-            p = singular_values / singular_values.sum().clamp_min(NORM_FLOOR)
-            p = p[p > 0]
-            values = {
-                "train_loss": loss_sum / total,
-                "train_acc": correct / total,
-                "test_loss": F.cross_entropy(test_logits, test_y).item(),
-                "test_acc": (test_logits.argmax(dim=1) == test_y).double().mean().item(),
-                "w_norm_fc1": w1.norm().item(),
-                "delta_w_norm_fc1": 0.0 if previous_w1 is None else (w1 - previous_w1).norm().item(),
-                "grad_norm_fc1": last_grad.norm().item(),
-                "grad_cosine_sim": mean_pairwise_cosine(torch.stack(list(grads))),
-                "feature_diversity": -(p * p.log()).sum().item(),
-                "node_similarity_mean": mean_pairwise_cosine(w1),
-                "neuron_grad_cosine": mean_pairwise_cosine(last_grad, absolute=True),
-            }
-        previous_w1 = w1
+        values = {"train_loss": loss_sum / total, "train_acc": correct / total}
+        if measure:
+            values.update(epoch_metrics(model, schedule, epoch, train_x, test_x, test_y, grads, previous_w1))
+            previous_w1 = model.fc1.weight.detach().clone()
         for key, value in values.items():
             history[key].append(value)
         if on_epoch is not None:

@@ -28,6 +28,7 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 import optax
+from jax.sharding import AxisType, Mesh, NamedSharding, PartitionSpec
 from tqdm.auto import tqdm
 
 from grokjax import metrics as M
@@ -254,16 +255,34 @@ class Trainer(NamedTuple):
     chunk_epochs: int
 
 
-def make_train(config: SweepConfig) -> Trainer:
+def make_train(config: SweepConfig, mesh: Mesh | None = None) -> Trainer:
     """Vmap the per-run functions over the runs axis and jit them. The state is donated
-    between chunks so that its buffers are reused in place."""
+    between chunks so that its buffers are reused in place. With a ``mesh`` (one axis,
+    "runs"), every device runs the vmapped functions on its own share of the runs
+    (``shard_map``): runs never exchange data, so the program has no communication."""
     chunk_epochs = chunk_length(config)
-    init = jax.jit(jax.vmap(partial(init_run, config)))
-    chunk = jax.jit(
-        jax.vmap(partial(train_chunk, config, chunk_epochs), in_axes=(0, None, 0, 0, None)),
-        donate_argnums=3,
-    )
-    return Trainer(init, chunk, chunk_epochs)
+    init = jax.vmap(partial(init_run, config))
+    chunk = jax.vmap(partial(train_chunk, config, chunk_epochs), in_axes=(0, None, 0, 0, None))
+    if mesh is not None:
+        runs, replicated = PartitionSpec("runs"), PartitionSpec()
+        # check_vma off: the per-run code builds scan carries from constants, which the
+        # replication checker would ask to annotate; nothing here crosses devices anyway
+        init = jax.shard_map(init, mesh=mesh, in_specs=runs, out_specs=runs, check_vma=False)
+        chunk = jax.shard_map(chunk, mesh=mesh, in_specs=(runs, replicated, runs, runs, replicated), out_specs=runs,
+                              check_vma=False)
+    return Trainer(jax.jit(init), jax.jit(chunk, donate_argnums=3), chunk_epochs)
+
+
+def runs_mesh() -> Mesh | None:
+    """All devices on one axis named "runs"; None when there is only one device."""
+    n_devices = jax.device_count()
+    return None if n_devices == 1 else jax.make_mesh((n_devices,), ("runs",), axis_types=(AxisType.Auto,))
+
+
+def pad_runs(hparams: Hparams, multiple: int) -> Hparams:
+    """Pad the runs axis to a multiple of ``multiple`` with copies of the last run."""
+    padding = -len(hparams.seed) % multiple
+    return Hparams(*(np.concatenate([x, np.repeat(x[-1:], padding)]) for x in map(np.asarray, hparams)))
 
 
 class SweepResult(NamedTuple):
@@ -282,6 +301,33 @@ class SweepInterrupted(Exception):
         self.next_epoch = next_epoch
 
 
+class PreparedSweep(NamedTuple):
+    """A sweep ready to train: inputs on the devices and the compiled chunk."""
+
+    hparams: Hparams  # padded to a multiple of the device count, placed across the devices
+    dataset: Dataset
+    run_data: RunData
+    state: RunState
+    chunk: Callable  # compiled (hparams, dataset, run_data, state, first_epoch) -> (state, metrics)
+    chunk_epochs: int
+    compile_seconds: float
+
+
+def prepare_sweep(config: SweepConfig, hparams: Hparams) -> PreparedSweep:
+    """Initialise every run and compile the chunk for these inputs (once per sweep shape)."""
+    if config.dtype == "float64" and not jax.config.jax_enable_x64:
+        raise ValueError("dtype float64 needs jax.config.update('jax_enable_x64', True) before any JAX call")
+    mesh = runs_mesh()
+    trainer = make_train(config, mesh)
+    dataset = Dataset(*(jnp.asarray(x) for x in make_dataset(config.m, config.op)))
+    start = time.perf_counter()
+    if mesh is not None:
+        hparams = jax.device_put(pad_runs(hparams, mesh.size), NamedSharding(mesh, PartitionSpec("runs")))
+    run_data, state = trainer.init(hparams)
+    chunk = trainer.train_chunk.lower(hparams, dataset, run_data, state, np.int32(0)).compile()
+    return PreparedSweep(hparams, dataset, run_data, state, chunk, trainer.chunk_epochs, time.perf_counter() - start)
+
+
 def run_sweep(
     config: SweepConfig,
     hparams: Hparams | None = None,
@@ -297,19 +343,11 @@ def run_sweep(
     ``stop_requested()`` turns true, training stops after the current chunk, saves the
     checkpoint and raises :class:`SweepInterrupted`.
     """
-    if config.dtype == "float64" and not jax.config.jax_enable_x64:
-        raise ValueError("dtype float64 needs jax.config.update('jax_enable_x64', True) before any JAX call")
     hparams = grid_hparams(config) if hparams is None else hparams
     n_runs = len(hparams.seed)
-    trainer = make_train(config)
-    dataset = Dataset(*(jnp.asarray(x) for x in make_dataset(config.m, config.op)))
     fingerprint = config_hash(config)
-
-    start = time.perf_counter()
-    run_data, state = trainer.init(hparams)
-    first_epoch = np.int32(0)
-    compiled_chunk = trainer.train_chunk.lower(hparams, dataset, run_data, state, first_epoch).compile()
-    compile_seconds = time.perf_counter() - start
+    sweep = prepare_sweep(config, hparams)
+    state = sweep.state
 
     history = {name: np.zeros((n_runs, config.epochs), config.dtype) for name in M.METRIC_NAMES}
     start_epoch = 0
@@ -318,11 +356,11 @@ def run_sweep(
 
     start = time.perf_counter()
     with tqdm(total=config.epochs, initial=start_epoch, unit="epoch", disable=not progress, desc=f"{n_runs} runs") as bar:
-        for chunk_index, first in enumerate(range(start_epoch, config.epochs, trainer.chunk_epochs), start=1):
-            state, chunk_metrics = compiled_chunk(hparams, dataset, run_data, state, np.int32(first))
-            n = min(trainer.chunk_epochs, config.epochs - first)
+        for chunk_index, first in enumerate(range(start_epoch, config.epochs, sweep.chunk_epochs), start=1):
+            state, chunk_metrics = sweep.chunk(sweep.hparams, sweep.dataset, sweep.run_data, state, np.int32(first))
+            n = min(sweep.chunk_epochs, config.epochs - first)
             for name in M.METRIC_NAMES:
-                history[name][:, first : first + n] = np.asarray(chunk_metrics[name])[:, :n]
+                history[name][:, first : first + n] = np.asarray(chunk_metrics[name])[:n_runs, :n]
             bar.update(n)
             latest = history["test_acc"][:, first + n - 1]
             latest = latest[~np.isnan(latest)]  # diverged runs read NaN
@@ -333,4 +371,5 @@ def run_sweep(
             if stop:
                 raise SweepInterrupted(first + n)
     train_seconds = time.perf_counter() - start
-    return SweepResult(hparams, history, state, compile_seconds, train_seconds)
+    state = jax.tree.map(lambda x: x[:n_runs], state)  # without the padding runs
+    return SweepResult(hparams, history, state, sweep.compile_seconds, train_seconds)

@@ -1,0 +1,49 @@
+"""The runs axis spread over several devices (simulated CPU devices in a subprocess)."""
+
+import os
+import subprocess
+import sys
+import textwrap
+
+import numpy as np
+
+from grokjax.config import SweepConfig
+from grokjax.metrics import METRIC_NAMES
+from grokjax.train import run_sweep
+
+CONFIG = dict(m=11, hidden=16, batch_size=16, epochs=10, chunk_epochs=5, seeds=(0, 1, 2), wds=(0.0, 1e-2))
+COLLECTIVES = ("all-reduce", "all-gather", "collective-permute", "all-to-all", "reduce-scatter")
+
+SCRIPT = textwrap.dedent(
+    """
+    import sys
+    import jax
+    import numpy as np
+    from grokjax.config import SweepConfig
+    from grokjax.train import grid_hparams, prepare_sweep, run_sweep
+
+    config = SweepConfig(**{config})
+    assert jax.device_count() == 4, jax.device_count()
+    sweep = prepare_sweep(config, grid_hparams(config))
+    text = sweep.chunk.as_text()
+    print("collectives:", [name for name in {collectives} if name in text])
+    print("padded runs:", len(sweep.hparams.seed), "sharding:", sweep.hparams.seed.sharding.spec)
+    result = run_sweep(config)
+    np.savez(sys.argv[1], **result.metrics)
+    """
+)
+
+
+def test_sharded_sweep_has_no_collectives_and_equals_the_unsharded_one(tmp_path):
+    out = tmp_path / "sharded.npz"
+    env = {**os.environ, "XLA_FLAGS": "--xla_force_host_platform_device_count=4"}
+    script = SCRIPT.format(config=repr(CONFIG), collectives=repr(COLLECTIVES))
+    result = subprocess.run([sys.executable, "-c", script, str(out)], capture_output=True, text=True, env=env, timeout=300)
+    assert result.returncode == 0, result.stderr
+    assert "collectives: []" in result.stdout
+    assert "padded runs: 8 sharding: P('runs',)" in result.stdout  # 6 runs padded to 4 x 2
+    sharded = np.load(out)
+    alone = run_sweep(SweepConfig(**CONFIG))
+    for name in METRIC_NAMES:
+        assert sharded[name].shape == (6, 10)
+        np.testing.assert_allclose(sharded[name], alone.metrics[name], rtol=1e-5, atol=1e-6, err_msg=name)
