@@ -86,7 +86,14 @@ def node_similarity(w1: jax.Array) -> jax.Array:
 
 def feature_diversity(features: jax.Array) -> jax.Array:
     """Entropy of the normalised singular values of a [batch, h] feature matrix:
-    p = s / sum(s), -sum p log p (0 log 0 = 0)."""
-    singular_values = jnp.linalg.svd(features, compute_uv=False)
+    p = s / sum(s), -sum p log p (0 log 0 = 0).
+
+    For a tall matrix (full batch: thousands of rows) the singular values come from the
+    eigenvalues of the h x h Gram matrix, many times cheaper than an SVD of the matrix."""
+    rows, cols = features.shape
+    if rows > cols:
+        singular_values = jnp.sqrt(jnp.maximum(jnp.linalg.eigvalsh(features.T @ features), 0.0))
+    else:
+        singular_values = jnp.linalg.svd(features, compute_uv=False)
     p = singular_values / jnp.maximum(jnp.sum(singular_values), NORM_FLOOR)
     return -jnp.sum(jnp.where(p > 0, p * jnp.log(jnp.where(p > 0, p, 1.0)), 0.0))

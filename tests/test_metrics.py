@@ -43,8 +43,9 @@ def test_neuron_metrics_read_neurons_as_kernel_columns():
     np.testing.assert_allclose(M.neuron_grad_cosine(kernel), mean_pairwise_cosine(torch_weight, absolute=True), atol=1e-6)
 
 
-def test_feature_diversity_is_singular_value_entropy():
-    features = np.maximum(rng.normal(size=(32, 12)), 0).astype(np.float32)
+@pytest.mark.parametrize("rows", [8, 12, 500])  # wide, square, tall (the Gram-matrix path)
+def test_feature_diversity_is_singular_value_entropy(rows):
+    features = np.maximum(rng.normal(size=(rows, 12)), 0).astype(np.float32)
     features[:, :4] = 0.0  # dead units give zero singular values
     np.testing.assert_allclose(M.feature_diversity(jnp.asarray(features)), singular_value_entropy(features), atol=1e-5)
     # k equal singular values give entropy log k
