@@ -27,7 +27,7 @@ import numpy as np
 from grokjax.config import OneLineErrorParser, SweepConfig
 from grokjax.data import Dataset, make_dataset
 from grokjax.results import cpu_model, environment, write_atomic
-from grokjax.train import enable_compilation_cache, grid_hparams, init_run, make_train, train_epoch_steps
+from grokjax.train import grid_hparams, init_run, make_train, train_epoch_steps
 
 # The study's configuration (BACKGROUND: m 97, hidden 128, batch 128, frac 0.5, Adam lr 1e-3, wd 1e-4).
 STUDY = SweepConfig(m=97, hidden=128, batch_size=128, train_frac=0.5, lrs=(1e-3,), wds=(1e-4,))
@@ -120,7 +120,7 @@ def main(argv: list[str] | None = None) -> int:
         run_counts = [int(x) for x in args.runs.split(",")]
     except ValueError:
         parser.error(f"--runs expects comma-separated integers, got {args.runs!r}")
-    enable_compilation_cache()
+    # no persistent compilation cache here: compile times are part of what is measured
 
     peak = matmul_peak_gflops()
     flops = training_gflops_per_run_epoch(STUDY)
