@@ -8,7 +8,7 @@ from grokjax.data import batch_schedule, make_dataset, random_subset
 from grokjax.metrics import METRIC_NAMES
 from grokjax.train import Hparams, epoch_keys, grid_hparams, init_run, run_sweep
 from conftest import TINY
-from reference import cross_entropy, forward, mean_pairwise_cosine, singular_value_entropy, torch_adam
+from reference import cross_entropy, forward, mean_pairwise_cosine, singular_value_entropy
 
 
 def take_run(hparams: Hparams, i: int) -> Hparams:
