@@ -66,7 +66,7 @@ def build_parser() -> argparse.ArgumentParser:
     grid.add_argument("--data-seed", type=int, help="one train/test split for all runs (default: each run's seed)")
     run = parser.add_argument_group("running")
     run.add_argument("--config", help="a TOML file of configuration keys (m, op, hidden, train_frac, batch_size, epochs, "
-                     "optimizer, chunk_epochs, seeds, wds, lrs, data_seed); flags override it")
+                     "optimizer, chunk_epochs, dtype, seeds, wds, lrs, data_seed); flags override it")
     run.add_argument("--chunk-epochs", type=int, help=f"epochs per compiled call: progress and checkpoint granularity (default {d.chunk_epochs})")
     run.add_argument("--checkpoint-every", type=int, default=1, help="save a checkpoint every N chunks (default 1)")
     run.add_argument("--out", default=None, help="results folder (default: a new results/sweep-<time>); an existing one is refused")
