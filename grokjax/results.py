@@ -10,6 +10,7 @@ import io
 import json
 import os
 import platform
+import time
 from pathlib import Path
 
 import jax
@@ -144,3 +145,30 @@ def load_checkpoint(path: Path, like_state, config_hash: str) -> tuple[object, d
                 raise ValueError(f"{path}: state leaf {i} is {new.dtype}{list(new.shape)}, expected {old.dtype}{list(old.shape)}")
         history = {name[len("metric_"):]: data[name] for name in data.files if name.startswith("metric_")}
         return jax.tree.unflatten(treedef, restored), history, int(data["next_epoch"])
+
+
+def write_process_shard(folder: Path, process: int, local_runs: np.ndarray, metrics: dict[str, np.ndarray]) -> None:
+    """One process's part of a multi-process sweep: its run indices and their metric rows."""
+    buffer = io.BytesIO()
+    np.savez(buffer, runs=np.flatnonzero(local_runs), **{name: values[local_runs] for name, values in metrics.items()})
+    write_atomic(folder / f"shard-{process}.npz", buffer.getvalue())
+
+
+def merge_process_shards(folder: Path, n_processes: int, like: dict[str, np.ndarray], timeout: float = 3600.0) -> dict[str, np.ndarray]:
+    """Wait for every process's shard, assemble the full metric arrays (shaped like ``like``)
+    and remove the shard files."""
+    paths = [folder / f"shard-{process}.npz" for process in range(n_processes)]
+    deadline = time.monotonic() + timeout
+    while not all(path.exists() for path in paths):
+        if time.monotonic() > deadline:
+            missing = [path.name for path in paths if not path.exists()]
+            raise TimeoutError(f"{folder}: no result from {', '.join(missing)} after {timeout:.0f} s")
+        time.sleep(1.0)
+    merged = {name: np.full_like(values, np.nan) for name, values in like.items()}
+    for path in paths:
+        with np.load(path) as shard:
+            for name in merged:
+                merged[name][shard["runs"]] = shard[name]
+    for path in paths:
+        path.unlink()
+    return merged

@@ -73,6 +73,14 @@ def build_parser() -> argparse.ArgumentParser:
     run.add_argument("--resume", metavar="DIR", help="continue the interrupted sweep in DIR from its last checkpoint")
     run.add_argument("--overwrite", action="store_true", help="replace an existing results folder given by --out")
     run.add_argument("--quiet", action="store_true", help="no progress bar")
+    cluster = parser.add_argument_group("several processes (multi-host)")
+    cluster.add_argument("--distributed", action="store_true",
+                         help="join a multi-process sweep through jax.distributed.initialize(): every process runs the "
+                         "same command, trains the runs of its own devices and writes its shard; process 0 merges them "
+                         "and writes the results (needs --out; no checkpoints)")
+    cluster.add_argument("--coordinator", help="host:port of process 0 (default: from the cluster environment)")
+    cluster.add_argument("--num-processes", type=int, help="number of processes (default: from the cluster environment)")
+    cluster.add_argument("--process-id", type=int, help="this process's index (default: from the cluster environment)")
     return parser
 
 
@@ -124,6 +132,15 @@ def resolve(args: argparse.Namespace) -> tuple[SweepConfig, Path | None]:
     return saved, folder
 
 
+def join_processes(args: argparse.Namespace) -> int:
+    """Connect this process to the others (jax.distributed); returns its index."""
+    import jax
+
+    jax.distributed.initialize(coordinator_address=args.coordinator, num_processes=args.num_processes,
+                               process_id=args.process_id)
+    return jax.process_index()
+
+
 def prepare_folder(args: argparse.Namespace) -> Path:
     from grokjax import results
 
@@ -140,8 +157,11 @@ def main(argv: list[str] | None = None) -> int:
     try:
         if args.resume is not None and (args.out is not None or args.overwrite):
             raise ConfigError("--resume continues its own folder; it takes neither --out nor --overwrite")
+        if args.distributed and (args.out is None or args.resume is not None):
+            raise ConfigError("--distributed needs --out (one folder that every process names) and cannot --resume")
         config, resume_folder = resolve(args)
-        out = resume_folder or prepare_folder(args)
+        process = join_processes(args) if args.distributed else 0
+        out = resume_folder or (prepare_folder(args) if process == 0 else Path(args.out))
     except (ConfigError, FileExistsError) as error:
         parser.exit(2, f"{parser.prog}: error: {error}\n")
 
@@ -156,7 +176,7 @@ def main(argv: list[str] | None = None) -> int:
 
     enable_compilation_cache()
     command = shlex.join(["python", "-m", "grokjax.sweep", *(sys.argv[1:] if argv is None else argv)])
-    if resume_folder is None:
+    if resume_folder is None and process == 0:
         results.write_config(out / "config.json", config, command, {"config_hash": config_hash(config)})
     print(
         f"grokjax: {config.n_runs} runs ({len(config.seeds)} seeds x {len(config.wds)} wd x {len(config.lrs)} lr), "
@@ -176,7 +196,8 @@ def main(argv: list[str] | None = None) -> int:
 
     previous_handler = signal.signal(signal.SIGINT, on_interrupt)
     try:
-        sweep = run_sweep(config, progress=not args.quiet, checkpoint=out / CHECKPOINT,
+        sweep = run_sweep(config, progress=not args.quiet and process == 0,
+                          checkpoint=None if args.distributed else out / CHECKPOINT,
                           checkpoint_every=args.checkpoint_every, stop_requested=lambda: bool(interrupts))
     except SweepInterrupted as stopped:
         print(f"stopped before epoch {stopped.next_epoch + 1} of {config.epochs}; checkpoint saved. "
@@ -185,6 +206,15 @@ def main(argv: list[str] | None = None) -> int:
     finally:
         signal.signal(signal.SIGINT, previous_handler)
 
+    metrics = sweep.metrics
+    if args.distributed:
+        import jax
+
+        results.write_process_shard(out, process, sweep.local_runs, metrics)
+        if process != 0:
+            print(f"process {process}: wrote its {sweep.local_runs.sum()} runs to {out}; process 0 merges")
+            return 0
+        metrics = results.merge_process_shards(out, jax.process_count(), metrics)
     timing = {
         "config_hash": config_hash(config),
         "timing": {
@@ -196,9 +226,9 @@ def main(argv: list[str] | None = None) -> int:
     if resume_folder is not None:
         timing["resumed_by"] = command
         command = json.loads((out / "config.json").read_text())["command"]
-    results.write_metrics(out / "metrics.npz", sweep.hparams, sweep.metrics)
+    results.write_metrics(out / "metrics.npz", sweep.hparams, metrics)
     results.write_config(out / "config.json", config, command, timing)
-    _, rows, fit = report.write_report(out, config.to_dict(), sweep.hparams, sweep.metrics)
+    _, rows, fit = report.write_report(out, config.to_dict(), sweep.hparams, metrics)
     (out / CHECKPOINT).unlink(missing_ok=True)  # the results are complete; the state is no longer needed
 
     print()

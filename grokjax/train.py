@@ -291,6 +291,18 @@ class SweepResult(NamedTuple):
     state: RunState  # final per-run state (leading runs axis)
     compile_seconds: float
     train_seconds: float
+    local_runs: np.ndarray  # [runs] bool: the runs this process trained (all, unless several processes share the sweep)
+
+
+def local_rows(array: jax.Array, n_runs: int) -> list[tuple[slice, np.ndarray]]:
+    """The rows of a runs-axis array held by this process's devices, padding rows dropped."""
+    rows = []
+    for shard in array.addressable_shards:
+        start, stop, _ = shard.index[0].indices(array.shape[0]) if shard.index else (0, array.shape[0], 1)
+        stop = min(stop, n_runs)
+        if stop > start:
+            rows.append((slice(start, stop), np.asarray(shard.data)[: stop - start]))
+    return rows
 
 
 class SweepInterrupted(Exception):
@@ -322,7 +334,10 @@ def prepare_sweep(config: SweepConfig, hparams: Hparams) -> PreparedSweep:
     dataset = Dataset(*(jnp.asarray(x) for x in make_dataset(config.m, config.op)))
     start = time.perf_counter()
     if mesh is not None:
-        hparams = jax.device_put(pad_runs(hparams, mesh.size), NamedSharding(mesh, PartitionSpec("runs")))
+        sharding = NamedSharding(mesh, PartitionSpec("runs"))
+        # every process holds the whole grid and places the rows of its own devices
+        hparams = Hparams(*(jax.make_array_from_callback(x.shape, sharding, lambda index, x=x: x[index])
+                            for x in pad_runs(hparams, mesh.size)))
     run_data, state = trainer.init(hparams)
     chunk = trainer.train_chunk.lower(hparams, dataset, run_data, state, np.int32(0)).compile()
     return PreparedSweep(hparams, dataset, run_data, state, chunk, trainer.chunk_epochs, time.perf_counter() - start)
@@ -346,10 +361,13 @@ def run_sweep(
     hparams = grid_hparams(config) if hparams is None else hparams
     n_runs = len(hparams.seed)
     fingerprint = config_hash(config)
+    if checkpoint is not None and jax.process_count() > 1:
+        raise ValueError("checkpoints are written by single-process sweeps only")
     sweep = prepare_sweep(config, hparams)
     state = sweep.state
 
-    history = {name: np.zeros((n_runs, config.epochs), config.dtype) for name in M.METRIC_NAMES}
+    history = {name: np.full((n_runs, config.epochs), np.nan, config.dtype) for name in M.METRIC_NAMES}
+    local_runs = np.zeros(n_runs, bool)
     start_epoch = 0
     if checkpoint is not None and checkpoint.exists():
         state, history, start_epoch = load_checkpoint(checkpoint, state, fingerprint)
@@ -360,9 +378,11 @@ def run_sweep(
             state, chunk_metrics = sweep.chunk(sweep.hparams, sweep.dataset, sweep.run_data, state, np.int32(first))
             n = min(sweep.chunk_epochs, config.epochs - first)
             for name in M.METRIC_NAMES:
-                history[name][:, first : first + n] = np.asarray(chunk_metrics[name])[:n_runs, :n]
+                for rows, values in local_rows(chunk_metrics[name], n_runs):
+                    history[name][rows, first : first + n] = values[:, :n]
+                    local_runs[rows] = True
             bar.update(n)
-            latest = history["test_acc"][:, first + n - 1]
+            latest = history["test_acc"][local_runs, first + n - 1]
             latest = latest[~np.isnan(latest)]  # diverged runs read NaN
             bar.set_postfix(median_test_acc=f"{np.median(latest):.3f}" if len(latest) else "-")
             stop = stop_requested() and first + n < config.epochs
@@ -372,4 +392,4 @@ def run_sweep(
                 raise SweepInterrupted(first + n)
     train_seconds = time.perf_counter() - start
     state = jax.tree.map(lambda x: x[:n_runs], state)  # without the padding runs
-    return SweepResult(hparams, history, state, sweep.compile_seconds, train_seconds)
+    return SweepResult(hparams, history, state, sweep.compile_seconds, train_seconds, local_runs)

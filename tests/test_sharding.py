@@ -47,3 +47,31 @@ def test_sharded_sweep_has_no_collectives_and_equals_the_unsharded_one(tmp_path)
     for name in METRIC_NAMES:
         assert sharded[name].shape == (6, 10)
         np.testing.assert_allclose(sharded[name], alone.metrics[name], rtol=1e-5, atol=1e-6, err_msg=name)
+
+
+def free_port() -> int:
+    import socket
+
+    with socket.socket() as s:
+        s.bind(("localhost", 0))
+        return s.getsockname()[1]
+
+
+def test_two_processes_train_one_sweep_and_process_0_merges(tmp_path):
+    tiny = ["--m", "11", "--hidden", "8", "--batch-size", "16", "--epochs", "6", "--seeds", "2", "--wd", "0,1e-2", "--quiet"]
+    alone = tmp_path / "alone"
+    assert subprocess.run([sys.executable, "-m", "grokjax.sweep", *tiny, "--out", str(alone)], timeout=300).returncode == 0
+    out, port = tmp_path / "together", free_port()
+    processes = [
+        subprocess.Popen([sys.executable, "-m", "grokjax.sweep", *tiny, "--out", str(out), "--distributed",
+                          "--coordinator", f"localhost:{port}", "--num-processes", "2", "--process-id", str(i)],
+                         stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+        for i in (0, 1)
+    ]
+    outputs = [p.communicate(timeout=300) for p in processes]
+    assert [p.returncode for p in processes] == [0, 0], outputs
+    assert "process 1: wrote its 2 runs" in outputs[1][0]
+    assert not list(out.glob("shard-*.npz"))  # merged and removed
+    merged, single = np.load(out / "metrics.npz"), np.load(alone / "metrics.npz")
+    for name in METRIC_NAMES:
+        np.testing.assert_allclose(merged[name], single[name], rtol=1e-5, atol=1e-6, err_msg=name)
