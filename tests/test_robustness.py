@@ -40,6 +40,7 @@ def assert_refused(result, message):
         (["--op", "pow"], "invalid choice: 'pow'"),
         (["--checkpoint-every", "0"], "--checkpoint-every must be >= 1"),
         (["--resume", "/nonexistent/folder"], "no config.json there"),
+        (["--distributed"], "--distributed needs --out"),
     ],
 )
 def test_bad_flags(args, message):
