@@ -4,12 +4,15 @@ Shape of the program (read top to bottom):
 
 * :func:`init_run` draws a run's split and initial parameters from its seeds;
 * :func:`train_step` is one optimizer step on one minibatch;
-* :func:`train_epoch` scans ``train_step`` over an epoch's minibatches, then
-  measures the epoch's metrics;
-* :func:`train_chunk` scans ``train_epoch`` over a fixed number of epochs;
-* :func:`make_train` vmaps ``init_run`` and ``train_chunk`` over runs and jits them;
+* :func:`train_epoch_steps` scans ``train_step`` over an epoch's minibatches, and
+  :func:`train_epoch` adds the epoch's metrics;
+* :func:`freeze_diverged` keeps a run whose loss or parameters stop being finite at its
+  last finite state;
+* :func:`train_chunk` scans epochs over a fixed number of epochs;
+* :func:`make_train` vmaps ``init_run`` and ``train_chunk`` over runs (``shard_map`` over
+  devices when there are several) and jits them; :func:`prepare_sweep` compiles;
 * :func:`run_sweep` drives the compiled chunk from Python (progress bar, bounded
-  memory) and gathers the ``[runs, epochs]`` metric arrays.
+  memory, checkpoints) and gathers the ``[runs, epochs]`` metric arrays.
 
 Everything that varies across runs (seed, data seed, lr, wd) is a traced array in
 :class:`Hparams`; everything in :class:`~grokjax.config.SweepConfig` is static.
