@@ -140,6 +140,12 @@ def main(argv: list[str] | None = None) -> int:
             compile_s, seconds = time_grokjax(config, n_runs, args.epochs, metrics, args.repeats)
             rows.append((label, n_runs, compile_s, seconds))
             print(f"{label}, {n_runs} runs: compile {compile_s:.1f} s, {1e3 * seconds:.2f} ms per run-epoch", flush=True)
+    largest = max(run_counts)
+    if largest >= 64:  # large sweeps on a CPU: vmap groups of 16 runs, looped
+        grouped = dataclasses.replace(STUDY, run_group=16)
+        compile_s, seconds = time_grokjax(grouped, largest, args.epochs, True, args.repeats)
+        rows.append(("grokjax, with metrics, groups of 16", largest, compile_s, seconds))
+        print(f"grokjax, with metrics, groups of 16, {largest} runs: compile {compile_s:.1f} s, {1e3 * seconds:.2f} ms per run-epoch", flush=True)
     full_batch = dataclasses.replace(STUDY, batch_size=0)
     n_full = max(n for n in run_counts if n <= 32) if any(n <= 32 for n in run_counts) else run_counts[0]
     for label, metrics in (("grokjax full batch, with metrics", True), ("grokjax full batch, steps only", False)):

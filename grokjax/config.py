@@ -3,7 +3,7 @@
 Fields fall into two groups, and the split decides what recompiles:
 
 * static (shapes and counts: ``m``, ``op``, ``hidden``, ``train_frac``,
-  ``batch_size``, ``epochs``, ``optimizer``, ``chunk_epochs``) are baked into
+  ``batch_size``, ``epochs``, ``optimizer``, ``chunk_epochs``, ``run_group``, ``dtype``) are baked into
   the compiled program; changing one compiles a new program;
 * the grid (``seeds``, ``wds``, ``lrs``, ``data_seed``) becomes per-run traced
   arrays (:class:`grokjax.train.Hparams`); any values of the same count reuse
@@ -43,6 +43,7 @@ class SweepConfig:
     epochs: int = 600
     optimizer: str = "adam"
     chunk_epochs: int = 50  # epochs per compiled call; the progress bar moves once per chunk
+    run_group: int = 0  # vmap this many runs at a time, looping over groups (0: all at once); helps CPUs keep the batch in cache
     dtype: str = "float32"  # parameters and arithmetic; float64 needs jax_enable_x64
     # --- grid: traced per run ---
     seeds: tuple[int, ...] = (0, 1, 2)
@@ -59,6 +60,7 @@ class SweepConfig:
         _check_int("hidden", self.hidden, minimum=1)
         _check_int("epochs", self.epochs, minimum=1)
         _check_int("chunk_epochs", self.chunk_epochs, minimum=1)
+        _check_int("run_group", self.run_group, minimum=0)
         _check_int("batch_size", self.batch_size, minimum=0)
         if self.optimizer not in OPTIMIZERS:
             raise ConfigError(

@@ -266,6 +266,8 @@ def make_train(config: SweepConfig, mesh: Mesh | None = None) -> Trainer:
     chunk_epochs = chunk_length(config)
     init = jax.vmap(partial(init_run, config))
     chunk = jax.vmap(partial(train_chunk, config, chunk_epochs), in_axes=(0, None, 0, 0, None))
+    if config.run_group:
+        chunk = in_run_groups(chunk, config.run_group)
     if mesh is not None:
         runs, replicated = PartitionSpec("runs"), PartitionSpec()
         # check_vma off: the per-run code builds scan carries from constants, which the
@@ -274,6 +276,21 @@ def make_train(config: SweepConfig, mesh: Mesh | None = None) -> Trainer:
         chunk = jax.shard_map(chunk, mesh=mesh, in_specs=(runs, replicated, runs, runs, replicated), out_specs=runs,
                               check_vma=False)
     return Trainer(jax.jit(init), jax.jit(chunk, donate_argnums=3), chunk_epochs)
+
+
+def in_run_groups(vmapped_chunk: Callable, group: int) -> Callable:
+    """The vmapped chunk applied to ``group`` runs at a time, in a loop (``lax.map``) over
+    the groups: same results, a smaller working set (the runs axis must be a multiple of
+    ``group``)."""
+
+    def grouped(hparams, dataset, run_data, state, first_epoch):
+        split = lambda x: x.reshape((-1, group) + x.shape[1:])  # noqa: E731
+        merge = lambda x: x.reshape((-1,) + x.shape[2:])  # noqa: E731
+        per_group = jax.lax.map(lambda g: vmapped_chunk(g[0], dataset, g[1], g[2], first_epoch),
+                                jax.tree.map(split, (hparams, run_data, state)))
+        return jax.tree.map(merge, per_group)
+
+    return grouped
 
 
 def runs_mesh() -> Mesh | None:
@@ -336,11 +353,13 @@ def prepare_sweep(config: SweepConfig, hparams: Hparams) -> PreparedSweep:
     trainer = make_train(config, mesh)
     dataset = Dataset(*(jnp.asarray(x) for x in make_dataset(config.m, config.op)))
     start = time.perf_counter()
+    # every device needs a whole number of run groups
+    multiple = (mesh.size if mesh is not None else 1) * max(config.run_group, 1)
+    hparams = pad_runs(hparams, multiple)
     if mesh is not None:
         sharding = NamedSharding(mesh, PartitionSpec("runs"))
         # every process holds the whole grid and places the rows of its own devices
-        hparams = Hparams(*(jax.make_array_from_callback(x.shape, sharding, lambda index, x=x: x[index])
-                            for x in pad_runs(hparams, mesh.size)))
+        hparams = Hparams(*(jax.make_array_from_callback(x.shape, sharding, lambda index, x=x: x[index]) for x in hparams))
     run_data, state = trainer.init(hparams)
     chunk = trainer.train_chunk.lower(hparams, dataset, run_data, state, np.int32(0)).compile()
     return PreparedSweep(hparams, dataset, run_data, state, chunk, trainer.chunk_epochs, time.perf_counter() - start)

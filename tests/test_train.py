@@ -129,3 +129,10 @@ def test_full_batch_matches_hand_written_loop():
     reference = reference_training(config, hp, config.epochs)
     for name in METRIC_NAMES:
         np.testing.assert_allclose(sweep.metrics[name][0], reference[name], rtol=2e-4, atol=2e-5, err_msg=name)
+
+
+def test_run_groups_give_the_same_results(tiny_config, tiny_sweep):
+    # 8 runs in groups of 3: padded to 9, looped over 3 groups inside the compiled chunk
+    grouped = run_sweep(SweepConfig(**{**tiny_config.to_dict(), "run_group": 3}))
+    for name in METRIC_NAMES:
+        np.testing.assert_allclose(grouped.metrics[name], tiny_sweep.metrics[name], rtol=1e-5, atol=1e-6, err_msg=name)
