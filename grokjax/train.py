@@ -360,6 +360,8 @@ def prepare_sweep(config: SweepConfig, hparams: Hparams) -> PreparedSweep:
         sharding = NamedSharding(mesh, PartitionSpec("runs"))
         # every process holds the whole grid and places the rows of its own devices
         hparams = Hparams(*(jax.make_array_from_callback(x.shape, sharding, lambda index, x=x: x[index]) for x in hparams))
+    else:
+        hparams = jax.device_put(hparams)
     run_data, state = trainer.init(hparams)
     chunk = trainer.train_chunk.lower(hparams, dataset, run_data, state, np.int32(0)).compile()
     return PreparedSweep(hparams, dataset, run_data, state, chunk, trainer.chunk_epochs, time.perf_counter() - start)
@@ -389,7 +391,9 @@ def run_sweep(
     state = sweep.state
 
     history = {name: np.full((n_runs, config.epochs), np.nan, config.dtype) for name in M.METRIC_NAMES}
-    local_runs = np.zeros(n_runs, bool)
+    local_runs = np.zeros(n_runs, bool)  # the runs on this process's devices: all of them unless --distributed
+    for rows, _ in local_rows(sweep.hparams.seed, n_runs):
+        local_runs[rows] = True
     start_epoch = 0
     if checkpoint is not None and checkpoint.exists():
         state, history, start_epoch = load_checkpoint(checkpoint, state, fingerprint)
@@ -402,7 +406,6 @@ def run_sweep(
             for name in M.METRIC_NAMES:
                 for rows, values in local_rows(chunk_metrics[name], n_runs):
                     history[name][rows, first : first + n] = values[:, :n]
-                    local_runs[rows] = True
             bar.update(n)
             latest = history["test_acc"][local_runs, first + n - 1]
             latest = latest[~np.isnan(latest)]  # diverged runs read NaN

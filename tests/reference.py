@@ -18,22 +18,26 @@ def cross_entropy(logits, labels):
     return -log_softmax[np.arange(len(labels)), labels]
 
 
-def torch_adam(theta, grads, lr, wd, decoupled=False, b1=0.9, b2=0.999, eps=1e-8):
-    """torch.optim.Adam (coupled L2) / AdamW (decoupled), as documented, over a gradient sequence."""
+def adam_step(theta, g, m, v, t, lr, wd, decoupled=False, b1=0.9, b2=0.999, eps=1e-8):
+    """Step t (1-based) of torch.optim.Adam (coupled L2) / AdamW (decoupled), as documented.
+    Returns the new (theta, m, v)."""
+    g = np.asarray(g, np.float64)
+    if decoupled:
+        theta = theta * (1 - lr * wd)
+    else:
+        g = g + wd * theta
+    m = b1 * m + (1 - b1) * g
+    v = b2 * v + (1 - b2) * g * g
+    theta = theta - lr * (m / (1 - b1**t)) / (np.sqrt(v / (1 - b2**t)) + eps)
+    return theta, m, v
+
+
+def torch_adam(theta, grads, lr, wd, decoupled=False):
+    """torch.optim.Adam / AdamW over a gradient sequence."""
     theta = np.asarray(theta, np.float64).copy()
-    m = np.zeros_like(theta)
-    v = np.zeros_like(theta)
+    m, v = np.zeros_like(theta), np.zeros_like(theta)
     for t, g in enumerate(grads, start=1):
-        g = np.asarray(g, np.float64)
-        if decoupled:
-            theta = theta * (1 - lr * wd)
-        else:
-            g = g + wd * theta
-        m = b1 * m + (1 - b1) * g
-        v = b2 * v + (1 - b2) * g * g
-        m_hat = m / (1 - b1**t)
-        v_hat = v / (1 - b2**t)
-        theta = theta - lr * m_hat / (np.sqrt(v_hat) + eps)
+        theta, m, v = adam_step(theta, g, m, v, t, lr, wd, decoupled)
     return theta
 
 

@@ -8,7 +8,7 @@ from grokjax.data import batch_schedule, make_dataset, random_subset
 from grokjax.metrics import METRIC_NAMES
 from grokjax.train import Hparams, epoch_keys, grid_hparams, init_run, run_sweep
 from conftest import TINY
-from reference import cross_entropy, forward, mean_pairwise_cosine, singular_value_entropy
+from reference import adam_step, cross_entropy, forward, mean_pairwise_cosine, singular_value_entropy
 
 
 def take_run(hparams: Hparams, i: int) -> Hparams:
@@ -83,12 +83,9 @@ def reference_training(config: SweepConfig, hp: Hparams, epochs: int) -> dict[st
             leaves = jax.tree.leaves(params)
             new_leaves = []
             for k, (theta, g) in enumerate(zip(leaves, grad_leaves)):
-                # one torch.optim.Adam step, with the moments carried between calls
-                m, v = adam_moments[k]
-                g = g + float(hp.wd) * theta
-                m, v = 0.9 * m + 0.1 * g, 0.999 * v + 0.001 * g * g
+                theta, m, v = adam_step(theta, g, *adam_moments[k], step, float(hp.lr), float(hp.wd))
                 adam_moments[k] = (m, v)
-                new_leaves.append(theta - float(hp.lr) * (m / (1 - 0.9**step)) / (np.sqrt(v / (1 - 0.999**step)) + 1e-8))
+                new_leaves.append(theta)
             params = jax.tree.unflatten(treedef, new_leaves)
             last_grad_w1 = np.asarray(grads["params"]["fc1"]["kernel"], np.float64)
         w1 = params["params"]["fc1"]["kernel"]
