@@ -175,6 +175,7 @@ def run_summary(hparams, metrics: dict[str, np.ndarray], cfg: AnalysisConfig = D
         "data_seed": np.asarray(hparams.data_seed),
         "wd": np.asarray(hparams.wd, np.float64),
         "lr": np.asarray(hparams.lr, np.float64),
+        "n_train": np.asarray(hparams.n_train),
         "final_train_acc": metrics["train_acc"][:, -1],
         "final_test_acc": metrics["test_acc"][:, -1],
         "mem_epoch": mem,
@@ -323,3 +324,18 @@ def format_group_table(rows: list[dict], fit: dict | None = None) -> str:
             f"from {fit['n_points']} runs at {fit['n_levels']} weight decays (runs with a delay above the comprehension gap)"
         )
     return "\n".join(lines)
+
+
+def fourier_moments(snapshot_epochs: np.ndarray, test_acc: np.ndarray, mem_epoch: float) -> list[int]:
+    """Indices of three snapshots of one run to show: before grokking (nearest the
+    memorisation epoch), during (nearest the first epoch with test accuracy >= 0.5) and
+    after (the last); a third and two thirds of the way when a moment never came."""
+    epochs = np.asarray(snapshot_epochs)
+    half = np.flatnonzero(test_acc >= 0.5)
+    targets = (
+        epochs[-1] / 3 if np.isnan(mem_epoch) else mem_epoch,
+        2 * epochs[-1] / 3 if len(half) == 0 else half[0] + 1,
+        epochs[-1],
+    )
+    chosen = [int(np.argmin(np.abs(epochs - target))) for target in targets]
+    return sorted(set(chosen))

@@ -2,9 +2,10 @@
 
 Fields fall into two groups, and the split decides what recompiles:
 
-* static (shapes and counts: ``m``, ``op``, ``hidden``, ``train_frac``,
-  ``batch_size``, ``epochs``, ``optimizer``, ``chunk_epochs``, ``run_group``, ``dtype``) are baked into
-  the compiled program; changing one compiles a new program;
+* static (the network, its loss, shapes and counts: ``m``, ``op``, ``model``,
+  ``activation``, ``loss``, ``hidden``, ``train_frac``, ``min_train_frac``, ``batch_size``,
+  ``epochs``, ``optimizer``, ``fourier_every``, ``geometry_every``, ``chunk_epochs``, ``run_group``, ``dtype``)
+  are baked into the compiled program; changing one compiles a new program;
 * the grid (``seeds``, ``wds``, ``lrs``, ``data_seed``) becomes per-run traced
   arrays (:class:`grokjax.train.Hparams`); any values of the same count reuse
   the compiled program.
@@ -19,7 +20,10 @@ import json
 import math
 from dataclasses import dataclass
 
-OPS = ("add", "sub", "mul", "div")
+OPS = ("add", "sub", "mul", "div", "x2xyy2")
+MODELS = ("modularnet", "li2")
+ACTIVATIONS = ("relu", "square", "silu")
+LOSSES = ("ce", "mse")
 OPTIMIZERS = ("adam", "adamw", "sgd")
 DTYPES = ("float32", "float64")
 
@@ -37,11 +41,17 @@ class SweepConfig:
     # --- static: shapes and counts ---
     m: int = 97
     op: str = "add"
+    model: str = "modularnet"  # the study's network (learned embeddings, biases) or "li2": one-hot inputs, no biases
+    activation: str = "relu"  # hidden activation: relu, square (x^2) or silu
+    loss: str = "ce"  # cross-entropy, or "mse": squared error of class-centred outputs against one-hot - 1/m
     hidden: int = 128
-    train_frac: float = 0.5
+    train_frac: float = 0.5  # the largest training fraction (every run's, unless runs carry their own)
+    min_train_frac: float | None = None  # the smallest per-run fraction the program allows (None: train_frac)
     batch_size: int = 128  # 0 means full batch
     epochs: int = 600
     optimizer: str = "adam"
+    fourier_every: int = 0  # Fourier feature snapshot every N epochs (0: none)
+    geometry_every: int = 1  # measure the hidden layer's geometry metrics every N epochs (0: never; NaN between)
     chunk_epochs: int = 50  # epochs per compiled call; the progress bar moves once per chunk
     run_group: int = 0  # vmap this many runs at a time, looping over groups (0: all at once); helps CPUs keep the batch in cache
     dtype: str = "float32"  # parameters and arithmetic; float64 needs jax_enable_x64
@@ -57,6 +67,11 @@ class SweepConfig:
             raise ConfigError(f"op must be one of {', '.join(OPS)}, got {self.op!r}")
         if self.op == "div" and not is_prime(self.m):
             raise ConfigError(f"op 'div' needs a prime m (every b != 0 invertible), got m={self.m}")
+        for name, choices in (("model", MODELS), ("activation", ACTIVATIONS), ("loss", LOSSES)):
+            if getattr(self, name) not in choices:
+                raise ConfigError(f"{name} must be one of {', '.join(choices)}, got {getattr(self, name)!r}")
+        _check_int("fourier_every", self.fourier_every, minimum=0)
+        _check_int("geometry_every", self.geometry_every, minimum=0)
         _check_int("hidden", self.hidden, minimum=1)
         _check_int("epochs", self.epochs, minimum=1)
         _check_int("chunk_epochs", self.chunk_epochs, minimum=1)
@@ -71,11 +86,20 @@ class SweepConfig:
         _check_number("train_frac", self.train_frac)
         if not 0 < self.train_frac < 1:
             raise ConfigError(f"train_frac must lie strictly between 0 and 1, got {self.train_frac!r}")
-        if self.n_train < 1 or self.n_test < 1:
+        if self.n_train < 1 or self.n_pairs - self.n_train < 1:
             raise ConfigError(
                 f"train_frac {self.train_frac} of {self.n_pairs} pairs leaves "
-                f"{self.n_train} train and {self.n_test} test pairs; both must be non-empty"
+                f"{self.n_train} train and {self.n_pairs - self.n_train} test pairs; both must be non-empty"
             )
+        if self.min_train_frac is not None:
+            _check_number("min_train_frac", self.min_train_frac)
+            if not 0 < self.min_train_frac <= self.train_frac:
+                raise ConfigError(f"min_train_frac must lie in (0, train_frac={self.train_frac}], got {self.min_train_frac!r}")
+            if self.n_train_min < 1:
+                raise ConfigError(f"min_train_frac {self.min_train_frac} of {self.n_pairs} pairs leaves no training pair")
+            if self.n_train_min < self.n_train and self.batch_size != 0:
+                raise ConfigError("per-run training fractions (min_train_frac < train_frac) need full batch (batch_size 0)")
+            object.__setattr__(self, "min_train_frac", float(self.min_train_frac))
         if self.batch_size > self.n_train:
             raise ConfigError(
                 f"batch_size {self.batch_size} exceeds the {self.n_train} training pairs; "
@@ -108,11 +132,19 @@ class SweepConfig:
 
     @property
     def n_train(self) -> int:
+        """Training pairs at ``train_frac``: the size of every run's train set (runs with
+        a smaller fraction of their own mask the rest)."""
         return int(self.train_frac * self.n_pairs)
 
     @property
+    def n_train_min(self) -> int:
+        return self.n_train if self.min_train_frac is None else int(self.min_train_frac * self.n_pairs)
+
+    @property
     def n_test(self) -> int:
-        return self.n_pairs - self.n_train
+        """Size of every run's test set: the pairs outside the smallest train set (a run
+        with a larger train set masks the pairs it trains on)."""
+        return self.n_pairs - self.n_train_min
 
     @property
     def effective_batch(self) -> int:
@@ -192,16 +224,34 @@ class AnalysisConfig:
                 raise ConfigError(f"{name} must be non-negative, got {getattr(self, name)!r}")
 
 
+# Named sets of field values, applied under everything else the user gives.
+PRESETS = {
+    # the PyTorch study's setting: the defaults above
+    "study": {},
+    # the network Tian's Li2 paper analyses (arXiv 2509.21519): fixed one-hot inputs, W 2m->K and
+    # V K->m without biases, x^2 activation, centred MSE, full-batch Adam; m 23 so that it runs
+    # in minutes on a CPU, with wd 0 beside the paper's 1e-4 to show that only decay generalises
+    "li2": dict(model="li2", activation="square", loss="mse", m=23, hidden=512, batch_size=0, epochs=3000,
+                lrs=(1e-3,), wds=(0.0, 1e-4), fourier_every=100),
+}
+
+
 def sweep_config_from_mapping(mapping: dict, source: str, base: SweepConfig | None = None) -> SweepConfig:
     """A SweepConfig from a plain mapping (a TOML file, a saved config.json): keys are the
-    field names; ``seeds`` may be a count N (seeds 0..N-1) or a list; ``wds`` and ``lrs``
-    a list or one number. Missing keys come from ``base`` (default: the defaults). Unknown
-    keys and wrong types raise ConfigError naming the key and ``source``."""
+    field names, plus ``preset`` (a name in PRESETS, applied before the other keys);
+    ``seeds`` may be a count N (seeds 0..N-1) or a list; ``wds`` and ``lrs`` a list or one
+    number. Missing keys come from ``base`` (default: the defaults). Unknown keys and wrong
+    types raise ConfigError naming the key and ``source``."""
     fields = {f.name for f in dataclasses.fields(SweepConfig)}
-    unknown = sorted(set(mapping) - fields)
+    unknown = sorted(set(mapping) - fields - {"preset"})
     if unknown:
-        raise ConfigError(f"{source}: unknown key(s) {', '.join(unknown)}; known keys: {', '.join(sorted(fields))}")
+        raise ConfigError(f"{source}: unknown key(s) {', '.join(unknown)}; known keys: {', '.join(sorted(fields | {'preset'}))}")
     values = dict(mapping)
+    preset = values.pop("preset", None)
+    if preset is not None:
+        if preset not in PRESETS:
+            raise ConfigError(f"{source}: preset must be one of {', '.join(PRESETS)}, got {preset!r}")
+        values = {**PRESETS[preset], **values}
     if isinstance(values.get("seeds"), int) and not isinstance(values["seeds"], bool):
         if values["seeds"] < 1:
             raise ConfigError(f"{source}: seeds must be >= 1, got {values['seeds']}")

@@ -14,7 +14,7 @@ class Dataset(NamedTuple):
 
     a: np.ndarray  # [n_pairs] int32
     b: np.ndarray  # [n_pairs] int32
-    label: np.ndarray  # [n_pairs] int32, (a op b) mod m
+    label: np.ndarray  # [n_pairs] int32, (a op b) mod m; x2xyy2 is a^2 + ab + b^2
 
 
 def make_dataset(m: int, op: str) -> Dataset:
@@ -30,15 +30,11 @@ def make_dataset(m: int, op: str) -> Dataset:
         label = (a * b) % m
     elif op == "div":
         label = (a * np.array([pow(int(x), -1, m) for x in b])) % m
+    elif op == "x2xyy2":
+        label = (a * a + a * b + b * b) % m
     else:
         raise ValueError(f"unknown op {op!r}")
     return Dataset(a.astype(np.int32), b.astype(np.int32), label.astype(np.int32))
-
-
-def split_pairs(key: jax.Array, n_pairs: int, n_train: int) -> tuple[jax.Array, jax.Array]:
-    """A random permutation of the pair indices: the first ``n_train`` train, the rest test."""
-    order = jax.random.permutation(key, n_pairs)
-    return order[:n_train], order[n_train:]
 
 
 def batch_schedule(key: jax.Array, n_train: int, batch_size: int) -> tuple[jax.Array, jax.Array]:

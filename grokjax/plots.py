@@ -30,15 +30,17 @@ def shade_stages(ax, labels: np.ndarray) -> None:
             ax.axvspan(first - 0.5, last + 0.5, color=STAGE_COLOURS[label], alpha=0.25, lw=0)
 
 
-def dashboard(run_metrics: dict[str, np.ndarray], labels: np.ndarray, grok: float, mem: float, title: str, rules: str) -> Figure:
-    """The study's 3x3 per-run figure, with stage bands shaded."""
+def dashboard(run_metrics: dict[str, np.ndarray], labels: np.ndarray, grok: float, mem: float, title: str, rules: str,
+              loss_name: str = "cross-entropy") -> Figure:
+    """The study's 3x3 per-run figure, with stage bands shaded. Metrics measured only
+    every few epochs (NaN between) are drawn through their measured points."""
     epochs = np.arange(1, len(run_metrics["train_acc"]) + 1)
     fig = Figure(figsize=(15, 11), layout="constrained")
     axes = fig.subplots(3, 3).ravel()
     gap = run_metrics["train_acc"] - run_metrics["test_acc"]
     panels = [
         ("accuracy", [("train", run_metrics["train_acc"]), ("test", run_metrics["test_acc"])], "linear"),
-        ("cross-entropy loss", [("train", run_metrics["train_loss"]), ("test", run_metrics["test_loss"])], "log"),
+        (f"{loss_name} loss", [("train", run_metrics["train_loss"]), ("test", run_metrics["test_loss"])], "log"),
         ("W1 norm ‖W1‖_F", [(None, run_metrics["w1_norm"])], "linear"),
         ("W1 change per epoch ‖ΔW1‖_F", [(None, run_metrics["w1_delta_norm"])], "log"),
         ("W1 gradient norm (last minibatch)", [(None, run_metrics["grad_norm"])], "log"),
@@ -53,7 +55,8 @@ def dashboard(run_metrics: dict[str, np.ndarray], labels: np.ndarray, grok: floa
             values = np.asarray(values, float)
             if scale == "log":
                 values = np.where(values > 0, values, np.nan)  # e.g. ΔW1 is 0 at epoch 1 by definition
-            ax.plot(epochs, values, lw=1.2, label=label)
+            shown = ~np.isnan(values)
+            ax.plot(epochs[shown], values[shown], lw=1.2, label=label, marker="." if shown.mean() < 0.5 else None)
         ax.set_yscale(scale)
         ax.set_title(name, fontsize=11)
         ax.set_xlabel("epoch")
@@ -222,4 +225,62 @@ def framework_curves(curves: dict[str, dict[str, np.ndarray]], names: tuple[str,
     for ax in axes[len(names):]:
         ax.set_visible(False)
     fig.suptitle(f"{title}\nthin: each run; thick: median")
+    return fig
+
+
+def fourier_features(
+    epochs: np.ndarray,
+    snapshot_epochs: np.ndarray,
+    snapshots: dict[str, np.ndarray],
+    shown: list[int],
+    test_acc: np.ndarray,
+    title: str,
+) -> Figure:
+    """One run's Fourier features: neuron x frequency heatmaps (each neuron's share of its
+    power per frequency class) at the snapshots ``shown`` (indices into
+    ``snapshot_epochs``), then the layer's summaries over the snapshots against test accuracy.
+    Neurons are sorted by their dominant frequency at the last snapshot, so a learned
+    Fourier feature shows as one bright cell per row."""
+    spectrum = np.asarray(snapshots["spectrum"], np.float32)  # [snapshots, K, F]
+    final = snapshots["dominant_frequency"][-1]
+    order = np.lexsort((-snapshots["concentration"][-1], final))
+    fig = Figure(figsize=(5 * len(shown), 9), layout="constrained")
+    grid = fig.add_gridspec(2, len(shown), height_ratios=(3, 2))
+    n_frequencies = spectrum.shape[-1]
+    for column, index in enumerate(shown):
+        ax = fig.add_subplot(grid[0, column])
+        image = ax.imshow(spectrum[index][order], aspect="auto", interpolation="nearest", cmap="magma", vmin=0, vmax=1,
+                          extent=(0.5, n_frequencies + 0.5, len(order) - 0.5, -0.5))
+        epoch = int(snapshot_epochs[index])
+        acc = f", test acc {test_acc[epoch - 1]:.2f}" if epoch > 0 else " (initialisation)"
+        ax.set_title(f"epoch {epoch}{acc}\nmean concentration {snapshots['mean_concentration'][index]:.2f}", fontsize=10)
+        ax.set_xlabel("frequency class f")
+        if column == 0:
+            ax.set_ylabel("neuron (sorted by final dominant frequency)")
+    fig.colorbar(image, ax=fig.axes, location="right", shrink=0.6, label="share of the neuron's non-constant power")
+    left = fig.add_subplot(grid[1, : max(len(shown) // 2, 1)])
+    left.plot(snapshot_epochs, snapshots["distinct_frequencies"], "o-", color="tab:purple", label="distinct dominant frequencies")
+    left.set_ylabel("distinct dominant frequencies")
+    left.set_ylim(0, n_frequencies + 0.5)
+    right = fig.add_subplot(grid[1, max(len(shown) // 2, 1):])
+    right.plot(snapshot_epochs, snapshots["mean_concentration"], "o-", color="tab:orange", label="mean concentration")
+    right.plot(snapshot_epochs, snapshots["gini"], "o-", color="tab:green", label="Gini of per-frequency norms")
+    right.set_ylim(-0.02, 1.02)
+    signal = right.twinx()
+    signal.plot(snapshot_epochs, snapshots["gf_norm"], "s--", color="tab:gray", ms=3, label="‖G_F‖ (back-propagated signal)")
+    signal.set_yscale("log")
+    signal.set_ylabel("‖G_F‖_F over the training set")
+    left_acc = left.twinx()
+    left_acc.set_ylim(-0.02, 1.02)
+    left_acc.set_ylabel("test accuracy")
+    for ax in (left_acc, right):
+        ax.plot(epochs, test_acc, color="tab:red", lw=1, alpha=0.7, label="test accuracy")
+    for ax in (left, right):
+        ax.set_xlabel("epoch")
+        ax.grid(alpha=0.3)
+    left.legend(handles=left.get_legend_handles_labels()[0] + left_acc.get_legend_handles_labels()[0], fontsize=8,
+                loc="lower right")
+    handles = right.get_legend_handles_labels()[0] + signal.get_legend_handles_labels()[0]
+    right.legend(handles=handles, fontsize=8, loc="center right")
+    fig.suptitle(title)
     return fig

@@ -26,24 +26,38 @@ from grokjax.train import Hparams
 
 
 def load_sweep(folder: Path) -> tuple[dict, Hparams, dict[str, np.ndarray]]:
-    """The configuration record, per-run coordinates and metric arrays of a results folder."""
+    """The configuration record, per-run coordinates and metric arrays of a results folder
+    (folders from before per-run training-set sizes get the configuration's size)."""
     folder = Path(folder)
     for name in ("config.json", "metrics.npz"):
         if not (folder / name).is_file():
             raise FileNotFoundError(f"{folder} has no {name}: not a grokjax results folder")
     record = json.loads((folder / "config.json").read_text())
     with np.load(folder / "metrics.npz") as data:
-        missing = [name for name in (*METRIC_NAMES, *Hparams._fields) if name not in data.files]
+        missing = [name for name in (*METRIC_NAMES, *Hparams._fields) if name not in data.files and name != "n_train"]
         if missing:
             raise ValueError(f"{folder / 'metrics.npz'} lacks {', '.join(missing)}")
         metrics = {name: data[name] for name in METRIC_NAMES}
-        hparams = Hparams(*(data[name] for name in Hparams._fields))
+        n_train = data["n_train"] if "n_train" in data.files else np.full(len(data["seed"]), record["derived"]["n_train"])
+        hparams = Hparams(*(n_train if name == "n_train" else data[name] for name in Hparams._fields))
     return record, hparams, metrics
+
+
+def load_fourier(folder: Path) -> tuple[np.ndarray, dict[str, np.ndarray]] | None:
+    """A results folder's Fourier snapshots (epochs, arrays), or None without fourier.npz."""
+    path = Path(folder) / "fourier.npz"
+    if not path.is_file():
+        return None
+    with np.load(path) as data:
+        return data["epochs"], {name: data[name] for name in data.files if name != "epochs"}
 
 
 def sweep_title(config: dict) -> str:
     batch = config["batch_size"] or "full"
-    return f"m={config['m']} {config['op']}, hidden {config['hidden']}, {config['optimizer']}, batch {batch}"
+    network = "" if config.get("model", "modularnet") == "modularnet" else f"{config['model']} "
+    extras = "".join(f", {config[key]}" for key, default in (("activation", "relu"), ("loss", "ce"))
+                     if config.get(key, default) != default)
+    return f"m={config['m']} {config['op']}, {network}hidden {config['hidden']}{extras}, {config['optimizer']}, batch {batch}"
 
 
 def representative_runs(summary: dict[str, np.ndarray], rows: list[dict]) -> list[int]:
@@ -69,8 +83,10 @@ def save_figure(fig, path: Path) -> None:
 def write_report(
     folder: Path, config: dict, hparams: Hparams, metrics: dict[str, np.ndarray], cfg: AnalysisConfig = analysis.DEFAULT
 ) -> tuple[dict, list[dict], dict | None]:
-    """Analyse a sweep's metrics and write the tables, stage labels, fit and figures."""
+    """Analyse a sweep's metrics and write the tables, stage labels, fit and figures (with
+    a Fourier figure per representative run when the folder has snapshots)."""
     folder = Path(folder)
+    fourier = load_fourier(folder)
     summary = analysis.run_summary(hparams, metrics, cfg)
     rows = analysis.group_summary(summary, cfg)
     fit = analysis.delay_power_law(summary, metrics["test_acc"].shape[1], cfg)
@@ -95,8 +111,18 @@ def write_report(
             summary["mem_epoch"][run],
             f"{title}; wd {wd:g}, lr {lr:g}, seed {seed} (run {run})",
             cfg.stage_rules,
+            "centred MSE" if config.get("loss") == "mse" else "cross-entropy",
         )
         save_figure(fig, figures / f"dashboard_wd{wd:g}_lr{lr:g}.png")
+        if fourier is not None:
+            snapshot_epochs, snapshots = fourier
+            shown = analysis.fourier_moments(snapshot_epochs, metrics["test_acc"][run], summary["mem_epoch"][run])
+            fig = plots.fourier_features(
+                np.arange(1, metrics["test_acc"].shape[1] + 1), snapshot_epochs,
+                {name: values[run] for name, values in snapshots.items()}, shown, metrics["test_acc"][run],
+                f"{title}; wd {wd:g}, lr {lr:g}, seed {seed} (run {run}): Fourier features of the hidden layer",
+            )
+            save_figure(fig, figures / f"fourier_wd{wd:g}_lr{lr:g}.png")
     save_figure(plots.overview(metrics["test_acc"], summary["wd"], summary["lr"], title), figures / "overview.png")
     if (summary["wd"] > 0).any():
         save_figure(plots.delay_vs_wd(summary, rows, fit, title), figures / "delay_vs_wd.png")

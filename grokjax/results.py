@@ -105,6 +105,14 @@ def write_metrics(path: Path, hparams, metrics: dict[str, np.ndarray]) -> None:
     write_atomic(path, buffer.getvalue())
 
 
+def write_fourier(path: Path, epochs: np.ndarray, snapshots: dict[str, np.ndarray]) -> None:
+    """The Fourier snapshots: ``epochs`` [snapshots] (completed epochs) and one
+    [runs, snapshots, ...] array per quantity (see :func:`grokjax.train.fourier_snapshot`)."""
+    buffer = io.BytesIO()
+    np.savez_compressed(buffer, epochs=epochs, **snapshots)
+    write_atomic(path, buffer.getvalue())
+
+
 def format_cell(value) -> str:
     """CSV cell: empty for NaN (not reached); floats to float32 precision, so a wd of
     1e-4 reads 0.0001 and an epoch 380, not 380.0."""

@@ -18,8 +18,12 @@ import tomllib
 from pathlib import Path
 
 from grokjax.config import (
+    ACTIVATIONS,
+    LOSSES,
+    MODELS,
     OPS,
     OPTIMIZERS,
+    PRESETS,
     ConfigError,
     OneLineErrorParser,
     SweepConfig,
@@ -45,15 +49,25 @@ def build_parser() -> argparse.ArgumentParser:
     d = DEFAULTS
     parser = OneLineErrorParser(
         prog="python -m grokjax.sweep",
-        description="Train every run of a seeds x weight-decay x learning-rate grid of ModularNets "
+        description="Train every run of a seeds x weight-decay x learning-rate grid of networks "
         "on (a op b) mod m in one compiled JAX program; print per (wd, lr) how many seeds grokked "
         "and when; write config.json, metrics.npz, the analysis tables and figures.",
     )
+    parser.add_argument("--preset", choices=tuple(PRESETS),
+                        help="study: the PyTorch study's ModularNet (the defaults below); li2: the Li2 paper's network "
+                        "(one-hot inputs, x^2, centred MSE, full batch, m 23, hidden 512, 3000 epochs, wd 0 and 1e-4, "
+                        "Fourier snapshots every 100 epochs). Flags and --config keys override a preset")
     task = parser.add_argument_group("task")
     task.add_argument("--m", type=int, help=f"modulus: inputs and labels are 0..m-1 (default {d.m})")
-    task.add_argument("--op", choices=OPS, help=f"the operation; div needs a prime m and omits b=0 (default {d.op})")
+    task.add_argument("--op", choices=OPS, help=f"the operation: a+b, a-b, a*b, a/b (div: prime m, b != 0) or "
+                      f"a^2+ab+b^2 (x2xyy2), all mod m (default {d.op})")
     task.add_argument("--train-frac", type=float, help=f"fraction of all pairs used for training (default {d.train_frac})")
     model = parser.add_argument_group("model and training")
+    model.add_argument("--model", choices=MODELS, help=f"modularnet: learned embeddings and biases (the study's); "
+                       f"li2: fixed one-hot inputs, no biases (default {d.model})")
+    model.add_argument("--activation", choices=ACTIVATIONS, help=f"hidden activation; square is x^2 (default {d.activation})")
+    model.add_argument("--loss", choices=LOSSES, help=f"ce: cross-entropy; mse: squared error of the class-centred "
+                       f"outputs against one-hot - 1/m, summed over classes (default {d.loss})")
     model.add_argument("--hidden", type=int, help=f"embedding and hidden width h (default {d.hidden})")
     model.add_argument("--epochs", type=int, help=f"epochs per run (default {d.epochs})")
     model.add_argument("--batch-size", type=int, help=f"minibatch size; 0 means full batch; larger than the train set is refused (default {d.batch_size})")
@@ -65,8 +79,13 @@ def build_parser() -> argparse.ArgumentParser:
     grid.add_argument("--lr", type=float_list, help=f"comma-separated learning rates (default {','.join(f'{v:g}' for v in d.lrs)})")
     grid.add_argument("--data-seed", type=int, help="one train/test split for all runs (default: each run's seed)")
     run = parser.add_argument_group("running")
-    run.add_argument("--config", help="a TOML file of configuration keys (m, op, hidden, train_frac, batch_size, epochs, "
-                     "optimizer, chunk_epochs, run_group, dtype, seeds, wds, lrs, data_seed); flags override it")
+    run.add_argument("--config", help="a TOML file of configuration keys (preset and the fields of the flags above: m, op, "
+                     "model, activation, loss, hidden, train_frac, batch_size, epochs, optimizer, fourier_every, "
+                     "geometry_every, chunk_epochs, run_group, dtype, seeds, wds, lrs, data_seed); flags override it")
+    run.add_argument("--fourier-every", type=int, help="snapshot every run's Fourier features every N epochs into "
+                     f"fourier.npz, with a figure (default {d.fourier_every}: none)")
+    run.add_argument("--geometry-every", type=int, help="measure feature_diversity and the three cosine metrics every N "
+                     f"epochs only, NaN between (they cost most of a sweep's time; 0: never) (default {d.geometry_every})")
     run.add_argument("--chunk-epochs", type=int, help=f"epochs per compiled call: progress and checkpoint granularity (default {d.chunk_epochs})")
     run.add_argument("--run-group", type=int, help="train this many runs at a time, looping over groups inside the compiled "
                      "chunk; on a CPU a group of 16-32 keeps the work in cache for large sweeps (default 0: all runs at once)")
@@ -89,10 +108,11 @@ def build_parser() -> argparse.ArgumentParser:
 def given_fields(args: argparse.Namespace) -> dict:
     """The configuration fields set by flags on the command line."""
     fields = {
-        "m": args.m, "op": args.op, "hidden": args.hidden, "train_frac": args.train_frac,
-        "batch_size": args.batch_size, "epochs": args.epochs, "optimizer": args.optimizer,
-        "chunk_epochs": args.chunk_epochs, "run_group": args.run_group, "seeds": args.seeds, "wds": args.wd, "lrs": args.lr,
-        "data_seed": args.data_seed,
+        "preset": args.preset, "m": args.m, "op": args.op, "model": args.model, "activation": args.activation,
+        "loss": args.loss, "hidden": args.hidden, "train_frac": args.train_frac, "batch_size": args.batch_size,
+        "epochs": args.epochs, "optimizer": args.optimizer, "fourier_every": args.fourier_every,
+        "geometry_every": args.geometry_every, "chunk_epochs": args.chunk_epochs, "run_group": args.run_group,
+        "seeds": args.seeds, "wds": args.wd, "lrs": args.lr, "data_seed": args.data_seed,
     }
     return {name: value for name, value in fields.items() if value is not None}
 
@@ -174,7 +194,7 @@ def main(argv: list[str] | None = None) -> int:
         jax.config.update("jax_enable_x64", True)
     from grokjax import analysis, report, results
     from grokjax.config import config_hash
-    from grokjax.train import SweepInterrupted, enable_compilation_cache, run_sweep
+    from grokjax.train import SweepInterrupted, enable_compilation_cache, run_sweep, snapshot_epochs
 
     enable_compilation_cache()
     command = shlex.join(["python", "-m", "grokjax.sweep", *(sys.argv[1:] if argv is None else argv)])
@@ -182,8 +202,8 @@ def main(argv: list[str] | None = None) -> int:
         results.write_config(out / "config.json", config, command, {"config_hash": config_hash(config)})
     print(
         f"grokjax: {config.n_runs} runs ({len(config.seeds)} seeds x {len(config.wds)} wd x {len(config.lrs)} lr), "
-        f"{config.epochs} epochs, m={config.m} op={config.op} hidden={config.hidden} "
-        f"batch={config.batch_size or 'full'} optimizer={config.optimizer}"
+        f"{config.epochs} epochs, m={config.m} op={config.op} model={config.model} activation={config.activation} "
+        f"loss={config.loss} hidden={config.hidden} batch={config.batch_size or 'full'} optimizer={config.optimizer}"
         + (f"; resuming {out}" if resume_folder else ""),
         flush=True,
     )
@@ -208,15 +228,16 @@ def main(argv: list[str] | None = None) -> int:
     finally:
         signal.signal(signal.SIGINT, previous_handler)
 
-    metrics = sweep.metrics
+    metrics, fourier = sweep.metrics, sweep.fourier
     if args.distributed:
         import jax
 
-        results.write_process_shard(out, process, sweep.local_runs, metrics)
+        results.write_process_shard(out, process, sweep.local_runs, {**metrics, **fourier})
         if process != 0:
             print(f"process {process}: wrote its {sweep.local_runs.sum()} runs to {out}; process 0 merges")
             return 0
-        metrics = results.merge_process_shards(out, jax.process_count(), metrics)
+        merged = results.merge_process_shards(out, jax.process_count(), {**metrics, **fourier})
+        metrics, fourier = ({name: merged[name] for name in part} for part in (metrics, fourier))
     timing = {
         "config_hash": config_hash(config),
         "timing": {
@@ -229,6 +250,8 @@ def main(argv: list[str] | None = None) -> int:
         timing["resumed_by"] = command
         command = json.loads((out / "config.json").read_text())["command"]
     results.write_metrics(out / "metrics.npz", sweep.hparams, metrics)
+    if fourier:
+        results.write_fourier(out / "fourier.npz", snapshot_epochs(config), fourier)
     results.write_config(out / "config.json", config, command, timing)
     _, rows, fit = report.write_report(out, config.to_dict(), sweep.hparams, metrics)
     (out / CHECKPOINT).unlink(missing_ok=True)  # the results are complete; the state is no longer needed

@@ -9,13 +9,16 @@ Shape of the program (read top to bottom):
 * :func:`freeze_diverged` keeps a run whose loss or parameters stop being finite at its
   last finite state;
 * :func:`train_chunk` scans epochs over a fixed number of epochs;
+* :func:`fourier_snapshot` measures a run's Fourier features from its parameters (at
+  chunk ends, every ``fourier_every`` epochs);
 * :func:`make_train` vmaps ``init_run`` and ``train_chunk`` over runs (``shard_map`` over
   devices when there are several) and jits them; :func:`prepare_sweep` compiles;
 * :func:`run_sweep` drives the compiled chunk from Python (progress bar, bounded
   memory, checkpoints) and gathers the ``[runs, epochs]`` metric arrays.
 
-Everything that varies across runs (seed, data seed, lr, wd) is a traced array in
-:class:`Hparams`; everything in :class:`~grokjax.config.SweepConfig` is static.
+Everything that varies across runs (seed, data seed, lr, wd, training-set size) is a
+traced array in :class:`Hparams`; everything in :class:`~grokjax.config.SweepConfig` is
+static. A run whose training set is smaller than the configuration's masks the rest.
 """
 
 from __future__ import annotations
@@ -34,10 +37,11 @@ import optax
 from jax.sharding import AxisType, Mesh, NamedSharding, PartitionSpec
 from tqdm.auto import tqdm
 
+from grokjax import fourier
 from grokjax import metrics as M
 from grokjax.config import SweepConfig, config_hash
-from grokjax.data import Dataset, batch_schedule, make_dataset, random_subset, split_pairs
-from grokjax.model import ModularNet, fc1_kernel
+from grokjax.data import Dataset, batch_schedule, make_dataset, random_subset
+from grokjax.model import ModularNet, fc1_kernel, fc2_kernel, operand_weights
 from grokjax.optim import make_optimizer
 from grokjax.results import load_checkpoint, save_checkpoint
 
@@ -61,13 +65,18 @@ class Hparams(NamedTuple):
     data_seed: Any  # int32: train/test split
     lr: Any  # float, in the configuration's dtype
     wd: Any
+    n_train: Any  # int32: training pairs, between config.n_train_min and config.n_train
 
 
 class RunData(NamedTuple):
-    """A run's split, as indices into the :class:`~grokjax.data.Dataset`."""
+    """A run's split, as indices into the :class:`~grokjax.data.Dataset`: the first
+    ``n_train`` pairs of a random permutation train, the rest test. The arrays have the
+    configuration's static sizes; the weights (1 or 0) say which entries belong to the run."""
 
-    train_pairs: jax.Array  # [n_train] int32
-    test_pairs: jax.Array  # [n_test] int32
+    train_pairs: jax.Array  # [config.n_train] int32
+    train_weight: jax.Array  # [config.n_train] 1.0 for the run's training pairs
+    test_pairs: jax.Array  # [config.n_test] int32
+    test_weight: jax.Array  # [config.n_test] 1.0 for the run's test pairs
 
 
 class RunState(NamedTuple):
@@ -81,7 +90,8 @@ class RunState(NamedTuple):
 
 
 def grid_hparams(config: SweepConfig) -> Hparams:
-    """The cartesian grid seeds x wds x lrs, flattened into one runs axis (lr fastest)."""
+    """The cartesian grid seeds x wds x lrs, flattened into one runs axis (lr fastest);
+    every run trains on ``config.n_train`` pairs."""
     rows = list(itertools.product(config.seeds, config.wds, config.lrs))
     seeds = np.array([seed for seed, _, _ in rows], np.int32)
     data_seeds = seeds if config.data_seed is None else np.full_like(seeds, config.data_seed)
@@ -90,6 +100,7 @@ def grid_hparams(config: SweepConfig) -> Hparams:
         data_seed=data_seeds,
         wd=np.array([wd for _, wd, _ in rows], config.dtype),
         lr=np.array([lr for _, _, lr in rows], config.dtype),
+        n_train=np.full(len(rows), config.n_train, np.int32),
     )
 
 
@@ -102,12 +113,24 @@ def run_keys(hp: Hparams) -> tuple[jax.Array, jax.Array, jax.Array]:
 
 
 def make_model(config: SweepConfig) -> ModularNet:
-    return ModularNet(config.m, config.hidden, jnp.dtype(config.dtype))
+    return ModularNet(config.m, config.hidden, jnp.dtype(config.dtype), config.model == "li2", config.activation)
+
+
+def split_run(config: SweepConfig, key: jax.Array, n_train: jax.Array) -> RunData:
+    """A random permutation of the pairs: the first ``n_train`` train, the rest test."""
+    order = jax.random.permutation(key, config.n_pairs)
+    weight = lambda keep: keep.astype(config.dtype)  # noqa: E731
+    return RunData(
+        train_pairs=order[: config.n_train],
+        train_weight=weight(jnp.arange(config.n_train) < n_train),
+        test_pairs=order[config.n_train_min :],
+        test_weight=weight(jnp.arange(config.n_train_min, config.n_pairs) >= n_train),
+    )
 
 
 def init_run(config: SweepConfig, hp: Hparams) -> tuple[RunData, RunState]:
     split_key, init_key, _ = run_keys(hp)
-    run_data = RunData(*split_pairs(split_key, config.n_pairs, config.n_train))
+    run_data = split_run(config, split_key, hp.n_train)
     dummy = jnp.zeros((1,), jnp.int32)
     params = make_model(config).init(init_key, dummy, dummy)
     opt_state = make_optimizer(config.optimizer, hp.lr, hp.wd).init(params)
@@ -116,10 +139,10 @@ def init_run(config: SweepConfig, hp: Hparams) -> tuple[RunData, RunState]:
     return run_data, state
 
 
-def batch_loss(model: ModularNet, params, a, b, labels, weights) -> tuple[jax.Array, jax.Array]:
-    """Weighted mean cross-entropy (padding has weight 0) and the number correct."""
+def batch_loss(model: ModularNet, loss_kind: str, params, a, b, labels, weights) -> tuple[jax.Array, jax.Array]:
+    """Weighted mean loss (padding and masked pairs have weight 0) and the number correct."""
     logits, _ = model.apply(params, a, b)
-    loss = jnp.sum(weights * M.cross_entropy(logits, labels)) / jnp.sum(weights)
+    loss = jnp.sum(weights * M.per_example_loss(loss_kind, logits, labels)) / jnp.sum(weights)
     return loss, jnp.sum(weights * M.is_correct(logits, labels))
 
 
@@ -133,17 +156,19 @@ class StepCarry(NamedTuple):
 
 def train_step(
     model: ModularNet,
+    loss_kind: str,
     optimizer: optax.GradientTransformation,
     dataset: Dataset,
-    pairs: jax.Array,
+    run_data: RunData,
     carry: StepCarry,
     batch: tuple[jax.Array, jax.Array],
 ) -> tuple[StepCarry, None]:
-    """One optimizer step on the minibatch ``pairs[positions]``."""
+    """One optimizer step on the minibatch ``run_data.train_pairs[positions]``."""
     positions, weights = batch
-    index = pairs[positions]
-    (loss, n_correct), grads = jax.value_and_grad(batch_loss, argnums=1, has_aux=True)(
-        model, carry.params, dataset.a[index], dataset.b[index], dataset.label[index], weights
+    index = run_data.train_pairs[positions]
+    weights = weights * run_data.train_weight[positions]
+    (loss, n_correct), grads = jax.value_and_grad(batch_loss, argnums=2, has_aux=True)(
+        model, loss_kind, carry.params, dataset.a[index], dataset.b[index], dataset.label[index], weights
     )
     updates, opt_state = optimizer.update(grads, carry.opt_state, carry.params)
     params = optax.apply_updates(carry.params, updates)
@@ -164,43 +189,61 @@ def train_epoch_steps(
     """One epoch of optimizer steps, minibatch by minibatch, in the epoch's shuffled order."""
     w1 = fc1_kernel(params)
     zero = jnp.zeros((), w1.dtype)
+    optimizer = make_optimizer(config.optimizer, hp.lr, hp.wd)
     carry, _ = jax.lax.scan(
-        partial(train_step, make_model(config), make_optimizer(config.optimizer, hp.lr, hp.wd), dataset, run_data.train_pairs),
+        partial(train_step, make_model(config), config.loss, optimizer, dataset, run_data),
         StepCarry(params, opt_state, zero, zero, jnp.zeros_like(w1)),
         batch_schedule(epoch_keys(hp, epoch)[0], config.n_train, config.effective_batch),
     )
     return carry
 
 
+def geometry_metrics(
+    config: SweepConfig, hp: Hparams, dataset: Dataset, run_data: RunData, params, grad_w1, grad_history, epoch
+) -> dict[str, jax.Array]:
+    """The hidden layer's geometry after an epoch: the GEOMETRY_METRICS, the costly part
+    of the study's measurements (an SVD, three pairwise-cosine matrices)."""
+    # Feature diversity on one batch drawn like the first of a fresh shuffled pass, as the study does.
+    probe = random_subset(epoch_keys(hp, epoch)[1], config.n_train, config.effective_batch)
+    pairs = run_data.train_pairs[probe]
+    _, features = make_model(config).apply(params, dataset.a[pairs], dataset.b[pairs])
+    features = features * run_data.train_weight[probe][:, None]  # masked rows: zero, no singular value
+    return {
+        "grad_cosine_sim": M.grad_cosine_sim(grad_history, jnp.minimum(epoch + 1, M.GRAD_HISTORY)),
+        "feature_diversity": M.feature_diversity(features),
+        "neuron_grad_cosine": M.neuron_grad_cosine(grad_w1),
+        "node_similarity": M.node_similarity(fc1_kernel(params)),
+    }
+
+
 def train_epoch(
     config: SweepConfig, hp: Hparams, dataset: Dataset, run_data: RunData, state: RunState, epoch: jax.Array
 ) -> tuple[RunState, dict[str, jax.Array]]:
-    """Train one epoch (0-based index ``epoch``) and measure it, as the study logs it."""
-    model = make_model(config)
+    """Train one epoch (0-based index ``epoch``) and measure it, as the study logs it; the
+    geometry metrics only every ``config.geometry_every`` epochs (NaN in between)."""
     carry = train_epoch_steps(config, hp, dataset, run_data, state.params, state.opt_state, epoch)
     params = carry.params
 
-    test = run_data.test_pairs
-    test_logits, _ = model.apply(params, dataset.a[test], dataset.b[test])
-    # Feature diversity on one batch drawn like the first of a fresh shuffled pass, as the study does.
-    probe = run_data.train_pairs[random_subset(epoch_keys(hp, epoch)[1], config.n_train, config.effective_batch)]
-    _, features = model.apply(params, dataset.a[probe], dataset.b[probe])
-
+    test, test_weight = run_data.test_pairs, run_data.test_weight
+    test_logits, _ = make_model(config).apply(params, dataset.a[test], dataset.b[test])
+    test_mean = lambda x: jnp.sum(test_weight * x) / jnp.sum(test_weight)  # noqa: E731
     w1 = fc1_kernel(params)
     grad_history = state.grad_history.at[epoch % M.GRAD_HISTORY].set(carry.grad_w1)
     metrics = {
-        "train_loss": carry.loss_sum / config.n_train,
-        "train_acc": carry.correct_sum / config.n_train,
-        "test_loss": jnp.mean(M.cross_entropy(test_logits, dataset.label[test])),
-        "test_acc": jnp.mean(M.is_correct(test_logits, dataset.label[test])),
+        "train_loss": carry.loss_sum / hp.n_train,
+        "train_acc": carry.correct_sum / hp.n_train,
+        "test_loss": test_mean(M.per_example_loss(config.loss, test_logits, dataset.label[test])),
+        "test_acc": test_mean(M.is_correct(test_logits, dataset.label[test])),
         "w1_norm": M.frobenius_norm(w1),
         "w1_delta_norm": jnp.where(epoch == 0, 0.0, M.frobenius_norm(w1 - state.prev_w1)),
         "grad_norm": M.frobenius_norm(carry.grad_w1),
-        "grad_cosine_sim": M.grad_cosine_sim(grad_history, jnp.minimum(epoch + 1, M.GRAD_HISTORY)),
-        "feature_diversity": M.feature_diversity(features),
-        "neuron_grad_cosine": M.neuron_grad_cosine(carry.grad_w1),
-        "node_similarity": M.node_similarity(w1),
     }
+    measure = partial(geometry_metrics, config, hp, dataset, run_data, params, carry.grad_w1, grad_history)
+    skip = lambda epoch: {name: jnp.full((), jnp.nan, w1.dtype) for name in M.GEOMETRY_METRICS}  # noqa: E731
+    if config.geometry_every <= 1:
+        metrics.update((measure if config.geometry_every == 1 else skip)(epoch))
+    else:  # epoch is the same for every run (not batched), so this stays a real branch under vmap
+        metrics.update(jax.lax.cond((epoch + 1) % config.geometry_every == 0, measure, skip, epoch))
     return RunState(params, carry.opt_state, w1, grad_history, state.diverged_epoch), metrics
 
 
@@ -245,9 +288,32 @@ def train_chunk(
     return jax.lax.scan(epoch_body, state, first_epoch + jnp.arange(chunk_epochs))
 
 
+def fourier_snapshot(config: SweepConfig, dataset: Dataset, run_data: RunData, params) -> dict[str, jax.Array]:
+    """A run's Fourier features (see :mod:`grokjax.fourier`) and the norm of the signal its
+    output layer sends back to the hidden features over the training set (``gf_norm``)."""
+    summary = fourier.fourier_summary(*operand_weights(params))
+    train = run_data.train_pairs
+    outputs, _ = make_model(config).apply(params, dataset.a[train], dataset.b[train])
+    summary["gf_norm"] = M.backprop_signal_norm(config.loss, outputs, dataset.label[train], fc2_kernel(params),
+                                                run_data.train_weight)
+    return summary
+
+
+def snapshot_epochs(config: SweepConfig) -> np.ndarray:
+    """Completed epochs at which Fourier snapshots are taken: 0 (the initialisation), every
+    ``fourier_every``-th and the last; empty when ``fourier_every`` is 0."""
+    if not config.fourier_every:
+        return np.zeros(0, np.int64)
+    return np.unique(np.append(np.arange(0, config.epochs + 1, config.fourier_every), config.epochs))
+
+
 def chunk_length(config: SweepConfig) -> int:
     """Epochs per compiled chunk: at most ``config.chunk_epochs``, spread evenly so the
-    last chunk wastes as little as possible."""
+    last chunk wastes as little as possible; with Fourier snapshots, the largest divisor
+    of ``fourier_every`` not above ``chunk_epochs``, so that every snapshot falls on a
+    chunk's end."""
+    if config.fourier_every:
+        return max(d for d in range(1, min(config.chunk_epochs, config.fourier_every) + 1) if config.fourier_every % d == 0)
     n_chunks = -(-config.epochs // config.chunk_epochs)
     return -(-config.epochs // n_chunks)
 
@@ -255,6 +321,7 @@ def chunk_length(config: SweepConfig) -> int:
 class Trainer(NamedTuple):
     init: Callable  # (hparams) -> (run_data, state), all with a leading runs axis
     train_chunk: Callable  # (hparams, dataset, run_data, state, first_epoch) -> (state, metrics [runs, chunk])
+    snapshot: Callable  # (dataset, run_data, params) -> Fourier snapshot, leading runs axis
     chunk_epochs: int
 
 
@@ -266,6 +333,7 @@ def make_train(config: SweepConfig, mesh: Mesh | None = None) -> Trainer:
     chunk_epochs = chunk_length(config)
     init = jax.vmap(partial(init_run, config))
     chunk = jax.vmap(partial(train_chunk, config, chunk_epochs), in_axes=(0, None, 0, 0, None))
+    snapshot = jax.vmap(partial(fourier_snapshot, config), in_axes=(None, 0, 0))
     if config.run_group:
         chunk = in_run_groups(chunk, config.run_group)
     if mesh is not None:
@@ -275,7 +343,8 @@ def make_train(config: SweepConfig, mesh: Mesh | None = None) -> Trainer:
         init = jax.shard_map(init, mesh=mesh, in_specs=runs, out_specs=runs, check_vma=False)
         chunk = jax.shard_map(chunk, mesh=mesh, in_specs=(runs, replicated, runs, runs, replicated), out_specs=runs,
                               check_vma=False)
-    return Trainer(jax.jit(init), jax.jit(chunk, donate_argnums=3), chunk_epochs)
+        snapshot = jax.shard_map(snapshot, mesh=mesh, in_specs=(replicated, runs, runs), out_specs=runs, check_vma=False)
+    return Trainer(jax.jit(init), jax.jit(chunk, donate_argnums=3), jax.jit(snapshot), chunk_epochs)
 
 
 def in_run_groups(vmapped_chunk: Callable, group: int) -> Callable:
@@ -312,6 +381,7 @@ class SweepResult(NamedTuple):
     compile_seconds: float
     train_seconds: float
     local_runs: np.ndarray  # [runs] bool: the runs this process trained (all, unless several processes share the sweep)
+    fourier: dict[str, np.ndarray]  # name -> [runs, snapshots, ...] at snapshot_epochs(config); empty without snapshots
 
 
 def local_rows(array: jax.Array, n_runs: int) -> list[tuple[slice, np.ndarray]]:
@@ -341,12 +411,16 @@ class PreparedSweep(NamedTuple):
     run_data: RunData
     state: RunState
     chunk: Callable  # compiled (hparams, dataset, run_data, state, first_epoch) -> (state, metrics)
+    snapshot: Callable  # (dataset, run_data, params) -> Fourier snapshot
     chunk_epochs: int
     compile_seconds: float
 
 
 def prepare_sweep(config: SweepConfig, hparams: Hparams) -> PreparedSweep:
     """Initialise every run and compile the chunk for these inputs (once per sweep shape)."""
+    if np.any(hparams.n_train < config.n_train_min) or np.any(hparams.n_train > config.n_train):
+        raise ValueError(f"every run's n_train must lie in [{config.n_train_min}, {config.n_train}] "
+                         "(the configuration's min_train_frac and train_frac)")
     if config.dtype == "float64" and not jax.config.jax_enable_x64:
         raise ValueError("dtype float64 needs jax.config.update('jax_enable_x64', True) before any JAX call")
     mesh = runs_mesh()
@@ -364,7 +438,26 @@ def prepare_sweep(config: SweepConfig, hparams: Hparams) -> PreparedSweep:
         hparams = jax.device_put(hparams)
     run_data, state = trainer.init(hparams)
     chunk = trainer.train_chunk.lower(hparams, dataset, run_data, state, np.int32(0)).compile()
-    return PreparedSweep(hparams, dataset, run_data, state, chunk, trainer.chunk_epochs, time.perf_counter() - start)
+    return PreparedSweep(hparams, dataset, run_data, state, chunk, trainer.snapshot, trainer.chunk_epochs,
+                         time.perf_counter() - start)
+
+
+def empty_fourier_history(sweep: PreparedSweep, n_runs: int, n_snapshots: int) -> dict[str, np.ndarray]:
+    """NaN-filled host arrays [runs, snapshots, ...] for the Fourier snapshots; the
+    per-neuron spectra in float16 to keep them small."""
+    shapes = jax.eval_shape(sweep.snapshot, sweep.dataset, sweep.run_data, sweep.state.params) if n_snapshots else {}
+    return {
+        name: np.full((n_runs, n_snapshots) + shape.shape[1:], np.nan, np.float16 if name == "spectrum" else np.float32)
+        for name, shape in shapes.items()
+    }
+
+
+def record_fourier(sweep: PreparedSweep, state: RunState, history: dict[str, np.ndarray], index: int, n_runs: int) -> None:
+    """Take snapshot number ``index`` of every run and store this process's rows."""
+    snapshot = sweep.snapshot(sweep.dataset, sweep.run_data, state.params)
+    for name, values in snapshot.items():
+        for rows, local in local_rows(values, n_runs):
+            history[name][rows, index] = local
 
 
 def run_sweep(
@@ -380,7 +473,8 @@ def run_sweep(
     With ``checkpoint``, the full state and the metrics so far are saved there (atomically)
     every ``checkpoint_every`` chunks, and training resumes from it when it exists. When
     ``stop_requested()`` turns true, training stops after the current chunk, saves the
-    checkpoint and raises :class:`SweepInterrupted`.
+    checkpoint and raises :class:`SweepInterrupted`. With ``config.fourier_every``, a
+    Fourier snapshot of every run is taken at each of :func:`snapshot_epochs`.
     """
     hparams = grid_hparams(config) if hparams is None else hparams
     n_runs = len(hparams.seed)
@@ -390,13 +484,18 @@ def run_sweep(
     sweep = prepare_sweep(config, hparams)
     state = sweep.state
 
+    # the per-epoch metrics and the Fourier snapshots, checkpointed together
+    snapshots = list(snapshot_epochs(config))
     history = {name: np.full((n_runs, config.epochs), np.nan, config.dtype) for name in M.METRIC_NAMES}
+    history.update(empty_fourier_history(sweep, n_runs, len(snapshots)))
     local_runs = np.zeros(n_runs, bool)  # the runs on this process's devices: all of them unless --distributed
     for rows, _ in local_rows(sweep.hparams.seed, n_runs):
         local_runs[rows] = True
     start_epoch = 0
     if checkpoint is not None and checkpoint.exists():
         state, history, start_epoch = load_checkpoint(checkpoint, state, fingerprint)
+    if start_epoch == 0 and snapshots:
+        record_fourier(sweep, state, history, 0, n_runs)
 
     start = time.perf_counter()
     with tqdm(total=config.epochs, initial=start_epoch, unit="epoch", disable=not progress, desc=f"{n_runs} runs") as bar:
@@ -406,6 +505,8 @@ def run_sweep(
             for name in M.METRIC_NAMES:
                 for rows, values in local_rows(chunk_metrics[name], n_runs):
                     history[name][rows, first : first + n] = values[:, :n]
+            if first + n in snapshots:
+                record_fourier(sweep, state, history, snapshots.index(first + n), n_runs)
             bar.update(n)
             latest = history["test_acc"][local_runs, first + n - 1]
             latest = latest[~np.isnan(latest)]  # diverged runs read NaN
@@ -417,4 +518,5 @@ def run_sweep(
                 raise SweepInterrupted(first + n)
     train_seconds = time.perf_counter() - start
     state = jax.tree.map(lambda x: x[:n_runs], state)  # without the padding runs
-    return SweepResult(hparams, history, state, sweep.compile_seconds, train_seconds, local_runs)
+    metrics = {name: history.pop(name) for name in M.METRIC_NAMES}
+    return SweepResult(hparams, metrics, state, sweep.compile_seconds, train_seconds, local_runs, history)

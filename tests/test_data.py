@@ -1,13 +1,14 @@
 import jax
+import jax.numpy as jnp
 import numpy as np
 import pytest
 
 from grokjax.config import SweepConfig
-from grokjax.data import batch_schedule, make_dataset, random_subset, split_pairs
-from grokjax.train import grid_hparams, init_run
+from grokjax.data import batch_schedule, make_dataset, random_subset
+from grokjax.train import grid_hparams, init_run, split_run
 
 
-@pytest.mark.parametrize("op", ["add", "sub", "mul", "div"])
+@pytest.mark.parametrize("op", ["add", "sub", "mul", "div", "x2xyy2"])
 def test_dataset_labels(op):
     m = 7
     ds = make_dataset(m, op)
@@ -17,6 +18,7 @@ def test_dataset_labels(op):
         "mul": lambda a, b: (a * b) % m,
         # c = a / b  <=>  c * b = a (mod m)
         "div": lambda a, b: next(c for c in range(m) if (c * b) % m == a),
+        "x2xyy2": lambda a, b: (a**2 + a * b + b**2) % m,
     }[op]
     pairs = {(a, b) for a in range(m) for b in range(m) if op != "div" or b != 0}
     assert set(zip(ds.a.tolist(), ds.b.tolist())) == pairs
@@ -26,9 +28,28 @@ def test_dataset_labels(op):
 
 
 def test_split_is_a_partition():
-    train, test = split_pairs(jax.random.key(3), 121, 60)
+    config = SweepConfig(m=11, train_frac=0.5, batch_size=0)
+    run_data = split_run(config, jax.random.key(3), jnp.int32(config.n_train))
+    train, test = np.asarray(run_data.train_pairs), np.asarray(run_data.test_pairs)
     assert len(train) == 60 and len(test) == 61
     assert sorted(np.concatenate([train, test]).tolist()) == list(range(121))
+    assert np.all(np.asarray(run_data.train_weight) == 1) and np.all(np.asarray(run_data.test_weight) == 1)
+
+
+def test_smaller_per_run_train_set_masks_the_rest():
+    """A run with fewer training pairs than the configuration's train set keeps the
+    static sizes: the pairs it does not train on are masked out of train and into test."""
+    config = SweepConfig(m=11, train_frac=0.5, min_train_frac=0.2, batch_size=0)
+    full = split_run(config, jax.random.key(3), jnp.int32(config.n_train))
+    small = split_run(config, jax.random.key(3), jnp.int32(30))
+    assert (config.n_train, config.n_test) == (60, 121 - 24)
+    trained = np.asarray(small.train_pairs)[np.asarray(small.train_weight) == 1]
+    tested = np.asarray(small.test_pairs)[np.asarray(small.test_weight) == 1]
+    assert len(trained) == 30 and len(tested) == 91
+    assert sorted(np.concatenate([trained, tested]).tolist()) == list(range(121))
+    # the same permutation: the small run's training pairs are the first 30 of the full run's
+    np.testing.assert_array_equal(trained, np.asarray(full.train_pairs)[:30])
+    assert np.asarray(full.test_weight).sum() == 61
 
 
 @pytest.mark.parametrize("n_train,batch", [(60, 16), (64, 16), (60, 60), (4704, 128)])

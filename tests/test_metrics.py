@@ -50,3 +50,35 @@ def test_feature_diversity_is_singular_value_entropy(rows):
     np.testing.assert_allclose(M.feature_diversity(jnp.asarray(features)), singular_value_entropy(features), atol=1e-5)
     # k equal singular values give entropy log k
     np.testing.assert_allclose(M.feature_diversity(jnp.eye(5, dtype=jnp.float32)), np.log(5), rtol=1e-6)
+
+
+def test_centred_mse_by_hand():
+    # m = 3, outputs (1, 2, 6): centred (-2, -1, 3); label 0: target (2/3, -1/3, -1/3)
+    # residual target - centred = (8/3, 2/3, -10/3); sum of squares = (64 + 4 + 100) / 9 = 56/3
+    outputs = jnp.array([[1.0, 2.0, 6.0], [0.0, 0.0, 0.0]])
+    labels = jnp.array([0, 2])
+    # second example: centred outputs 0, target (-1/3, -1/3, 2/3): sum of squares (1 + 1 + 4) / 9 = 2/3
+    np.testing.assert_allclose(M.centred_mse(outputs, labels), [56 / 3, 2 / 3], rtol=1e-6)
+    np.testing.assert_allclose(M.per_example_loss("mse", outputs, labels), [56 / 3, 2 / 3], rtol=1e-6)
+    # adding a constant to every class changes nothing: the outputs are centred
+    np.testing.assert_allclose(M.centred_mse(outputs + 5.0, labels), [56 / 3, 2 / 3], rtol=1e-6)
+
+
+@pytest.mark.parametrize("kind", ["mse", "ce"])
+def test_backprop_signal_is_minus_the_feature_gradient(kind):
+    """G_F = residual V^T equals -d/dF of the summed per-example loss (for mse: half the
+    squared error), computed here by autodiff through F -> F V."""
+    import jax
+
+    features = jnp.asarray(rng.normal(size=(9, 6)), jnp.float32)
+    v = jnp.asarray(rng.normal(size=(6, 5)), jnp.float32)
+    labels = jnp.asarray(rng.integers(0, 5, 9))
+    weights = jnp.asarray([1.0] * 7 + [0.0] * 2)  # the last two examples are not in the training set
+
+    def summed_loss(f):
+        outputs = f @ v
+        per_example = M.cross_entropy(outputs, labels) if kind == "ce" else 0.5 * M.centred_mse(outputs, labels)
+        return jnp.sum(weights * per_example)
+
+    expected = np.linalg.norm(-np.asarray(jax.grad(summed_loss)(features)))
+    np.testing.assert_allclose(M.backprop_signal_norm(kind, features @ v, labels, v, weights), expected, rtol=1e-5)

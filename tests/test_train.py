@@ -2,6 +2,7 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 import optax
+import pytest
 
 from grokjax.config import SweepConfig
 from grokjax.data import batch_schedule, make_dataset, random_subset
@@ -133,3 +134,39 @@ def test_run_groups_give_the_same_results(tiny_config, tiny_sweep):
     grouped = run_sweep(SweepConfig(**{**tiny_config.to_dict(), "run_group": 3}))
     for name in METRIC_NAMES:
         np.testing.assert_allclose(grouped.metrics[name], tiny_sweep.metrics[name], rtol=1e-5, atol=1e-6, err_msg=name)
+
+
+LI2_TINY = dict(m=11, hidden=16, model="li2", activation="square", loss="mse", train_frac=0.5, batch_size=0,
+                epochs=12, chunk_epochs=4, fourier_every=4, seeds=(0, 1), wds=(0.0, 1e-2), lrs=(1e-2,))
+
+
+def test_li2_training_and_fourier_snapshots(tmp_path):
+    """The Li2 network trains through the same code; its snapshots are the Fourier measures
+    of the parameters at those epochs (checked on the final and the initial ones), and an
+    interrupted sweep resumes with its snapshots."""
+    from grokjax import fourier
+    from grokjax.model import operand_weights
+    from grokjax.train import SweepInterrupted, snapshot_epochs
+
+    config = SweepConfig(**LI2_TINY)
+    sweep = run_sweep(config)
+    np.testing.assert_array_equal(snapshot_epochs(config), [0, 4, 8, 12])
+    assert sweep.fourier["spectrum"].shape == (4, 4, 16, 5) and sweep.fourier["gini"].shape == (4, 4)
+    assert (sweep.metrics["train_loss"][:, -1] < sweep.metrics["train_loss"][:, 0]).all()
+    for run in range(config.n_runs):
+        final = jax.tree.map(lambda x: x[run], sweep.state.params)
+        initial = init_run(config, Hparams(*(np.asarray(x)[run] for x in grid_hparams(config))))[1].params
+        for index, params in ((-1, final), (0, initial)):
+            expected = fourier.fourier_summary(*operand_weights(params))
+            for name in ("dominant_frequency", "concentration", "gini", "distinct_frequencies"):
+                np.testing.assert_allclose(sweep.fourier[name][run, index], expected[name], rtol=1e-4, atol=1e-5, err_msg=name)
+
+    calls = []
+    stop_after_first_chunk = lambda: calls.append(1) or len(calls) == 1  # noqa: E731
+    checkpoint = tmp_path / "checkpoint.npz"
+    with pytest.raises(SweepInterrupted) as stopped:
+        run_sweep(config, checkpoint=checkpoint, stop_requested=stop_after_first_chunk)
+    assert stopped.value.next_epoch == 4
+    resumed = run_sweep(config, checkpoint=checkpoint)
+    for name, values in {**sweep.metrics, **sweep.fourier}.items():
+        np.testing.assert_array_equal(resumed.metrics.get(name, resumed.fourier.get(name)), values, err_msg=name)

@@ -1,0 +1,65 @@
+"""experiments/scaling_law.py: the size grid, the 50 % crossing and the law fits on made-up
+numbers, and one tiny masked sweep against runs trained on their own."""
+
+import importlib.util
+import sys
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from grokjax.train import grid_hparams, run_sweep
+
+SCRIPT = Path(__file__).resolve().parents[1] / "experiments" / "scaling_law.py"
+spec = importlib.util.spec_from_file_location("scaling_law", SCRIPT)
+scaling = importlib.util.module_from_spec(spec)
+sys.modules[spec.name] = scaling  # dataclasses look the module up while building the config class
+spec.loader.exec_module(scaling)
+
+
+def test_train_sizes_are_multiples_of_m_ln_m_capped():
+    config = scaling.ScalingConfig(ratios=(0.5, 1.0, 3.0))
+    # 2.7482 * 23 * ln 23 = 198.19: sizes 99, 198, and 595 capped at int(0.9 * 529) = 476
+    np.testing.assert_array_equal(scaling.train_sizes(23, config), [99, 198, 476])
+    sweep = scaling.sweep_config(23, scaling.train_sizes(23, config), config)
+    assert (sweep.n_train, sweep.n_train_min, sweep.n_test) == (476, 99, 529 - 99)
+    assert sweep.model == "li2" and sweep.loss == "mse" and sweep.batch_size == 0
+
+
+def test_critical_size_interpolates_in_log_n():
+    sizes = np.array([100, 200, 400, 800])
+    # 0.2 at 200 and 0.8 at 400: 0.5 lies halfway in log n, at sqrt(200 * 400)
+    assert np.isclose(scaling.critical_size(sizes, np.array([0.0, 0.2, 0.8, 1.0])), np.sqrt(200 * 400))
+    assert np.isclose(scaling.critical_size(sizes, np.array([0.0, 0.5, 1.0, 1.0])), 200)
+    assert np.isnan(scaling.critical_size(sizes, np.array([0.0, 0.0, 0.2, 0.4])))  # never crosses
+    assert np.isnan(scaling.critical_size(sizes, np.array([0.6, 1.0, 1.0, 1.0])))  # crosses below the grid
+
+
+def test_fit_laws_recovers_the_law_that_made_the_data():
+    moduli = np.array([23, 31, 41, 53, 71])
+    fits = scaling.fit_laws(moduli, 3.5 * moduli * np.log(moduli))
+    assert np.isclose(fits["M ln M"]["a"], 3.5) and fits["M ln M"]["rms_log_residual"] < 1e-12
+    assert fits["M^1.5"]["rms_log_residual"] > 0.01 and fits["M^2"]["rms_log_residual"] > 0.1
+    fits = scaling.fit_laws(moduli, 0.7 * moduli**1.5)
+    assert np.isclose(fits["M^beta"]["beta"], 1.5) and np.isclose(fits["M^beta"]["a"], 0.7)
+    assert fits["M^1.5"]["rms_log_residual"] < 1e-12
+
+
+def test_first_epoch_at():
+    acc = np.array([[0.1, 0.96, 0.5, 0.97], [0.1, 0.2, 0.3, 0.4]])
+    np.testing.assert_array_equal(scaling.first_epoch_at(acc), [2.0, np.nan])
+
+
+@pytest.mark.parametrize("size", [20, 40])
+def test_a_masked_run_equals_the_run_trained_on_its_own(size):
+    """In one program sized for 20..60 training pairs, a run with `size` pairs trains and is
+    tested exactly like a sweep built for that size alone (same split prefix)."""
+    import dataclasses
+
+    config = scaling.ScalingConfig(moduli=(11,), seeds=1, epochs=30, hidden=16, lr=1e-2)
+    masked_config = dataclasses.replace(scaling.sweep_config(11, np.array([20, 60]), config), run_group=0)
+    masked = run_sweep(masked_config, scaling.size_seed_hparams(masked_config, np.array([size]), 1))
+    alone_config = dataclasses.replace(masked_config, train_frac=(size + 0.5) / 121, min_train_frac=None)
+    alone = run_sweep(alone_config, grid_hparams(alone_config))
+    for name in ("train_loss", "train_acc", "test_loss", "test_acc", "w1_norm", "grad_norm"):
+        np.testing.assert_allclose(masked.metrics[name], alone.metrics[name], rtol=2e-4, atol=1e-6, err_msg=name)
