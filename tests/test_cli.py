@@ -95,6 +95,8 @@ def test_report_rejects_a_folder_that_is_not_a_sweep(tmp_path):
         (["--op", "div", "--m", "12"], "needs a prime m"),
         (["--epochs", "0"], "epochs must be >= 1"),
         (["--seeds", "0"], "seeds must be >= 1"),
+        (["--fourier-every", "-1"], "fourier_every must be >= 0"),
+        (["--preset", "li3"], "invalid choice"),
     ],
 )
 def test_cli_rejects_bad_input(args, message):

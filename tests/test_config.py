@@ -1,0 +1,35 @@
+"""Presets and the configuration checks that go with the Li2 network and per-run sizes."""
+
+import pytest
+
+from grokjax.config import PRESETS, ConfigError, SweepConfig, sweep_config_from_mapping
+
+
+def test_li2_preset_and_overrides():
+    config = sweep_config_from_mapping({"preset": "li2"}, "test")
+    assert (config.model, config.activation, config.loss, config.batch_size) == ("li2", "square", "mse", 0)
+    assert (config.m, config.hidden, config.epochs, config.lrs, config.wds) == (23, 512, 3000, (1e-3,), (0.0, 1e-4))
+    # keys given beside the preset win, whatever their order
+    config = sweep_config_from_mapping({"hidden": 64, "preset": "li2", "activation": "relu", "loss": "ce"}, "test")
+    assert (config.model, config.hidden, config.activation, config.loss) == ("li2", 64, "relu", "ce")
+    assert sweep_config_from_mapping({"preset": "study"}, "test") == SweepConfig()
+    assert set(PRESETS) == {"study", "li2"}
+
+
+@pytest.mark.parametrize("mapping,message", [
+    ({"preset": "li3"}, "preset must be one of study, li2"),
+    ({"activation": "tanh"}, "activation must be one of relu, square, silu"),
+    ({"loss": "l1"}, "loss must be one of ce, mse"),
+    ({"model": "mlp"}, "model must be one of modularnet, li2"),
+    ({"geometry_every": -1}, "geometry_every must be >= 0"),
+    ({"min_train_frac": 0.3}, "need full batch"),
+    ({"min_train_frac": 0.6, "batch_size": 0}, "min_train_frac must lie in (0, train_frac=0.5]"),
+    ({"op": "x2xyy2", "m": 25}, None),  # any m, prime or not: no inverse needed
+])
+def test_bad_values_name_the_key(mapping, message):
+    if message is None:
+        assert sweep_config_from_mapping(mapping, "sweep.toml").op == "x2xyy2"
+        return
+    with pytest.raises(ConfigError) as error:
+        sweep_config_from_mapping(mapping, "sweep.toml")
+    assert message in str(error.value) and str(error.value).startswith("sweep.toml")
