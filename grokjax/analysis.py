@@ -326,14 +326,15 @@ def format_group_table(rows: list[dict], fit: dict | None = None) -> str:
     return "\n".join(lines)
 
 
-def fourier_moments(snapshot_epochs: np.ndarray, test_acc: np.ndarray, mem_epoch: float) -> list[int]:
-    """Indices of three snapshots of one run to show: before grokking (nearest the
-    memorisation epoch), during (nearest the first epoch with test accuracy >= 0.5) and
-    after (the last); a third and two thirds of the way when a moment never came."""
+def fourier_moments(snapshot_epochs: np.ndarray, test_acc: np.ndarray, memorised: float) -> list[int]:
+    """Indices of up to three snapshots of one run to show: before grokking (nearest the
+    memorisation epoch ``memorised``), during (nearest the first epoch with test accuracy
+    >= 0.5) and after (the last); a third and two thirds of the way when a moment never
+    came. Moments that share a snapshot are shown once."""
     epochs = np.asarray(snapshot_epochs)
     half = np.flatnonzero(test_acc >= 0.5)
     targets = (
-        epochs[-1] / 3 if np.isnan(mem_epoch) else mem_epoch,
+        epochs[-1] / 3 if np.isnan(memorised) else memorised,
         2 * epochs[-1] / 3 if len(half) == 0 else half[0] + 1,
         epochs[-1],
     )

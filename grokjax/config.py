@@ -72,6 +72,12 @@ class SweepConfig:
                 raise ConfigError(f"{name} must be one of {', '.join(choices)}, got {getattr(self, name)!r}")
         _check_int("fourier_every", self.fourier_every, minimum=0)
         _check_int("geometry_every", self.geometry_every, minimum=0)
+        if self.fourier_every > self.chunk_epochs and self.snapshot_chunk < self.chunk_epochs / 2:
+            raise ConfigError(
+                f"fourier_every {self.fourier_every} would cut training into {self.snapshot_chunk}-epoch chunks "
+                f"(snapshots fall on chunk ends; chunk_epochs is {self.chunk_epochs}): choose a fourier_every with a "
+                f"divisor between {-(-self.chunk_epochs // 2)} and {self.chunk_epochs}, or at most {self.chunk_epochs}"
+            )
         _check_int("hidden", self.hidden, minimum=1)
         _check_int("epochs", self.epochs, minimum=1)
         _check_int("chunk_epochs", self.chunk_epochs, minimum=1)
@@ -132,8 +138,8 @@ class SweepConfig:
 
     @property
     def n_train(self) -> int:
-        """Training pairs at ``train_frac``: the size of every run's train set (runs with
-        a smaller fraction of their own mask the rest)."""
+        """Training pairs at ``train_frac``: every run's, unless runs carry their own
+        smaller sizes; then it is the size of the train arrays, which such runs mask."""
         return int(self.train_frac * self.n_pairs)
 
     @property
@@ -142,9 +148,17 @@ class SweepConfig:
 
     @property
     def n_test(self) -> int:
-        """Size of every run's test set: the pairs outside the smallest train set (a run
-        with a larger train set masks the pairs it trains on)."""
+        """Test pairs of a run with ``n_train`` training pairs; with ``min_train_frac``, the
+        size of the test arrays: the pairs outside the smallest train set (a run with a
+        larger train set masks the pairs it trains on)."""
         return self.n_pairs - self.n_train_min
+
+    @property
+    def snapshot_chunk(self) -> int:
+        """Longest chunk whose ends fall on every ``fourier_every``-th epoch: the largest
+        divisor of ``fourier_every`` not above ``chunk_epochs``."""
+        every = self.fourier_every or self.chunk_epochs
+        return max(d for d in range(1, min(self.chunk_epochs, every) + 1) if every % d == 0)
 
     @property
     def effective_batch(self) -> int:

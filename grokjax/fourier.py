@@ -64,11 +64,14 @@ def concentration(spectrum: jax.Array) -> jax.Array:
     return jnp.where(has_power, jnp.max(spectrum, axis=-1) / jnp.where(has_power, total, 1.0), 0.0)
 
 
-def distinct_frequencies(dominant: jax.Array, n_frequencies: int) -> jax.Array:
-    """int32 scalar: how many different classes occur in ``dominant`` (values 1..n_frequencies)."""
-    # Marking into a fixed-size vector keeps the shape static, unlike jnp.unique.
-    seen = jnp.zeros(n_frequencies + 1, jnp.int32).at[dominant].set(1)
-    return jnp.sum(seen, dtype=jnp.int32)
+def distinct_frequencies(dominant: jax.Array, n_frequencies: int, counted: jax.Array | None = None) -> jax.Array:
+    """int32 scalar: how many different classes occur in ``dominant`` (values 1..n_frequencies),
+    among the neurons where ``counted`` (bool [K]) is true, if given."""
+    # Marking into a fixed-size vector keeps the shape static, unlike jnp.unique; slot 0 takes
+    # the neurons not counted and is left out of the sum.
+    marked = dominant if counted is None else jnp.where(counted, dominant, 0)
+    seen = jnp.zeros(n_frequencies + 1, jnp.int32).at[marked].set(1)
+    return jnp.sum(seen[1:], dtype=jnp.int32)
 
 
 def frequency_norms(spectrum: jax.Array) -> jax.Array:
@@ -100,7 +103,8 @@ def fourier_summary(wa: jax.Array, wb: jax.Array) -> dict[str, jax.Array]:
         "spectrum": jnp.where(totals > 0, spectrum / jnp.where(totals > 0, totals, 1.0), 0.0),
         "dominant_frequency": dominant,
         "concentration": neuron_concentration,
-        "distinct_frequencies": distinct_frequencies(dominant, spectrum.shape[-1]),
+        # a neuron without non-constant power (argmax 0 reads class 1) has no dominant frequency
+        "distinct_frequencies": distinct_frequencies(dominant, spectrum.shape[-1], neuron_concentration > 0),
         "mean_concentration": jnp.mean(neuron_concentration),
         "gini": gini(frequency_norms(spectrum)),
     }

@@ -244,8 +244,9 @@ def fourier_features(
     spectrum = np.asarray(snapshots["spectrum"], np.float32)  # [snapshots, K, F]
     final = snapshots["dominant_frequency"][-1]
     order = np.lexsort((-snapshots["concentration"][-1], final))
-    fig = Figure(figsize=(5 * len(shown), 9), layout="constrained")
-    grid = fig.add_gridspec(2, len(shown), height_ratios=(3, 2))
+    columns = max(len(shown), 2)  # the bottom row needs two panels even when one snapshot is shown
+    fig = Figure(figsize=(5 * columns, 9), layout="constrained")
+    grid = fig.add_gridspec(2, columns, height_ratios=(3, 2))
     n_frequencies = spectrum.shape[-1]
     for column, index in enumerate(shown):
         ax = fig.add_subplot(grid[0, column])
@@ -258,11 +259,11 @@ def fourier_features(
         if column == 0:
             ax.set_ylabel("neuron (sorted by final dominant frequency)")
     fig.colorbar(image, ax=fig.axes, location="right", shrink=0.6, label="share of the neuron's non-constant power")
-    left = fig.add_subplot(grid[1, : max(len(shown) // 2, 1)])
+    left = fig.add_subplot(grid[1, : columns // 2])
     left.plot(snapshot_epochs, snapshots["distinct_frequencies"], "o-", color="tab:purple", label="distinct dominant frequencies")
     left.set_ylabel("distinct dominant frequencies")
     left.set_ylim(0, n_frequencies + 0.5)
-    right = fig.add_subplot(grid[1, max(len(shown) // 2, 1):])
+    right = fig.add_subplot(grid[1, columns // 2 :])
     right.plot(snapshot_epochs, snapshots["mean_concentration"], "o-", color="tab:orange", label="mean concentration")
     right.plot(snapshot_epochs, snapshots["gini"], "o-", color="tab:green", label="Gini of per-frequency norms")
     right.set_ylim(-0.02, 1.02)

@@ -313,7 +313,7 @@ def chunk_length(config: SweepConfig) -> int:
     of ``fourier_every`` not above ``chunk_epochs``, so that every snapshot falls on a
     chunk's end."""
     if config.fourier_every:
-        return max(d for d in range(1, min(config.chunk_epochs, config.fourier_every) + 1) if config.fourier_every % d == 0)
+        return min(config.snapshot_chunk, config.epochs)  # no multiple of fourier_every before the end when shorter
     n_chunks = -(-config.epochs // config.chunk_epochs)
     return -(-config.epochs // n_chunks)
 
@@ -411,7 +411,7 @@ class PreparedSweep(NamedTuple):
     run_data: RunData
     state: RunState
     chunk: Callable  # compiled (hparams, dataset, run_data, state, first_epoch) -> (state, metrics)
-    snapshot: Callable  # (dataset, run_data, params) -> Fourier snapshot
+    snapshot: Callable | None  # compiled (dataset, run_data, params) -> Fourier snapshot; None without snapshots
     chunk_epochs: int
     compile_seconds: float
 
@@ -438,14 +438,15 @@ def prepare_sweep(config: SweepConfig, hparams: Hparams) -> PreparedSweep:
         hparams = jax.device_put(hparams)
     run_data, state = trainer.init(hparams)
     chunk = trainer.train_chunk.lower(hparams, dataset, run_data, state, np.int32(0)).compile()
-    return PreparedSweep(hparams, dataset, run_data, state, chunk, trainer.snapshot, trainer.chunk_epochs,
+    snapshot = trainer.snapshot.lower(dataset, run_data, state.params).compile() if config.fourier_every else None
+    return PreparedSweep(hparams, dataset, run_data, state, chunk, snapshot, trainer.chunk_epochs,
                          time.perf_counter() - start)
 
 
 def empty_fourier_history(sweep: PreparedSweep, n_runs: int, n_snapshots: int) -> dict[str, np.ndarray]:
     """NaN-filled host arrays [runs, snapshots, ...] for the Fourier snapshots; the
     per-neuron spectra in float16 to keep them small."""
-    shapes = jax.eval_shape(sweep.snapshot, sweep.dataset, sweep.run_data, sweep.state.params) if n_snapshots else {}
+    shapes = sweep.snapshot.out_info if n_snapshots else {}
     return {
         name: np.full((n_runs, n_snapshots) + shape.shape[1:], np.nan, np.float16 if name == "spectrum" else np.float32)
         for name, shape in shapes.items()
@@ -453,11 +454,15 @@ def empty_fourier_history(sweep: PreparedSweep, n_runs: int, n_snapshots: int) -
 
 
 def record_fourier(sweep: PreparedSweep, state: RunState, history: dict[str, np.ndarray], index: int, n_runs: int) -> None:
-    """Take snapshot number ``index`` of every run and store this process's rows."""
+    """Take snapshot number ``index`` of every run and store this process's rows; a
+    diverged run (frozen at its last finite state) reads NaN, as its metrics do."""
     snapshot = sweep.snapshot(sweep.dataset, sweep.run_data, state.params)
     for name, values in snapshot.items():
         for rows, local in local_rows(values, n_runs):
             history[name][rows, index] = local
+    for rows, diverged_epoch in local_rows(state.diverged_epoch, n_runs):
+        for name in snapshot:
+            history[name][rows, index][diverged_epoch >= 0] = np.nan
 
 
 def run_sweep(

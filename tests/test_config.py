@@ -24,12 +24,18 @@ def test_li2_preset_and_overrides():
     ({"geometry_every": -1}, "geometry_every must be >= 0"),
     ({"min_train_frac": 0.3}, "need full batch"),
     ({"min_train_frac": 0.6, "batch_size": 0}, "min_train_frac must lie in (0, train_frac=0.5]"),
-    ({"op": "x2xyy2", "m": 25}, None),  # any m, prime or not: no inverse needed
+    ({"fourier_every": 97}, "into 1-epoch chunks"),
 ])
 def test_bad_values_name_the_key(mapping, message):
-    if message is None:
-        assert sweep_config_from_mapping(mapping, "sweep.toml").op == "x2xyy2"
-        return
     with pytest.raises(ConfigError) as error:
         sweep_config_from_mapping(mapping, "sweep.toml")
     assert message in str(error.value) and str(error.value).startswith("sweep.toml")
+
+
+def test_x2xyy2_takes_any_modulus():
+    assert sweep_config_from_mapping({"op": "x2xyy2", "m": 25}, "sweep.toml").n_pairs == 625
+
+
+@pytest.mark.parametrize("every,chunk", [(100, 50), (30, 30), (10, 10), (75, 25), (120, 40)])
+def test_snapshots_fall_on_chunk_ends(every, chunk):
+    assert SweepConfig(fourier_every=every, chunk_epochs=50).snapshot_chunk == chunk

@@ -123,6 +123,16 @@ def test_zero_neuron_has_zero_concentration_and_spectrum_row():
     assert all(np.isfinite(np.asarray(v)).all() for v in summary.values())
 
 
+def test_a_dead_neuron_adds_no_frequency():
+    m = 23
+    a = np.arange(m)[:, None]
+    wa = np.cos(2 * np.pi * np.array([[3, 3, 5]]) * a / m).astype(np.float32)  # neurons on f 3, 3, 5
+    wa[:, 2] = 0.0  # the third is dead: its argmax would read class 1
+    summary = fourier_summary(wa, wa)
+    assert int(summary["distinct_frequencies"]) == 1
+    assert int(distinct_frequencies(jnp.array([3, 3, 1]), F.frequencies(m))) == 2  # without the mask it counts
+
+
 def test_summary_under_jit_and_vmap_matches_single_runs():
     runs, m, k = 3, 24, 8
     wa = rng.normal(size=(runs, m, k)).astype(np.float32)
