@@ -28,7 +28,9 @@ import time
 import numpy as np
 
 from grokjax import results
+from grokjax.analysis import first_epoch
 from grokjax.config import PRESETS, ConfigError, OneLineErrorParser, SweepConfig
+from grokjax.sweep import float_list
 from grokjax.train import Hparams, enable_compilation_cache, run_sweep
 
 CRITICAL_CONSTANT = 2.7482  # the authors' n = c * M * ln M
@@ -59,6 +61,8 @@ class ScalingConfig:
             raise ConfigError(f"ratios must be positive, got {self.ratios}")
         if self.seeds < 1 or self.epochs < 1 or self.hidden < 1:
             raise ConfigError("seeds, epochs and hidden must be >= 1")
+        if not self.lr > 0 or not self.wd >= 0:
+            raise ConfigError(f"lr must be positive and wd non-negative, got lr {self.lr}, wd {self.wd}")
         if not 0 < self.max_train_frac < 1:
             raise ConfigError(f"max_train_frac must lie in (0, 1), got {self.max_train_frac}")
 
@@ -96,12 +100,6 @@ def size_seed_hparams(sweep: SweepConfig, sizes: np.ndarray, seeds: int) -> Hpar
         wd=np.full(len(seed), sweep.wds[0], sweep.dtype),
         n_train=size.astype(np.int32),
     )
-
-
-def first_epoch_at(test_acc: np.ndarray, threshold: float = GENERALISED) -> np.ndarray:
-    """Per run, the first (1-based) epoch with test accuracy >= threshold; NaN if never."""
-    reached = test_acc >= threshold
-    return np.where(reached.any(axis=1), reached.argmax(axis=1) + 1.0, np.nan)
 
 
 def critical_size(sizes: np.ndarray, probability: np.ndarray) -> float:
@@ -173,13 +171,6 @@ def int_list(text: str) -> tuple[int, ...]:
         raise argparse.ArgumentTypeError(f"expected comma-separated integers, got {text!r}") from None
 
 
-def float_list(text: str) -> tuple[float, ...]:
-    try:
-        return tuple(float(x) for x in text.split(","))
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"expected comma-separated numbers, got {text!r}") from None
-
-
 def main(argv: list[str] | None = None) -> int:
     d = ScalingConfig()
     parser = OneLineErrorParser(prog="python experiments/scaling_law.py", description=__doc__.split("\n\n")[0])
@@ -214,7 +205,7 @@ def main(argv: list[str] | None = None) -> int:
         rows["m"] += [m] * len(hparams.seed)
         rows["n_train"] += hparams.n_train.tolist()
         rows["seed"] += hparams.seed.tolist()
-        rows["first_epoch_generalised"] += first_epoch_at(test_acc).tolist()
+        rows["first_epoch_generalised"] += first_epoch(test_acc >= GENERALISED).tolist()
         rows["final_test_acc"] += test_acc[:, -1].tolist()
         rows["max_test_acc"] += test_acc.max(axis=1).tolist()
     runs = {name: np.array(values) for name, values in rows.items()}
@@ -240,9 +231,10 @@ def main(argv: list[str] | None = None) -> int:
 
     results.write_csv(out / "runs.csv", runs)
     results.write_csv(out / "table.csv", table)
+    known = lambda x: None if np.isnan(x) else x  # noqa: E731  (JSON has no NaN: a crossing outside the grid is null)
     summary = {
-        "critical_n": {str(m): critical[m] for m in critical},
-        "critical_n_over_M_ln_M": {str(m): critical[m] / (m * np.log(m)) for m in critical},
+        "critical_n": {str(m): known(critical[m]) for m in critical},
+        "critical_n_over_M_ln_M": {str(m): known(critical[m] / (m * np.log(m))) for m in critical},
         "fits": fits,
         "seconds_per_modulus": {str(m): round(s, 1) for m, s in seconds.items()},
     }

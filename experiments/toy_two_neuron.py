@@ -308,7 +308,7 @@ def phase_boundaries(steps: np.ndarray, cos: np.ndarray, strength: np.ndarray, a
         follower_peak = float(cos[:, 1 - j, i].max())
         follower_final = float(cos[-1, 1 - j, i])
     return {"phase_ii": phase_ii, "phase_iii": phase_iii, "done": done, "leader": leader, "first_direction": first_direction,
-            "follower_peak": follower_peak, "follower_final": follower_final}
+            "follower_peak": follower_peak, "follower_final": follower_final, "specialised_at_end": float(both[-1])}
 
 
 def neuron_strength(curves: dict[str, np.ndarray]) -> np.ndarray:
@@ -327,7 +327,8 @@ def outcomes(curves: dict[str, np.ndarray], boundaries: dict[str, np.ndarray], c
     """How each run ends: both features captured by different neurons ("specialised"), else
     a neuron switched off by weight decay, else both alive but not on distinct features."""
     off = (np.abs(neuron_strength(curves)[:, -1]) < SWITCHED_OFF * config.amplitudes[1]).any(axis=1)
-    return np.where(~np.isnan(boundaries["done"]), OUTCOMES[0], np.where(off, OUTCOMES[1], OUTCOMES[2]))
+    # at the last step, not "ever": weight decay may switch a neuron off after both features were held
+    return np.where(boundaries["specialised_at_end"] > 0, OUTCOMES[0], np.where(off, OUTCOMES[1], OUTCOMES[2]))
 
 
 def summarise(curves: dict[str, np.ndarray], boundaries: dict[str, np.ndarray], ends: np.ndarray, config: ToyConfig) -> list[dict]:

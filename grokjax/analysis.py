@@ -99,12 +99,27 @@ def staircase(stage2_entry: np.ndarray, stage3_entry: np.ndarray, n_epochs: int)
 
 
 def trailing_mean(x: np.ndarray, window: int) -> np.ndarray:
-    """Mean of the last ``window`` epochs, ending at each epoch; NaN before a full window."""
+    """Mean of the measured (non-NaN) values among the last ``window`` epochs, ending at
+    each epoch; NaN before a full window or when none of it was measured (a metric taken
+    every few epochs, ``--geometry-every``, is averaged over the epochs that have it)."""
     x = np.asarray(x, float)
-    csum = np.cumsum(np.concatenate([np.zeros(x.shape[:-1] + (1,)), x], axis=-1), axis=-1)
+    measured = ~np.isnan(x)
+    pad = np.zeros(x.shape[:-1] + (1,))
+    csum = np.cumsum(np.concatenate([pad, np.where(measured, x, 0.0)], axis=-1), axis=-1)
+    count = np.cumsum(np.concatenate([pad, measured], axis=-1), axis=-1)
     mean = np.full(x.shape, np.nan)
-    mean[..., window - 1 :] = (csum[..., window:] - csum[..., :-window]) / window
+    in_window = count[..., window:] - count[..., :-window]
+    with np.errstate(invalid="ignore", divide="ignore"):
+        mean[..., window - 1 :] = np.where(in_window > 0, (csum[..., window:] - csum[..., :-window]) / in_window, np.nan)
     return mean
+
+
+def latest_measured(x: np.ndarray) -> np.ndarray:
+    """Each epoch's value, or the latest measured one before it where it is NaN (a metric
+    taken every few epochs); NaN before the first measurement."""
+    x = np.asarray(x, float)
+    last = np.maximum.accumulate(np.where(np.isnan(x), 0, np.arange(x.shape[-1])), axis=-1)
+    return np.take_along_axis(x, last, axis=-1)
 
 
 def stages_readme(metrics: dict[str, np.ndarray], cfg: AnalysisConfig = DEFAULT) -> np.ndarray:
@@ -113,12 +128,13 @@ def stages_readme(metrics: dict[str, np.ndarray], cfg: AnalysisConfig = DEFAULT)
     grad_cosine_sim > ``readme_grad_cosine`` and the W1 norm rising; Stage III while
     test_acc >= grok_threshold and grad_norm > ``readme_grad_norm``. Where several hold,
     the later stage wins; 0 where none does. w1_delta_norm is 0 at epoch 1 by definition,
-    so epoch 1 is always Stage I."""
+    so epoch 1 is always Stage I. A grad_cosine_sim measured only every few epochs holds
+    until its next measurement."""
     w1 = np.asarray(metrics["w1_norm"])
     rising = np.concatenate([np.zeros_like(w1[:, :1], bool), np.diff(w1, axis=-1) > 0], axis=-1)
     test = np.asarray(metrics["test_acc"])
     stage1 = np.asarray(metrics["w1_delta_norm"]) < cfg.readme_delta_w1
-    stage2 = (test < cfg.grok_threshold) & (np.asarray(metrics["grad_cosine_sim"]) > cfg.readme_grad_cosine) & rising
+    stage2 = (test < cfg.grok_threshold) & (latest_measured(metrics["grad_cosine_sim"]) > cfg.readme_grad_cosine) & rising
     stage3 = (test >= cfg.grok_threshold) & (np.asarray(metrics["grad_norm"]) > cfg.readme_grad_norm)
     return np.where(stage3, 3, np.where(stage2, 2, np.where(stage1, 1, 0))).astype(np.int8)
 

@@ -68,7 +68,7 @@ def build_parser() -> argparse.ArgumentParser:
     model.add_argument("--activation", choices=ACTIVATIONS, help=f"hidden activation; square is x^2 (default {d.activation})")
     model.add_argument("--loss", choices=LOSSES, help=f"ce: cross-entropy; mse: squared error of the class-centred "
                        f"outputs against one-hot - 1/m, summed over classes (default {d.loss})")
-    model.add_argument("--hidden", type=int, help=f"embedding and hidden width h (default {d.hidden})")
+    model.add_argument("--hidden", type=int, help=f"hidden width; also the embedding width of modularnet (default {d.hidden})")
     model.add_argument("--epochs", type=int, help=f"epochs per run (default {d.epochs})")
     model.add_argument("--batch-size", type=int, help=f"minibatch size; 0 means full batch; larger than the train set is refused (default {d.batch_size})")
     model.add_argument("--optimizer", choices=OPTIMIZERS,
@@ -83,7 +83,8 @@ def build_parser() -> argparse.ArgumentParser:
                      "model, activation, loss, hidden, train_frac, batch_size, epochs, optimizer, fourier_every, "
                      "geometry_every, chunk_epochs, run_group, dtype, seeds, wds, lrs, data_seed); flags override it")
     run.add_argument("--fourier-every", type=int, help="snapshot every run's Fourier features every N epochs into "
-                     f"fourier.npz, with a figure (default {d.fourier_every}: none)")
+                     "fourier.npz, with a figure; snapshots fall on chunk ends, so chunks shrink to a divisor of N "
+                     f"(default {d.fourier_every}: none)")
     run.add_argument("--geometry-every", type=int, help="measure feature_diversity and the three cosine metrics every N "
                      f"epochs only, NaN between (they cost most of a sweep's time; 0: never) (default {d.geometry_every})")
     run.add_argument("--chunk-epochs", type=int, help=f"epochs per compiled call: progress and checkpoint granularity (default {d.chunk_epochs})")
@@ -142,6 +143,9 @@ def resolve(args: argparse.Namespace) -> tuple[SweepConfig, Path | None]:
     if from_file:
         sweep_config_from_mapping(from_file, args.config)  # errors in the file name the file
     overrides = {**from_file, **given_fields(args)}
+    if overrides.get("min_train_frac") is not None:
+        raise ConfigError("min_train_frac sizes arrays for runs with their own training-set sizes (the Python API, "
+                          "as experiments/scaling_law.py uses it); every run of this command trains on train_frac")
     if args.resume is None:
         return sweep_config_from_mapping(overrides, "the command line"), None
     folder = Path(args.resume)

@@ -219,3 +219,15 @@ def test_diverged_runs_are_counted_and_left_out():
     (row,) = analysis.group_summary(summary)
     assert (row["runs"], row["diverged"], row["grokked"]) == (2, 1, 2)
     assert "diverged (loss or parameters not finite; left out above): wd 0.001 lr 0.001: 1" in analysis.format_group_table([row])
+
+
+def test_sparse_metrics_hold_and_average_over_measured_epochs():
+    """--geometry-every N leaves NaN between measurements: the readme rules hold the latest
+    measurement, the script rules average the measured epochs of each window."""
+    x = np.array([[np.nan, 2.0, np.nan, np.nan, 6.0, np.nan]])
+    np.testing.assert_array_equal(analysis.latest_measured(x), [[np.nan, 2, 2, 2, 6, 6]])
+    # windows of 3 ending at epochs 3..6: {2}, {2}, {6}, {6}; before a full window NaN
+    np.testing.assert_array_equal(analysis.trailing_mean(x, 3), [[np.nan, np.nan, 2, 2, 6, 6]])
+    dense = np.arange(6.0)[None]
+    np.testing.assert_allclose(analysis.trailing_mean(dense, 2), [[np.nan, 0.5, 1.5, 2.5, 3.5, 4.5]])
+    assert np.isnan(analysis.trailing_mean(np.full((1, 4), np.nan), 2)).all()

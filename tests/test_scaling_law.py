@@ -45,11 +45,6 @@ def test_fit_laws_recovers_the_law_that_made_the_data():
     assert fits["M^1.5"]["rms_log_residual"] < 1e-12
 
 
-def test_first_epoch_at():
-    acc = np.array([[0.1, 0.96, 0.5, 0.97], [0.1, 0.2, 0.3, 0.4]])
-    np.testing.assert_array_equal(scaling.first_epoch_at(acc), [2.0, np.nan])
-
-
 @pytest.mark.parametrize("size", [20, 40])
 def test_a_masked_run_equals_the_run_trained_on_its_own(size):
     """In one program sized for 20..60 training pairs, a run with `size` pairs trains and is
