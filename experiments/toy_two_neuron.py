@@ -87,6 +87,7 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
+from grokjax.config import OneLineErrorParser
 from grokjax.results import environment, write_atomic
 
 II_CLIMB = 0.1  # Phase II: some |cos(w_j, u_i)| has risen this much above its initial value
@@ -654,7 +655,8 @@ def comma_floats(text: str) -> tuple[float, ...]:
 def build_parser() -> argparse.ArgumentParser:
     """The command line: output folder and the grid (seeds, weight decays), steps, lr."""
     defaults = ToyConfig()
-    parser = argparse.ArgumentParser(description="Two hidden neurons learning two features: Li2's three phases in a toy.")
+    parser = OneLineErrorParser(prog="python experiments/toy_two_neuron.py",
+                                description="Two hidden neurons learning two features: Li2's three phases in a toy.")
     parser.add_argument("--out", type=Path, required=True, help="results folder (created; files in it are replaced)")
     parser.add_argument("--seeds", type=int, default=len(defaults.seeds), help="N: seeds 0..N-1 (default %(default)s)")
     parser.add_argument("--wd", type=comma_floats, default=defaults.wds, help="comma-separated weight decays")

@@ -73,7 +73,7 @@ def test_operand_weights_see_through_the_embedding():
     wa, wb = operand_weights(params)
     p = params["params"]
     hidden_in = lambda a, b: np.asarray(p["embed"]["embedding"])[[a, b]].reshape(-1) @ np.asarray(p["fc1"]["kernel"])  # noqa: E731
-    # the pre-activation is linear in the two operands' contributions plus the bias
+    # the pre-activation (without its bias) is the sum of the two operands' contributions
     for a, b in ((0, 0), (3, 6), (6, 2)):
         np.testing.assert_allclose(wa[a] + wb[b], hidden_in(a, b), rtol=1e-5, atol=1e-6)
     one_hot = ModularNet(m, h, one_hot=True).init(jax.random.key(0), jnp.zeros(1, jnp.int32), jnp.zeros(1, jnp.int32))

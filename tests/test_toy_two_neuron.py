@@ -127,13 +127,17 @@ def test_phase_rules_on_made_up_curves():
     steps, cos, strength = synthetic_curves()
     phases = toy.phase_boundaries(steps, cos, strength, (0.1, 0.05))
     assert phases == {"phase_ii": 20.0, "phase_iii": 60.0, "done": 80.0, "leader": 0.0, "first_direction": 0.0,
-                      "follower_peak": 0.6, "follower_final": 0.1}
+                      "follower_peak": 0.6, "follower_final": 0.1, "specialised_at_end": 1.0}
     swapped = toy.phase_boundaries(steps, cos[:, ::-1], strength[:, ::-1], (0.1, 0.05))  # neuron 2 leads
     assert swapped == {**phases, "leader": 1.0}
 
 
 def test_phase_rules_ignore_a_neuron_that_is_switched_off():
     steps, cos, strength = synthetic_curves()
+    late = strength.copy()
+    late[-1, 1] = 0.0  # neuron 2 held u2 from step 80 but is switched off at the last record
+    phases = toy.phase_boundaries(steps, cos, late, (0.1, 0.05))
+    assert phases["done"] == 80.0 and phases["specialised_at_end"] == 0.0
     strength[:, 1] = 0.0  # neuron 2 points along u2 but carries nothing
     phases = toy.phase_boundaries(steps, cos, strength, (0.1, 0.05))
     assert phases["phase_iii"] == 60.0 and math.isnan(phases["done"])
