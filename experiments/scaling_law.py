@@ -14,6 +14,7 @@ M, the critical size n*(M) is where the fraction of seeds that generalise crosse
 a * M ln M, a * M^1.5 and a * M^2, and by a free power law a * M^beta.
 
     python experiments/scaling_law.py --out results/scaling-law
+    python experiments/scaling_law.py --replot results/scaling-law   # redraw without training
 """
 
 from __future__ import annotations
@@ -24,8 +25,11 @@ import json
 import shlex
 import sys
 import time
+from pathlib import Path
 
 import numpy as np
+from matplotlib import colormaps
+from matplotlib.ticker import FuncFormatter
 
 from grokjax import results
 from grokjax.analysis import first_epoch
@@ -134,14 +138,15 @@ def fit_laws(moduli: np.ndarray, critical: np.ndarray) -> dict:
 
 
 def plot(table: dict[str, np.ndarray], critical: dict[int, float], fits: dict, config: ScalingConfig):
-    """Probability of generalising over (M, n) as coloured squares, the c M ln M curve,
-    the 50 % crossings and the fitted laws."""
+    """Left: probability of generalising over (M, n) as coloured squares, the c M ln M
+    curve, the 50 % crossings and the fitted laws. Right: the same probabilities against
+    n / (c M ln M), one line per M: under the paper's law they cross 0.5 together."""
     from matplotlib.figure import Figure
 
-    fig = Figure(figsize=(8.5, 6), layout="constrained")
-    ax = fig.subplots()
+    fig = Figure(figsize=(15, 6), layout="constrained")
+    ax, collapse = fig.subplots(1, 2, width_ratios=(1.25, 1))
     points = ax.scatter(table["m"], table["n_train"], c=table["probability"], cmap="viridis", vmin=0, vmax=1,
-                        marker="s", s=160, edgecolors="k", linewidths=0.4)
+                        marker="s", s=90, edgecolors="k", linewidths=0.4)
     fig.colorbar(points, ax=ax, label=f"fraction of {config.seeds} seeds reaching test acc {GENERALISED}")
     grid = np.linspace(min(config.moduli) * 0.9, max(config.moduli) * 1.1, 200)
     ax.plot(grid, config.constant * grid * np.log(grid), "r-", lw=1.5, label=f"{config.constant} M ln M (paper)")
@@ -157,11 +162,109 @@ def plot(table: dict[str, np.ndarray], critical: dict[int, float], fits: dict, c
     ax.set_yscale("log")
     ax.set_xlabel("modulus M")
     ax.set_ylabel("training pairs n")
-    ax.set_title(f"Li2 network (K {config.hidden}, x², centred MSE, full-batch Adam lr {config.lr:g}, wd {config.wd:g}), "
-                 f"{config.epochs} epochs", fontsize=10)
     ax.legend(fontsize=8, loc="upper left")
     ax.grid(alpha=0.3, which="both")
+    colours = colormaps["plasma"](np.linspace(0, 0.85, len(moduli)))
+    for m, colour in zip(moduli, colours):
+        rows = table["m"] == m
+        collapse.plot(table["ratio"][rows], table["probability"][rows], "o-", color=colour, label=f"M {m}")
+    collapse.axvline(1.0, color="r", lw=1.5, label=f"n = {config.constant} M ln M")
+    collapse.axhline(0.5, color="gray", lw=0.8, ls=":")
+    collapse.set_xscale("log")
+    for axis in (collapse.xaxis.set_major_formatter, collapse.xaxis.set_minor_formatter):
+        axis(FuncFormatter(lambda value, _: f"{value:g}"))
+    collapse.set_xlabel(f"n / ({config.constant} M ln M)")
+    collapse.set_ylabel(f"fraction of seeds reaching test acc {GENERALISED}")
+    collapse.set_ylim(-0.03, 1.03)
+    collapse.grid(alpha=0.3, which="both")
+    collapse.legend(fontsize=8, loc="lower right")
+    fig.suptitle(f"Li2 network (K {config.hidden}, x², centred MSE, full-batch Adam lr {config.lr:g}, wd {config.wd:g}), "
+                 f"{config.epochs}-epoch budget, {config.seeds} seeds per cell", fontsize=11)
     return fig
+
+
+def train_grid(config: ScalingConfig) -> tuple[dict[str, np.ndarray], dict[int, float]]:
+    """Train every (M, n, seed); per run its M, n, seed, first epoch with test accuracy
+    >= 0.95 (NaN if none) and final and best test accuracy; and the seconds per M."""
+    rows = {name: [] for name in ("m", "n_train", "seed", "first_epoch_generalised", "final_test_acc", "max_test_acc")}
+    seconds = {}
+    for m in config.moduli:
+        sizes = train_sizes(m, config)
+        sweep = sweep_config(m, sizes, config)
+        hparams = size_seed_hparams(sweep, sizes, config.seeds)
+        print(f"M {m}: sizes {sizes.tolist()} x {config.seeds} seeds = {len(hparams.seed)} runs", flush=True)
+        start = time.perf_counter()
+        test_acc = run_sweep(sweep, hparams, progress=True).metrics["test_acc"]
+        seconds[m] = time.perf_counter() - start
+        rows["m"] += [m] * len(hparams.seed)
+        rows["n_train"] += hparams.n_train.tolist()
+        rows["seed"] += hparams.seed.tolist()
+        rows["first_epoch_generalised"] += first_epoch(test_acc >= GENERALISED).tolist()
+        rows["final_test_acc"] += test_acc[:, -1].tolist()
+        rows["max_test_acc"] += test_acc.max(axis=1).tolist()
+    return {name: np.array(values) for name, values in rows.items()}, seconds
+
+
+def analyse(runs: dict[str, np.ndarray], config: ScalingConfig) -> tuple[dict[str, np.ndarray], dict[int, float], dict]:
+    """Per (M, n): the fraction of seeds that generalised and their median epoch; per M the
+    critical size n*; the fits of n*(M)."""
+    table = {name: [] for name in ("m", "n_train", "ratio", "train_frac", "probability", "median_first_epoch")}
+    critical = {}
+    for m in config.moduli:
+        sizes = np.unique(runs["n_train"][runs["m"] == m])
+        probability = []
+        for n in sizes:
+            epochs = runs["first_epoch_generalised"][(runs["m"] == m) & (runs["n_train"] == n)]
+            probability.append(np.mean(~np.isnan(epochs)))
+            table["m"].append(m)
+            table["n_train"].append(n)
+            table["ratio"].append(n / (config.constant * m * np.log(m)))
+            table["train_frac"].append(n / m**2)
+            table["probability"].append(probability[-1])
+            table["median_first_epoch"].append(np.nanmedian(epochs) if (~np.isnan(epochs)).any() else np.nan)
+        critical[m] = critical_size(sizes, np.array(probability))
+    fits = fit_laws(np.array(list(critical)), np.array(list(critical.values())))
+    return {name: np.array(values) for name, values in table.items()}, critical, fits
+
+
+def write_results(out: Path, config: ScalingConfig, runs: dict[str, np.ndarray], seconds: dict, command: str) -> None:
+    """runs.csv, table.csv, fit.json, config.json and scaling_law.png; prints the crossings."""
+    table, critical, fits = analyse(runs, config)
+    results.write_csv(out / "runs.csv", runs)
+    results.write_csv(out / "table.csv", table)
+    known = lambda x: None if np.isnan(x) else x  # noqa: E731  (JSON has no NaN: a crossing outside the grid is null)
+    summary = {
+        "critical_n": {str(m): known(critical[m]) for m in critical},
+        "critical_n_over_M_ln_M": {str(m): known(critical[m] / (m * np.log(m))) for m in critical},
+        "fits": fits,
+        "seconds_per_modulus": {str(m): round(s, 1) for m, s in seconds.items()},
+    }
+    results.write_atomic(out / "fit.json", (json.dumps(summary, indent=2) + "\n").encode())
+    results.write_atomic(out / "config.json", (json.dumps({"config": dataclasses.asdict(config), "command": command,
+                                                           "environment": results.environment()}, indent=2) + "\n").encode())
+    plot(table, critical, fits, config).savefig(out / "scaling_law.png", dpi=100)
+
+    print(f"\n{'M':>4} {'n*':>8} {'n*/(M ln M)':>12}")
+    for m in config.moduli:
+        print(f"{m:>4} {critical[m]:>8.1f} {critical[m] / (m * np.log(m)):>12.3f}")
+    for name, fit in fits.items():
+        extra = f", beta {fit['beta']:.2f}" if "beta" in fit else ""
+        print(f"fit {name}: a {fit['a']:.4g}{extra}, rms log residual {fit['rms_log_residual']:.3f}")
+    print(f"total {sum(seconds.values()):.0f} s; results in {out}")
+
+
+def replot(folder: Path) -> None:
+    """Redo the analysis files and the figure of a results folder from its runs.csv and
+    config.json, without training (keeping its timings and command)."""
+    record = json.loads((folder / "config.json").read_text())
+    config = ScalingConfig(**{k: tuple(v) if isinstance(v, list) else v for k, v in record["config"].items()})
+    data = np.genfromtxt(folder / "runs.csv", delimiter=",", names=True)
+    runs = {name: data[name] for name in data.dtype.names}
+    runs["m"] = runs["m"].astype(int)
+    runs["n_train"] = runs["n_train"].astype(int)
+    runs["seed"] = runs["seed"].astype(int)
+    seconds = {int(m): s for m, s in json.loads((folder / "fit.json").read_text())["seconds_per_modulus"].items()}
+    write_results(folder, config, runs, seconds, record["command"])
 
 
 def int_list(text: str) -> tuple[int, ...]:
@@ -181,8 +284,16 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--hidden", type=int, default=d.hidden, help="hidden width K (default %(default)s)")
     parser.add_argument("--wd", type=float, default=d.wd, help="weight decay (default %(default)s)")
     parser.add_argument("--lr", type=float, default=d.lr, help="learning rate (default %(default)s)")
-    parser.add_argument("--out", required=True, help="results folder (must not exist or be empty)")
+    parser.add_argument("--out", help="results folder (must not exist or be empty)")
+    parser.add_argument("--replot", metavar="DIR", type=Path, help="redo the analysis and figure of DIR from its runs.csv, without training")
     args = parser.parse_args(argv)
+    if args.replot is not None:
+        if not (args.replot / "runs.csv").is_file():
+            parser.exit(2, f"{parser.prog}: error: {args.replot} has no runs.csv: not a scaling-law results folder\n")
+        replot(args.replot)
+        return 0
+    if args.out is None:
+        parser.exit(2, f"{parser.prog}: error: --out is required (or --replot DIR)\n")
     try:
         config = ScalingConfig(args.moduli, args.ratios, args.seeds, args.epochs, args.hidden, args.wd, args.lr)
         out = results.new_results_dir(args.out)
@@ -191,66 +302,8 @@ def main(argv: list[str] | None = None) -> int:
     enable_compilation_cache()
     command = shlex.join(["python", "experiments/scaling_law.py", *(sys.argv[1:] if argv is None else argv)])
 
-    rows = {name: [] for name in ("m", "n_train", "seed", "first_epoch_generalised", "final_test_acc", "max_test_acc")}
-    seconds = {}
-    for m in config.moduli:
-        sizes = train_sizes(m, config)
-        sweep = sweep_config(m, sizes, config)
-        hparams = size_seed_hparams(sweep, sizes, config.seeds)
-        print(f"M {m}: sizes {sizes.tolist()} x {config.seeds} seeds = {len(hparams.seed)} runs", flush=True)
-        start = time.perf_counter()
-        result = run_sweep(sweep, hparams, progress=True)
-        seconds[m] = time.perf_counter() - start
-        test_acc = result.metrics["test_acc"]
-        rows["m"] += [m] * len(hparams.seed)
-        rows["n_train"] += hparams.n_train.tolist()
-        rows["seed"] += hparams.seed.tolist()
-        rows["first_epoch_generalised"] += first_epoch(test_acc >= GENERALISED).tolist()
-        rows["final_test_acc"] += test_acc[:, -1].tolist()
-        rows["max_test_acc"] += test_acc.max(axis=1).tolist()
-    runs = {name: np.array(values) for name, values in rows.items()}
-
-    table = {name: [] for name in ("m", "n_train", "ratio", "train_frac", "probability", "median_first_epoch")}
-    critical = {}
-    for m in config.moduli:
-        sizes = np.unique(runs["n_train"][runs["m"] == m])
-        probability = []
-        for n in sizes:
-            members = (runs["m"] == m) & (runs["n_train"] == n)
-            epochs = runs["first_epoch_generalised"][members]
-            probability.append(np.mean(~np.isnan(epochs)))
-            table["m"].append(m)
-            table["n_train"].append(n)
-            table["ratio"].append(n / (config.constant * m * np.log(m)))
-            table["train_frac"].append(n / m**2)
-            table["probability"].append(probability[-1])
-            table["median_first_epoch"].append(np.nanmedian(epochs) if (~np.isnan(epochs)).any() else np.nan)
-        critical[m] = critical_size(sizes, np.array(probability))
-    table = {name: np.array(values) for name, values in table.items()}
-    fits = fit_laws(np.array(list(critical)), np.array(list(critical.values())))
-
-    results.write_csv(out / "runs.csv", runs)
-    results.write_csv(out / "table.csv", table)
-    known = lambda x: None if np.isnan(x) else x  # noqa: E731  (JSON has no NaN: a crossing outside the grid is null)
-    summary = {
-        "critical_n": {str(m): known(critical[m]) for m in critical},
-        "critical_n_over_M_ln_M": {str(m): known(critical[m] / (m * np.log(m))) for m in critical},
-        "fits": fits,
-        "seconds_per_modulus": {str(m): round(s, 1) for m, s in seconds.items()},
-    }
-    results.write_atomic(out / "fit.json", (json.dumps(summary, indent=2) + "\n").encode())
-    results.write_atomic(out / "config.json", (json.dumps({"config": dataclasses.asdict(config), "command": command,
-                                                           "environment": results.environment()}, indent=2) + "\n").encode())
-    fig = plot(table, critical, fits, config)
-    fig.savefig(out / "scaling_law.png", dpi=100)
-
-    print(f"\n{'M':>4} {'n*':>8} {'n*/(M ln M)':>12}")
-    for m in config.moduli:
-        print(f"{m:>4} {critical[m]:>8.1f} {critical[m] / (m * np.log(m)):>12.3f}")
-    for name, fit in fits.items():
-        extra = f", beta {fit['beta']:.2f}" if "beta" in fit else ""
-        print(f"fit {name}: a {fit['a']:.4g}{extra}, rms log residual {fit['rms_log_residual']:.3f}")
-    print(f"total {sum(seconds.values()):.0f} s; results in {out}")
+    runs, seconds = train_grid(config)
+    write_results(out, config, runs, seconds, command)
     return 0
 
 

@@ -2,6 +2,7 @@
 numbers, and one tiny masked sweep against runs trained on their own."""
 
 import importlib.util
+import json
 import sys
 from pathlib import Path
 
@@ -62,3 +63,27 @@ def test_a_masked_run_equals_the_run_trained_on_its_own(size):
         np.testing.assert_allclose(values, alone.metrics[name], rtol=2e-4, atol=1e-5, err_msg=name)
     for name in ("gf_norm", "mean_concentration", "gini"):
         np.testing.assert_allclose(masked.fourier[name], alone.fourier[name], rtol=2e-4, atol=1e-5, err_msg=name)
+
+
+def test_results_are_redrawn_from_runs_csv(tmp_path):
+    """write_results on made-up runs (M 23: 3 of 5 seeds generalise at the middle size),
+    then --replot from the files alone gives the same tables."""
+    config = scaling.ScalingConfig(moduli=(23, 31), ratios=(0.5, 1.0, 2.0))
+    runs = {"m": [], "n_train": [], "seed": [], "first_epoch_generalised": [], "final_test_acc": [], "max_test_acc": []}
+    for m, reached in ((23, (0, 3, 5)), (31, (0, 0, 5))):
+        for n, count in zip(scaling.train_sizes(m, config), reached):
+            for seed in range(5):
+                runs["m"].append(m)
+                runs["n_train"].append(n)
+                runs["seed"].append(seed)
+                runs["first_epoch_generalised"].append(100.0 + seed if seed < count else np.nan)
+                runs["final_test_acc"].append(1.0 if seed < count else 0.1)
+                runs["max_test_acc"].append(1.0 if seed < count else 0.1)
+    runs = {name: np.array(values) for name, values in runs.items()}
+    scaling.write_results(tmp_path, config, runs, {23: 1.0, 31: 2.0}, "python experiments/scaling_law.py --test")
+    table = (tmp_path / "table.csv").read_text()
+    assert "23,198,0.9990403,0.3742911,0.6,101" in table  # 3 of 5 seeds, median epoch of 100..102
+    scaling.main(["--replot", str(tmp_path)])
+    assert (tmp_path / "table.csv").read_text() == table
+    fit = json.loads((tmp_path / "fit.json").read_text())
+    assert fit["critical_n"]["31"] is not None and fit["seconds_per_modulus"] == {"23": 1.0, "31": 2.0}
