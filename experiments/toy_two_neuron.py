@@ -88,6 +88,7 @@ import jax.numpy as jnp
 import numpy as np
 
 from grokjax.config import OneLineErrorParser
+from grokjax.sweep import float_list
 from grokjax.results import environment, write_atomic
 
 II_CLIMB = 0.1  # Phase II: some |cos(w_j, u_i)| has risen this much above its initial value
@@ -644,14 +645,6 @@ def write_results(out: Path, config: ToyConfig, command: str, curves: dict[str, 
     return rows
 
 
-def comma_floats(text: str) -> tuple[float, ...]:
-    """'0,1e-3,1e-2' -> (0.0, 0.001, 0.01)."""
-    try:
-        return tuple(float(part) for part in text.split(","))
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"expected comma-separated numbers, got {text!r}") from None
-
-
 def build_parser() -> argparse.ArgumentParser:
     """The command line: output folder and the grid (seeds, weight decays), steps, lr."""
     defaults = ToyConfig()
@@ -659,7 +652,7 @@ def build_parser() -> argparse.ArgumentParser:
                                 description="Two hidden neurons learning two features: Li2's three phases in a toy.")
     parser.add_argument("--out", type=Path, required=True, help="results folder (created; files in it are replaced)")
     parser.add_argument("--seeds", type=int, default=len(defaults.seeds), help="N: seeds 0..N-1 (default %(default)s)")
-    parser.add_argument("--wd", type=comma_floats, default=defaults.wds, help="comma-separated weight decays")
+    parser.add_argument("--wd", type=float_list, default=defaults.wds, help="comma-separated weight decays")
     parser.add_argument("--steps", type=int, default=defaults.steps, help="gradient steps (default %(default)s)")
     parser.add_argument("--lr", type=float, default=defaults.lr, help="learning rate (default %(default)s)")
     parser.add_argument("--record-every", type=int, default=defaults.record_every,
