@@ -27,7 +27,8 @@ def torch_uniform(fan_in: int) -> nn.initializers.Initializer:
 class PairDense(nn.Module):
     """``Dense(2d -> features)`` applied to ``concat(table[a], table[b])``, with the same
     parameters as ``nn.Dense`` (kernel [2d, features], bias [features] unless
-    ``use_bias`` is off). ``table`` None stands for the identity (one-hot inputs, d = m).
+    ``use_bias`` is off). ``table`` None stands for the identity: one-hot inputs of width
+    ``one_hot_width`` (d = m).
 
     The layer is linear in the concatenation, so it equals
     ``(table @ K[:d])[a] + (table @ K[d:])[b] + bias``: projecting the m-row table
@@ -43,7 +44,8 @@ class PairDense(nn.Module):
     use_bias: bool = True
 
     @nn.compact
-    def __call__(self, table: jax.Array | None, a: jax.Array, b: jax.Array, width: int) -> jax.Array:
+    def __call__(self, table: jax.Array | None, a: jax.Array, b: jax.Array, one_hot_width: int = 0) -> jax.Array:
+        width = one_hot_width if table is None else table.shape[-1]
         kernel = self.param("kernel", self.kernel_init, (2 * width, self.features), self.param_dtype)
         bias = self.param("bias", self.bias_init, (self.features,), self.param_dtype) if self.use_bias else 0.0
         if table is None:
@@ -84,7 +86,7 @@ class ModularNet(nn.Module):
             table, width = embed.embedding, self.hidden
         fan_in_1, fan_in_2 = 2 * width, self.hidden
         fc1 = PairDense(self.hidden, torch_uniform(fan_in_1), torch_uniform(fan_in_1), dtype, use_bias, name="fc1")
-        features = ACTIVATIONS[self.activation](fc1(table, a, b, width))
+        features = ACTIVATIONS[self.activation](fc1(table, a, b, one_hot_width=self.m))
         logits = nn.Dense(
             self.m, use_bias=use_bias, kernel_init=torch_uniform(fan_in_2), bias_init=torch_uniform(fan_in_2),
             param_dtype=dtype, name="fc2",
