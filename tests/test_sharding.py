@@ -58,7 +58,8 @@ def free_port() -> int:
 
 
 def test_two_processes_train_one_sweep_and_process_0_merges(tmp_path):
-    tiny = ["--m", "11", "--hidden", "8", "--batch-size", "16", "--epochs", "6", "--seeds", "2", "--wd", "0,1e-2", "--quiet"]
+    tiny = ["--m", "11", "--hidden", "8", "--batch-size", "16", "--epochs", "6", "--seeds", "2", "--wd", "0,1e-2", "--quiet",
+            "--fourier-every", "3"]
     alone = tmp_path / "alone"
     assert subprocess.run([sys.executable, "-m", "grokjax.sweep", *tiny, "--out", str(alone)], timeout=300).returncode == 0
     out, port = tmp_path / "together", free_port()
@@ -75,3 +76,7 @@ def test_two_processes_train_one_sweep_and_process_0_merges(tmp_path):
     merged, single = np.load(out / "metrics.npz"), np.load(alone / "metrics.npz")
     for name in METRIC_NAMES:
         np.testing.assert_allclose(merged[name], single[name], rtol=1e-5, atol=1e-6, err_msg=name)
+    merged, single = np.load(out / "fourier.npz"), np.load(alone / "fourier.npz")  # the snapshots are merged too
+    assert sorted(merged.files) == sorted(single.files) and merged["gini"].shape == (4, 3)
+    for name in single.files:
+        np.testing.assert_allclose(merged[name], single[name], rtol=1e-3, atol=1e-3, err_msg=name)
