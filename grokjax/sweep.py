@@ -43,6 +43,15 @@ def float_list(text: str) -> tuple[float, ...]:
         raise argparse.ArgumentTypeError(f"expected comma-separated numbers, got {text!r}") from None
 
 
+def run_group_arg(text: str) -> int | str:
+    if text == "auto":
+        return text
+    try:
+        return int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected an integer or 'auto', got {text!r}") from None
+
+
 def build_parser() -> argparse.ArgumentParser:
     """Configuration flags default to None, meaning "not given", so that a config file or
     a resumed folder can supply them; the help shows the built-in defaults."""
@@ -88,8 +97,9 @@ def build_parser() -> argparse.ArgumentParser:
     run.add_argument("--geometry-every", type=int, help="measure feature_diversity and the three cosine metrics every N "
                      f"epochs only, NaN between (they cost most of a sweep's time; 0: never) (default {d.geometry_every})")
     run.add_argument("--chunk-epochs", type=int, help=f"epochs per compiled call: progress and checkpoint granularity (default {d.chunk_epochs})")
-    run.add_argument("--run-group", type=int, help="train this many runs at a time, looping over groups inside the compiled "
-                     "chunk; on a CPU a group of 16-32 keeps the work in cache for large sweeps (default 0: all runs at once)")
+    run.add_argument("--run-group", type=run_group_arg, help="train this many runs at a time, looping over groups inside the "
+                     "compiled chunk; on a CPU a group of 16-32 keeps the work in cache for large sweeps; 'auto' times one "
+                     "epoch at each of 0, 64, 32, ..., 1 first and takes the fastest (default 0: all runs at once)")
     run.add_argument("--checkpoint-every", type=int, default=1, help="save a checkpoint every N chunks (default 1)")
     run.add_argument("--out", default=None, help="results folder (default: a new results/sweep-<time>); an existing one is refused")
     run.add_argument("--resume", metavar="DIR", help="continue the interrupted sweep in DIR from its last checkpoint")
@@ -112,7 +122,8 @@ def given_fields(args: argparse.Namespace) -> dict:
         "preset": args.preset, "m": args.m, "op": args.op, "model": args.model, "activation": args.activation,
         "loss": args.loss, "hidden": args.hidden, "train_frac": args.train_frac, "batch_size": args.batch_size,
         "epochs": args.epochs, "optimizer": args.optimizer, "fourier_every": args.fourier_every,
-        "geometry_every": args.geometry_every, "chunk_epochs": args.chunk_epochs, "run_group": args.run_group,
+        "geometry_every": args.geometry_every, "chunk_epochs": args.chunk_epochs,
+        "run_group": None if args.run_group == "auto" else args.run_group,
         "seeds": args.seeds, "wds": args.wd, "lrs": args.lr, "data_seed": args.data_seed,
     }
     return {name: value for name, value in fields.items() if value is not None}
@@ -177,6 +188,22 @@ def prepare_folder(args: argparse.Namespace) -> Path:
     return results.new_results_dir(args.out)
 
 
+def pick_run_group(config, candidates=None):
+    """The configuration with the run-group size that trains this sweep fastest here, and
+    the measured milliseconds per run-epoch of each size (0: all runs at once);
+    ``candidates`` default to :data:`grokjax.train.RUN_GROUP_CANDIDATES`."""
+    import dataclasses
+
+    from grokjax.train import RUN_GROUP_CANDIDATES, grid_hparams, time_run_groups
+
+    timings = time_run_groups(config, grid_hparams(config), candidates or RUN_GROUP_CANDIDATES)
+    best = min(timings, key=timings.get)
+    measured = {group: round(1e3 * seconds, 4) for group, seconds in timings.items()}
+    print("run groups, ms per run-epoch: " + ", ".join(f"{group or 'all'} {ms:.3g}" for group, ms in measured.items())
+          + f"; using {best or 'all'}", flush=True)
+    return dataclasses.replace(config, run_group=best), measured
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = build_parser()
     args = parser.parse_args(argv)
@@ -185,6 +212,9 @@ def main(argv: list[str] | None = None) -> int:
             raise ConfigError("--resume continues its own folder; it takes neither --out nor --overwrite")
         if args.distributed and (args.out is None or args.resume is not None):
             raise ConfigError("--distributed needs --out (one folder that every process names) and cannot --resume")
+        if args.run_group == "auto" and (args.distributed or args.resume is not None):
+            raise ConfigError("--run-group auto times a new single-process sweep; give a number with --distributed, "
+                              "and --resume keeps the folder's own")
         config, resume_folder = resolve(args)
         process = join_processes(args) if args.distributed else 0
         out = resume_folder or (prepare_folder(args) if process == 0 else Path(args.out))
@@ -201,9 +231,13 @@ def main(argv: list[str] | None = None) -> int:
     from grokjax.train import SweepInterrupted, enable_compilation_cache, run_sweep, snapshot_epochs
 
     enable_compilation_cache()
+    auto_record = {}  # with --run-group auto: what each size measured, kept in config.json
+    if args.run_group == "auto":
+        config, measured = pick_run_group(config)
+        auto_record = {"run_group_auto_ms_per_run_epoch": {str(group): ms for group, ms in measured.items()}}
     command = shlex.join(["python", "-m", "grokjax.sweep", *(sys.argv[1:] if argv is None else argv)])
     if resume_folder is None and process == 0:
-        results.write_config(out / "config.json", config, command, {"config_hash": config_hash(config)})
+        results.write_config(out / "config.json", config, command, {"config_hash": config_hash(config), **auto_record})
     print(
         f"grokjax: {config.n_runs} runs ({len(config.seeds)} seeds x {len(config.wds)} wd x {len(config.lrs)} lr), "
         f"{config.epochs} epochs, m={config.m} op={config.op} model={config.model} activation={config.activation} "
@@ -243,6 +277,7 @@ def main(argv: list[str] | None = None) -> int:
         merged = results.merge_process_shards(out, jax.process_count(), {**metrics, **fourier})
         metrics, fourier = ({name: merged[name] for name in part} for part in (metrics, fourier))
     timing = {
+        **auto_record,
         "config_hash": config_hash(config),
         "timing": {
             "compile_seconds": round(sweep.compile_seconds, 3),
@@ -252,7 +287,9 @@ def main(argv: list[str] | None = None) -> int:
     }
     if resume_folder is not None:
         timing["resumed_by"] = command
-        command = json.loads((out / "config.json").read_text())["command"]
+        started = json.loads((out / "config.json").read_text())
+        command = started["command"]
+        timing.update({key: value for key, value in started.items() if key.startswith("run_group_auto")})
     results.write_metrics(out / "metrics.npz", sweep.hparams, metrics)
     if fourier:
         results.write_fourier(out / "fourier.npz", snapshot_epochs(config), fourier)

@@ -23,6 +23,7 @@ static. A run whose training set is smaller than the configuration's masks the r
 
 from __future__ import annotations
 
+import dataclasses
 import itertools
 import os
 import time
@@ -463,6 +464,27 @@ def record_fourier(sweep: PreparedSweep, state: RunState, history: dict[str, np.
     for rows, diverged_epoch in local_rows(state.diverged_epoch, n_runs):
         for name in snapshot:
             history[name][rows, index][diverged_epoch >= 0] = np.nan
+
+
+RUN_GROUP_CANDIDATES = (0, 64, 32, 16, 8, 4, 2, 1)  # 0: all runs vmapped at once
+
+
+def time_run_groups(config: SweepConfig, hparams: Hparams, candidates=RUN_GROUP_CANDIDATES) -> dict[int, float]:
+    """Seconds per run-epoch of one steady-state epoch of this sweep, for each run-group
+    size in ``candidates`` smaller than the number of runs (and 0): what a group size
+    gains depends on the device's caches and the per-run work, so it is measured, on
+    the same runs, each size compiled once and timed on its second epoch."""
+    n_runs = len(hparams.seed)
+    timings = {}
+    for group in (g for g in candidates if g < n_runs):
+        probe = dataclasses.replace(config, epochs=2, chunk_epochs=1, run_group=group, fourier_every=0)
+        sweep = prepare_sweep(probe, hparams)
+        state, metrics = sweep.chunk(sweep.hparams, sweep.dataset, sweep.run_data, sweep.state, np.int32(0))
+        jax.block_until_ready(metrics)
+        start = time.perf_counter()
+        jax.block_until_ready(sweep.chunk(sweep.hparams, sweep.dataset, sweep.run_data, state, np.int32(1)))
+        timings[group] = (time.perf_counter() - start) / n_runs
+    return timings
 
 
 def run_sweep(

@@ -207,3 +207,15 @@ def test_geometry_every_measures_every_nth_epoch(tiny_config, tiny_sweep):
                                        rtol=1e-5, atol=1e-6, err_msg=name)
         else:
             np.testing.assert_allclose(sparse.metrics[name], tiny_sweep.metrics[name], rtol=1e-5, atol=1e-6, err_msg=name)
+
+
+def test_run_group_auto_times_every_size_and_takes_the_fastest(tiny_config, capsys):
+    from grokjax.sweep import main, pick_run_group
+
+    config, measured = pick_run_group(tiny_config, candidates=(0, 16, 4, 1))
+    assert sorted(measured) == [0, 1, 4] and all(ms > 0 for ms in measured.values())  # 16 >= the 8 runs: skipped
+    assert config.run_group == min(measured, key=measured.get)
+    assert f"using {config.run_group or 'all'}" in capsys.readouterr().out
+    with pytest.raises(SystemExit) as exit_info:
+        main(["--run-group", "auto", "--resume", "somewhere"])
+    assert exit_info.value.code == 2 and "--run-group auto times a new single-process sweep" in capsys.readouterr().err
