@@ -196,6 +196,7 @@ def pick_run_group(config, candidates=None):
 
     from grokjax.train import RUN_GROUP_CANDIDATES, grid_hparams, time_run_groups
 
+    print("--run-group auto: compiling and timing one epoch at each group size", flush=True)
     timings = time_run_groups(config, grid_hparams(config), candidates or RUN_GROUP_CANDIDATES)
     best = min(timings, key=timings.get)
     measured = {group: round(1e3 * seconds, 4) for group, seconds in timings.items()}

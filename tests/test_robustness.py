@@ -92,7 +92,8 @@ def test_overwrite_only_replaces_a_results_folder(tmp_path):
 
 
 def test_a_diverging_run_is_frozen_and_the_others_are_untouched():
-    base = dict(m=11, hidden=16, batch_size=16, epochs=12, chunk_epochs=12, optimizer="sgd", seeds=(0,), wds=(1e-2,))
+    base = dict(m=11, hidden=16, batch_size=16, epochs=12, chunk_epochs=12, optimizer="sgd", seeds=(0,), wds=(1e-2,),
+                fourier_every=4)
     with_bad = run_sweep(SweepConfig(**base, lrs=(1e-2, 10.0)))
     alone = run_sweep(SweepConfig(**base, lrs=(1e-2,)))
     diverged = int(np.asarray(with_bad.state.diverged_epoch)[1])
@@ -104,6 +105,10 @@ def test_a_diverging_run_is_frozen_and_the_others_are_untouched():
     assert np.isfinite(with_bad.metrics["train_loss"][1, :diverged]).all()
     for name in METRIC_NAMES:
         np.testing.assert_allclose(with_bad.metrics[name][0], alone.metrics[name][0], rtol=1e-5, atol=1e-7, err_msg=name)
+    # its Fourier snapshots read NaN once it has diverged, like its metrics (snapshot k follows epoch 4k)
+    diverged_at_snapshot = np.array([0, 4, 8, 12]) > diverged
+    np.testing.assert_array_equal(np.isnan(with_bad.fourier["gini"][1]), diverged_at_snapshot)
+    assert np.isfinite(with_bad.fourier["gini"][0]).all()
 
 
 def test_diverged_runs_reach_the_files_and_the_table(tmp_path):
