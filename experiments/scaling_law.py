@@ -91,7 +91,7 @@ def sweep_config(m: int, sizes: np.ndarray, config: ScalingConfig) -> SweepConfi
            "geometry_every": 0, "wds": (config.wd,), "lrs": (config.lr,), "seeds": tuple(range(config.seeds))}
     # run_group 1 trains the runs one after another inside the compiled chunk: on a 2-core CPU,
     # 30 runs at M 71 took 21 s per 100 epochs so, against 40 s all at once (cache, not FLOPs)
-    return SweepConfig(**li2, train_frac=frac(sizes.max()), min_train_frac=frac(sizes.min()), run_group=1)
+    return SweepConfig(**li2, train_fracs=(frac(sizes.max()),), min_train_frac=frac(sizes.min()), run_group=1)
 
 
 def size_seed_hparams(sweep: SweepConfig, sizes: np.ndarray, seeds: int) -> Hparams:

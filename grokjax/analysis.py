@@ -181,17 +181,22 @@ def stage_starts(labels: np.ndarray) -> np.ndarray:
 # --- per run and across seeds ---------------------------------------------------------
 
 
-def run_summary(hparams, metrics: dict[str, np.ndarray], cfg: AnalysisConfig = DEFAULT) -> dict[str, np.ndarray]:
-    """One row per run: coordinates, final accuracies, events, phase and stage starts."""
+COORDINATE_ORDER = ("seed", "data_seed", "wd", "lr", "n_train")  # first in a summary; other axes follow
+
+
+def run_summary(coordinates: dict[str, np.ndarray], metrics: dict[str, np.ndarray], cfg: AnalysisConfig = DEFAULT
+                ) -> dict[str, np.ndarray]:
+    """One row per run: coordinates (seed, data_seed, wd, lr, n_train, then any other axis
+    of the sweep), final accuracies, events, phase and stage starts."""
     mem = mem_epoch(metrics["train_acc"], cfg.mem_threshold)
     grok = grok_epoch(metrics["test_acc"], cfg.grok_threshold, cfg.grok_min_index, cfg.grok_window)
-    summary = {
-        "run": np.arange(len(hparams.seed)),
-        "seed": np.asarray(hparams.seed),
-        "data_seed": np.asarray(hparams.data_seed),
-        "wd": np.asarray(hparams.wd, np.float64),
-        "lr": np.asarray(hparams.lr, np.float64),
-        "n_train": np.asarray(hparams.n_train),
+    names = [name for name in COORDINATE_ORDER if name in coordinates]
+    names += [name for name in coordinates if name not in COORDINATE_ORDER]
+    summary = {"run": np.arange(len(metrics["test_acc"]))}
+    for name in names:
+        values = np.asarray(coordinates[name])
+        summary[name] = values.astype(np.float64) if values.dtype.kind == "f" else values
+    summary.update({
         "final_train_acc": metrics["train_acc"][:, -1],
         "final_test_acc": metrics["test_acc"][:, -1],
         "mem_epoch": mem,
@@ -203,7 +208,9 @@ def run_summary(hparams, metrics: dict[str, np.ndarray], cfg: AnalysisConfig = D
         "phase": phase_label(metrics["train_acc"], metrics["test_acc"], cfg.phase_threshold, cfg.comprehension_gap),
         "w1_peak_epoch": w1_peak_epoch(metrics["w1_norm"], cfg.w1_peak_drop),
         "test_rise_epoch": first_epoch(np.asarray(metrics["test_acc"]) >= cfg.test_rise_threshold),
-    }
+        # Power et al.'s measure: the first epoch at the threshold, without the grokking rule's hold and minimum
+        "generalised_epoch": first_epoch(np.asarray(metrics["test_acc"]) >= cfg.grok_threshold),
+    })
     for rules in STAGE_RULES:
         starts = stage_starts(stage_labels(metrics, rules, cfg))
         for k, name in enumerate(STAGE_NAMES):
@@ -256,23 +263,37 @@ def fit_power_law(
             "n_points": int(len(x)), "n_levels": int(len(levels))}
 
 
-def group_summary(summary: dict[str, np.ndarray], cfg: AnalysisConfig = DEFAULT) -> list[dict]:
-    """Aggregate the runs sharing (wd, lr) over seeds: fraction grokked, grokking epoch
-    and delay (median with bootstrap 95% interval, over the runs that grokked), median
-    stage starts under the configured rules, and the count of each phase. Diverged runs
-    are left out of everything but their count."""
+def group_keys(summary: dict[str, np.ndarray], axes: tuple[str, ...]) -> list[tuple]:
+    """The distinct combinations of the ``axes`` columns, sorted."""
+    return sorted(set(zip(*(summary[axis].tolist() for axis in axes))))
+
+
+def group_mask(summary: dict[str, np.ndarray], axes: tuple[str, ...], key: tuple) -> np.ndarray:
+    """The runs whose ``axes`` columns equal ``key``."""
+    mask = np.ones(len(summary["wd"]), bool)
+    for axis, value in zip(axes, key):
+        mask &= summary[axis] == value
+    return mask
+
+
+def group_summary(summary: dict[str, np.ndarray], cfg: AnalysisConfig = DEFAULT, axes: tuple[str, ...] = ("wd", "lr")
+                  ) -> list[dict]:
+    """Aggregate over seeds the runs sharing their values of ``axes`` (every varied axis
+    but the seed): fraction grokked, grokking epoch and delay (median with bootstrap 95%
+    interval, over the runs that grokked), median stage starts under the configured rules,
+    and the count of each phase. Diverged runs are left out of everything but their count."""
     rng = np.random.default_rng(cfg.bootstrap_seed)
     rows = []
     healthy = np.isnan(summary["diverged_epoch"])
-    for wd, lr in sorted(set(zip(summary["wd"].tolist(), summary["lr"].tolist()))):
-        group = (summary["wd"] == wd) & (summary["lr"] == lr)
+    for key in group_keys(summary, axes):
+        group = group_mask(summary, axes, key)
         members = group & healthy
         grok = summary["grok_epoch"][members]
         grokked = grok[~np.isnan(grok)]
         delay = summary["delay"][members]
         delay = delay[~np.isnan(delay)]
         runs = int(members.sum())
-        row = {"wd": wd, "lr": lr, "runs": runs, "diverged": int((group & ~healthy).sum()), "grokked": len(grokked),
+        row = {**dict(zip(axes, key)), "runs": runs, "diverged": int((group & ~healthy).sum()), "grokked": len(grokked),
                "frac_grokked": len(grokked) / runs if runs else np.nan}
         row["grok_median"], row["grok_ci_low"], row["grok_ci_high"] = bootstrap_median(grokked, cfg.bootstrap_samples, rng)
         row["grok_min"] = float(grokked.min()) if len(grokked) else np.nan
@@ -288,15 +309,42 @@ def group_summary(summary: dict[str, np.ndarray], cfg: AnalysisConfig = DEFAULT)
     return rows
 
 
-def delay_power_law(summary: dict[str, np.ndarray], n_epochs: int, cfg: AnalysisConfig = DEFAULT) -> dict | None:
+def medians_along(summary: dict[str, np.ndarray], x: str, axes: tuple[str, ...], column: str,
+                  cfg: AnalysisConfig = DEFAULT) -> list[dict]:
+    """``column`` (an epoch: NaN = never reached) against axis ``x``: per series (a value of
+    every other axis in ``axes``) and per value of ``x``, the median over the runs that
+    reached it with a bootstrap 95% interval, and how many of the (healthy) runs reached it."""
+    rng = np.random.default_rng(cfg.bootstrap_seed)
+    others = tuple(axis for axis in axes if axis != x)
+    healthy = np.isnan(summary["diverged_epoch"])
+    series = []
+    for key in group_keys(summary, others):
+        points = []
+        for (value,) in group_keys(summary, (x,)):
+            members = group_mask(summary, others + (x,), key + (value,)) & healthy
+            values = summary[column][members]
+            reached = values[~np.isnan(values)]
+            median, low, high = bootstrap_median(reached, cfg.bootstrap_samples, rng)
+            points.append({"x": value, "median": median, "low": low, "high": high, "reached": len(reached),
+                           "runs": int(members.sum())})
+        series.append({"at": dict(zip(others, key)), "points": points})
+    return series
+
+
+def delay_power_law(summary: dict[str, np.ndarray], n_epochs: int, cfg: AnalysisConfig = DEFAULT,
+                    axes: tuple[str, ...] = ("wd", "lr")) -> dict | None:
     """delay ∝ wd^(-alpha) over the runs with wd > 0 whose delay exceeds the comprehension
     gap (``comprehension_gap`` of the ``n_epochs`` budget): runs where test accuracy rises
-    with train accuracy have a delay near or below 0 that no power law describes. One lr
-    at a time: the smallest when several are swept. Also returns each weight decay's median
-    delay with its bootstrap interval."""
-    lr = summary["lr"].min()
+    with train accuracy have a delay near or below 0 that no power law describes. One value
+    of every other axis at a time: the smallest lr, and the first value of any other axis
+    (``at`` says which). Also returns each weight decay's median delay with its bootstrap
+    interval."""
+    at = {axis: summary[axis].min() if axis == "lr" else group_keys(summary, (axis,))[0][0]
+          for axis in axes if axis != "wd"}
+    lr = at.get("lr", summary["lr"].min())
     waited = summary["delay"] > max(1.0, cfg.comprehension_gap * n_epochs)  # False for NaN: never grokked
-    use = (summary["lr"] == lr) & (summary["wd"] > 0) & waited & np.isnan(summary["diverged_epoch"])
+    use = group_mask(summary, tuple(at), tuple(at.values())) & (summary["wd"] > 0) & waited
+    use &= np.isnan(summary["diverged_epoch"])
     fit = fit_power_law(summary["wd"][use], summary["delay"][use], cfg.bootstrap_samples, cfg.bootstrap_seed)
     if fit is None:
         return None
@@ -306,11 +354,23 @@ def delay_power_law(summary: dict[str, np.ndarray], n_epochs: int, cfg: Analysis
         delays = summary["delay"][use & (summary["wd"] == wd)]
         median, low, high = bootstrap_median(delays, cfg.bootstrap_samples, rng)
         levels.append({"wd": float(wd), "median": median, "low": low, "high": high, "n": int(len(delays))})
-    return {**fit, "lr": float(lr), "levels": levels}
+    at = {axis: value.item() if isinstance(value, np.generic) else value for axis, value in at.items()}
+    return {**fit, "lr": float(lr), "at": at, "levels": levels}
 
 
-def format_group_table(rows: list[dict], fit: dict | None = None) -> str:
-    """The printed table: one line per (wd, lr), then the power-law fit."""
+def format_value(value) -> str:
+    """A coordinate as tables and titles show it: numbers in %g (1e-4 as 0.0001), names as they are."""
+    value = value.item() if isinstance(value, np.generic) else value
+    return f"{value:g}" if isinstance(value, (float, int)) and not isinstance(value, bool) else str(value)
+
+
+def group_label(values: dict, separator: str = " ") -> str:
+    """``wd 0.0001 lr 0.001``: a group's coordinates, for tables and titles."""
+    return separator.join(f"{axis} {format_value(value)}" for axis, value in values.items())
+
+
+def format_group_table(rows: list[dict], fit: dict | None = None, axes: tuple[str, ...] = ("wd", "lr")) -> str:
+    """The printed table: one line per group (a value of each of ``axes``), then the power-law fit."""
 
     def interval(median, low, high):
         return "-" if np.isnan(median) else f"{median:.0f} [{low:.0f}-{high:.0f}]"
@@ -318,25 +378,26 @@ def format_group_table(rows: list[dict], fit: dict | None = None) -> str:
     def epoch(value):
         return "-" if np.isnan(value) else f"{value:.0f}"
 
-    header = (f"{'wd':>8} {'lr':>8} {'grokked':>8} {'grok epoch [95% CI]':>20} {'range':>10} "
+    width = {axis: max(8, len(axis), *(len(format_value(row[axis])) for row in rows)) for axis in axes}
+    header = (" ".join(f"{axis:>{width[axis]}}" for axis in axes) + f" {'grokked':>8} {'grok epoch [95% CI]':>20} {'range':>10} "
               f"{'delay [95% CI]':>16} {'II from':>8} {'III from':>9} {'test acc':>9}")
     lines = [header, "-" * len(header)]
     for row in rows:
         span = "-" if not row["grokked"] else f"{row['grok_min']:.0f}-{row['grok_max']:.0f}"
         lines.append(
-            f"{row['wd']:>8g} {row['lr']:>8g} {str(row['grokked']) + '/' + str(row['runs']):>8} "
+            " ".join(f"{format_value(row[axis]):>{width[axis]}}" for axis in axes) + f" {str(row['grokked']) + '/' + str(row['runs']):>8} "
             f"{interval(row['grok_median'], row['grok_ci_low'], row['grok_ci_high']):>20} {span:>10} "
             f"{interval(row['delay_median'], row['delay_ci_low'], row['delay_ci_high']):>16} "
             f"{epoch(row['stageII_start_median']):>8} {epoch(row['stageIII_start_median']):>9} "
             f"{row['final_test_acc_mean']:>9.3f}"
         )
     lines.append("grok epoch and delay over the runs that grokked; II/III from: median epoch each stage starts")
-    diverged = [f"wd {row['wd']:g} lr {row['lr']:g}: {row['diverged']}" for row in rows if row["diverged"]]
+    diverged = [f"{group_label({axis: row[axis] for axis in axes})}: {row['diverged']}" for row in rows if row["diverged"]]
     if diverged:
         lines.append(f"diverged (loss or parameters not finite; left out above): {', '.join(diverged)}")
     if fit is not None:
         lines.append(
-            f"\ndelay ∝ wd^-α at lr {fit['lr']:g}: α = {fit['alpha']:.2f} [95% CI {fit['alpha_low']:.2f}-{fit['alpha_high']:.2f}] "
+            f"\ndelay ∝ wd^-α at {group_label(fit['at'], ', ')}: α = {fit['alpha']:.2f} [95% CI {fit['alpha_low']:.2f}-{fit['alpha_high']:.2f}] "
             f"from {fit['n_points']} runs at {fit['n_levels']} weight decays (runs with a delay above the comprehension gap)"
         )
     return "\n".join(lines)

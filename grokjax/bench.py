@@ -30,7 +30,7 @@ from grokjax.results import cpu_model, environment, write_atomic
 from grokjax.train import grid_hparams, init_run, make_train, train_epoch_steps
 
 # The study's configuration (BACKGROUND: m 97, hidden 128, batch 128, frac 0.5, Adam lr 1e-3, wd 1e-4).
-STUDY = SweepConfig(m=97, hidden=128, batch_size=128, train_frac=0.5, lrs=(1e-3,), wds=(1e-4,))
+STUDY = SweepConfig(m=97, hidden=128, batch_size=128, train_fracs=(0.5,), lrs=(1e-3,), wds=(1e-4,))
 
 
 def matmul_peak_gflops(size: int = 2048, repeats: int = 10) -> float:
@@ -95,7 +95,7 @@ def time_torch(config: SweepConfig, epochs: int, metrics: bool) -> float:
     from grokjax.torch_ref import study_schedule, train_reference
 
     stamps = []
-    schedule = study_schedule(config.n_pairs, config.train_frac, config.batch_size, seed=0)
+    schedule = study_schedule(config.n_pairs, config.train_fracs[0], config.batch_size, seed=0)
     train_reference(config.m, config.op, config.hidden, epochs + 1, config.lrs[0], config.wds[0], schedule,
                     optimizer=config.optimizer, measure=metrics, on_epoch=lambda epoch, values: stamps.append(time.perf_counter()))
     return (stamps[-1] - stamps[0]) / epochs
@@ -163,7 +163,7 @@ def main(argv: list[str] | None = None) -> int:
         f"- Device: {jax.devices()[0].device_kind}, {jax.device_count()} device(s); CPU {cpu_model()}, "
         f"{environment()['cpu_count']} cores; jax {environment()['versions']['jax']}; Python {platform.python_version()}.",
         f"- Configuration: the study's (m {STUDY.m}, hidden {STUDY.hidden}, batch {STUDY.batch_size}, train fraction "
-        f"{STUDY.train_frac}, Adam lr {STUDY.lrs[0]:g}, wd {STUDY.wds[0]:g}); full-batch rows use all {STUDY.n_train} training pairs per step.",
+        f"{STUDY.train_fracs[0]}, Adam lr {STUDY.lrs[0]:g}, wd {STUDY.wds[0]:g}); full-batch rows use all {STUDY.n_train} training pairs per step.",
         f"- float32 matmul peak measured here: {peak:.0f} GFLOP/s (2048 x 2048 product). Model training FLOPs: "
         f"{flops:.2f} GFLOP per run-epoch (dense count, forward + backward, evaluation not counted).",
         "- Steady state: the best of several timed chunks after compilation; compile time is separate.",

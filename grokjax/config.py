@@ -3,12 +3,16 @@
 Fields fall into two groups, and the split decides what recompiles:
 
 * static (the network, its loss, shapes and counts: ``m``, ``op``, ``model``,
-  ``activation``, ``loss``, ``hidden``, ``train_frac``, ``min_train_frac``, ``batch_size``,
+  ``activation``, ``loss``, ``hidden``, ``min_train_frac``, ``batch_size``,
   ``epochs``, ``optimizer``, ``fourier_every``, ``geometry_every``, ``chunk_epochs``, ``run_group``, ``dtype``)
   are baked into the compiled program; changing one compiles a new program;
-* the grid (``seeds``, ``wds``, ``lrs``, ``data_seed``) becomes per-run traced
-  arrays (:class:`grokjax.train.Hparams`); any values of the same count reuse
-  the compiled program.
+* the grid (``seeds``, ``data_seeds``, ``train_fracs``, ``wds``, ``lrs``) becomes per-run
+  traced arrays (:class:`grokjax.train.Hparams`); any values of the same count reuse
+  the compiled program (the training fractions also size its arrays).
+
+A :class:`SweepPlan` is what a user asks for: the static fields in :data:`STATIC_AXES` may
+take several values, and the plan holds one SweepConfig, one compiled program, per
+combination.
 """
 
 from __future__ import annotations
@@ -16,6 +20,7 @@ from __future__ import annotations
 import argparse
 import dataclasses
 import hashlib
+import itertools
 import json
 import math
 from dataclasses import dataclass
@@ -38,6 +43,8 @@ def is_prime(n: int) -> bool:
 
 @dataclass(frozen=True)
 class SweepConfig:
+    """One compiled program: its static fields and the traced grid it vmaps (see the module)."""
+
     # --- static: shapes and counts ---
     m: int = 97
     op: str = "add"
@@ -45,8 +52,7 @@ class SweepConfig:
     activation: str = "relu"  # hidden activation: relu, square (x^2) or silu
     loss: str = "ce"  # cross-entropy, or "mse": squared error of class-centred outputs against one-hot - 1/m
     hidden: int = 128
-    train_frac: float = 0.5  # the largest training fraction (every run's, unless runs carry their own)
-    min_train_frac: float | None = None  # the smallest per-run fraction the program allows (None: train_frac)
+    min_train_frac: float | None = None  # Python API, full batch: runs may carry sizes down to this fraction (None: min(train_fracs))
     batch_size: int = 128  # 0 means full batch
     epochs: int = 600
     optimizer: str = "adam"
@@ -55,80 +61,91 @@ class SweepConfig:
     chunk_epochs: int = 50  # epochs per compiled call; the progress bar moves once per chunk
     run_group: int = 0  # vmap this many runs at a time, looping over groups (0: all at once); helps CPUs keep the batch in cache
     dtype: str = "float32"  # parameters and arithmetic; float64 needs jax_enable_x64
-    # --- grid: traced per run ---
+    # --- grid: traced per run (runs: seeds x data_seeds x train_fracs x wds x lrs, lr fastest) ---
     seeds: tuple[int, ...] = (0, 1, 2)
+    data_seeds: tuple[int, ...] | None = None  # None: each run's seed also fixes its split
+    train_fracs: tuple[float, ...] = (0.5,)  # each run trains on the first int(frac * pairs) of its permutation
     wds: tuple[float, ...] = (0.0, 1e-4, 3e-4, 1e-3)
     lrs: tuple[float, ...] = (1e-3,)
-    data_seed: int | None = None  # None: each run's seed also fixes its split
 
     def __post_init__(self):
+        for check in (self._check_task, self._check_model, self._check_schedule, self._check_grid, self._check_sizes):
+            check()
+        # one spelling per value, so that equal configurations hash equally (0 and 0.0)
+        for name in ("wds", "lrs", "train_fracs"):
+            object.__setattr__(self, name, tuple(float(v) for v in getattr(self, name)))
+        if self.min_train_frac is not None:
+            object.__setattr__(self, "min_train_frac", float(self.min_train_frac))
+
+    def _check_task(self):
         _check_int("m", self.m, minimum=2)
-        if self.op not in OPS:
-            raise ConfigError(f"op must be one of {', '.join(OPS)}, got {self.op!r}")
+        _check_choice("op", self.op, OPS)
         if self.op == "div" and not is_prime(self.m):
             raise ConfigError(f"op 'div' needs a prime m (every b != 0 invertible), got m={self.m}")
-        for name, choices in (("model", MODELS), ("activation", ACTIVATIONS), ("loss", LOSSES)):
-            if getattr(self, name) not in choices:
-                raise ConfigError(f"{name} must be one of {', '.join(choices)}, got {getattr(self, name)!r}")
-        _check_int("fourier_every", self.fourier_every, minimum=0)
-        _check_int("geometry_every", self.geometry_every, minimum=0)
+
+    def _check_model(self):
+        for name, choices in (("model", MODELS), ("activation", ACTIVATIONS), ("loss", LOSSES),
+                              ("optimizer", OPTIMIZERS), ("dtype", DTYPES)):
+            _check_choice(name, getattr(self, name), choices)
+        _check_int("hidden", self.hidden, minimum=1)
+
+    def _check_schedule(self):
+        for name, minimum in (("epochs", 1), ("chunk_epochs", 1), ("run_group", 0), ("batch_size", 0),
+                              ("fourier_every", 0), ("geometry_every", 0)):
+            _check_int(name, getattr(self, name), minimum)
         if self.fourier_every > self.chunk_epochs and self.snapshot_chunk < self.chunk_epochs / 2:
             raise ConfigError(
                 f"fourier_every {self.fourier_every} would cut training into {self.snapshot_chunk}-epoch chunks "
                 f"(snapshots fall on chunk ends; chunk_epochs is {self.chunk_epochs}): choose a fourier_every with a "
                 f"divisor between {-(-self.chunk_epochs // 2)} and {self.chunk_epochs}, or at most {self.chunk_epochs}"
             )
-        _check_int("hidden", self.hidden, minimum=1)
-        _check_int("epochs", self.epochs, minimum=1)
-        _check_int("chunk_epochs", self.chunk_epochs, minimum=1)
-        _check_int("run_group", self.run_group, minimum=0)
-        _check_int("batch_size", self.batch_size, minimum=0)
-        if self.optimizer not in OPTIMIZERS:
-            raise ConfigError(
-                f"optimizer must be one of {', '.join(OPTIMIZERS)}, got {self.optimizer!r}"
-            )
-        if self.dtype not in DTYPES:
-            raise ConfigError(f"dtype must be one of {', '.join(DTYPES)}, got {self.dtype!r}")
-        _check_number("train_frac", self.train_frac)
-        if not 0 < self.train_frac < 1:
-            raise ConfigError(f"train_frac must lie strictly between 0 and 1, got {self.train_frac!r}")
-        if self.n_train < 1 or self.n_pairs - self.n_train < 1:
-            raise ConfigError(
-                f"train_frac {self.train_frac} of {self.n_pairs} pairs leaves "
-                f"{self.n_train} train and {self.n_pairs - self.n_train} test pairs; both must be non-empty"
-            )
-        if self.min_train_frac is not None:
-            _check_number("min_train_frac", self.min_train_frac)
-            if not 0 < self.min_train_frac <= self.train_frac:
-                raise ConfigError(f"min_train_frac must lie in (0, train_frac={self.train_frac}], got {self.min_train_frac!r}")
-            if self.n_train_min < 1:
-                raise ConfigError(f"min_train_frac {self.min_train_frac} of {self.n_pairs} pairs leaves no training pair")
-            if self.n_train_min < self.n_train and self.batch_size != 0:
-                raise ConfigError("per-run training fractions (min_train_frac < train_frac) need full batch (batch_size 0)")
-            object.__setattr__(self, "min_train_frac", float(self.min_train_frac))
-        if self.batch_size > self.n_train:
-            raise ConfigError(
-                f"batch_size {self.batch_size} exceeds the {self.n_train} training pairs; "
-                "use batch_size 0 for full batch"
-            )
-        for name in ("seeds", "wds", "lrs"):
-            if not isinstance(getattr(self, name), tuple) or not getattr(self, name):
-                raise ConfigError(f"{name} must be a non-empty tuple, got {getattr(self, name)!r}")
-        for seed in self.seeds:
-            _check_int("seeds", seed, minimum=0)
-        if self.data_seed is not None:
-            _check_int("data_seed", self.data_seed, minimum=0)
-        for name, values in (("wds", self.wds), ("lrs", self.lrs)):
-            for value in values:
+
+    def _check_grid(self):
+        for name in ("seeds", "train_fracs", "wds", "lrs") + (("data_seeds",) if self.data_seeds is not None else ()):
+            values = getattr(self, name)
+            if not isinstance(values, tuple) or not values:
+                raise ConfigError(f"{name} must be a non-empty tuple, got {values!r}")
+            check_distinct(name, values)
+        for name in ("seeds", "data_seeds"):
+            for seed in getattr(self, name) or ():
+                _check_int(name, seed, minimum=0)
+        for name in ("train_fracs", "wds", "lrs"):
+            for value in getattr(self, name):
                 _check_number(name, value)
-                if value < 0:
-                    raise ConfigError(f"{name} must be non-negative, got {value!r}")
+        for frac in self.train_fracs:
+            if not 0 < frac < 1:
+                raise ConfigError(f"train_fracs must lie strictly between 0 and 1, got {frac!r}")
+        for name in ("wds", "lrs"):
+            if any(value < 0 for value in getattr(self, name)):
+                raise ConfigError(f"{name} must be non-negative, got {min(getattr(self, name))!r}")
         if any(lr == 0 for lr in self.lrs):
             raise ConfigError("lrs must be positive: a learning rate of 0 trains nothing")
-        # one spelling per value, so that equal configurations hash equally (0 and 0.0)
-        for name in ("wds", "lrs"):
-            object.__setattr__(self, name, tuple(float(v) for v in getattr(self, name)))
-        object.__setattr__(self, "train_frac", float(self.train_frac))
+
+    def _check_sizes(self):
+        for frac in self.train_fracs:
+            n_train = int(frac * self.n_pairs)
+            if n_train < 1 or self.n_pairs - n_train < 1:
+                raise ConfigError(f"train_frac {frac} of {self.n_pairs} pairs leaves {n_train} train and "
+                                  f"{self.n_pairs - n_train} test pairs; both must be non-empty")
+        sizes = [int(frac * self.n_pairs) for frac in self.train_fracs]
+        if len(set(sizes)) < len(sizes):
+            raise ConfigError(f"train_fracs {', '.join(map(str, self.train_fracs))} give the training-set sizes "
+                              f"{', '.join(map(str, sizes))} of {self.n_pairs} pairs: some twice")
+        if self.min_train_frac is not None:
+            _check_number("min_train_frac", self.min_train_frac)
+            if not 0 < self.min_train_frac <= min(self.train_fracs):
+                raise ConfigError(f"min_train_frac must lie in (0, min(train_fracs)={min(self.train_fracs)}], "
+                                  f"got {self.min_train_frac!r}")
+            if int(self.min_train_frac * self.n_pairs) < 1:
+                raise ConfigError(f"min_train_frac {self.min_train_frac} of {self.n_pairs} pairs leaves no training pair")
+            if self.n_train_min < self.train_sizes[0] and self.batch_size != 0:
+                raise ConfigError("per-run training-set sizes below the listed train_fracs (min_train_frac) need "
+                                  "full batch (batch_size 0)")
+        if self.batch_size > self.train_sizes[0]:
+            raise ConfigError(
+                f"batch_size {self.batch_size} exceeds the {self.train_sizes[0]} training pairs of train_frac "
+                f"{min(self.train_fracs)}; use batch_size 0 for full batch"
+            )
 
     # --- derived sizes ---
     @property
@@ -137,21 +154,32 @@ class SweepConfig:
         return self.m * (self.m - 1) if self.op == "div" else self.m * self.m
 
     @property
+    def train_sizes(self) -> tuple[int, ...]:
+        """The training-set sizes of ``train_fracs``, ascending: int(frac * n_pairs) each."""
+        return tuple(sorted(int(frac * self.n_pairs) for frac in self.train_fracs))
+
+    @property
     def n_train(self) -> int:
-        """Training pairs at ``train_frac``: every run's, unless runs carry their own
-        smaller sizes; then it is the size of the train arrays, which such runs mask."""
-        return int(self.train_frac * self.n_pairs)
+        """Size of the train arrays: the largest training set; runs with a smaller one mask the rest."""
+        return self.train_sizes[-1]
 
     @property
     def n_train_min(self) -> int:
-        return self.n_train if self.min_train_frac is None else int(self.min_train_frac * self.n_pairs)
+        """The smallest training set a run of this program may have."""
+        if self.min_train_frac is None:
+            return self.train_sizes[0]
+        return min(self.train_sizes[0], int(self.min_train_frac * self.n_pairs))
 
     @property
     def n_test(self) -> int:
-        """Test pairs of a run with ``n_train`` training pairs; with ``min_train_frac``, the
-        size of the test arrays: the pairs outside the smallest train set (a run with a
-        larger train set masks the pairs it trains on)."""
+        """Size of the test arrays: the pairs outside the smallest training set (a run with a
+        larger training set masks the pairs it trains on)."""
         return self.n_pairs - self.n_train_min
+
+    @property
+    def masked_sizes(self) -> bool:
+        """Whether runs of this program may differ in training-set size (masks needed)."""
+        return self.n_train_min < self.n_train
 
     @property
     def snapshot_chunk(self) -> int:
@@ -166,14 +194,30 @@ class SweepConfig:
 
     @property
     def steps_per_epoch(self) -> int:
+        """Optimizer steps per epoch of the largest training set (a smaller one skips the rest)."""
         return -(-self.n_train // self.effective_batch)
 
     @property
     def n_runs(self) -> int:
-        return len(self.seeds) * len(self.wds) * len(self.lrs)
+        n_data_seeds = 1 if self.data_seeds is None else len(self.data_seeds)
+        return len(self.seeds) * n_data_seeds * len(self.train_fracs) * len(self.wds) * len(self.lrs)
 
     def to_dict(self) -> dict:
         return dataclasses.asdict(self)
+
+
+def check_distinct(name: str, values) -> None:
+    """Refuse a list that names a value twice (it would train the same runs twice)."""
+    seen = set()
+    for value in values:
+        if value in seen:
+            raise ConfigError(f"{name} lists {value!r} twice")
+        seen.add(value)
+
+
+def _check_choice(name: str, value, choices) -> None:
+    if value not in choices:
+        raise ConfigError(f"{name} must be one of {', '.join(choices)}, got {value!r}")
 
 
 def _check_number(name: str, value) -> None:
@@ -242,6 +286,9 @@ class AnalysisConfig:
 PRESETS = {
     # the PyTorch study's setting: the defaults above
     "study": {},
+    # the study's whole experiment: hidden 32/64/128 x lr 1e-3/5e-4 x wd 0/1e-4 for 1000 epochs
+    # (three programs, one per hidden width), seed 0 unless --seeds says otherwise
+    "study-grid": dict(hidden=(32, 64, 128), lrs=(1e-3, 5e-4), wds=(0.0, 1e-4), epochs=1000, seeds=(0,)),
     # the network Tian's Li2 paper analyses (arXiv 2509.21519): fixed one-hot inputs, W 2m->K and
     # V K->m without biases, x^2 activation, centred MSE, full-batch Adam; m 23 so that it runs
     # in minutes on a CPU, with wd 0 beside the paper's 1e-4 to show that only decay generalises
@@ -249,48 +296,127 @@ PRESETS = {
                 lrs=(1e-3,), wds=(0.0, 1e-4), fourier_every=100),
 }
 
+# Static fields that may take several values: one compiled program per combination, in this
+# order (the last varies fastest).
+STATIC_AXES = ("m", "op", "model", "activation", "loss", "hidden", "batch_size", "optimizer")
+# Grid fields (lists of traced per-run values) and the coordinate each gives a run.
+GRID_AXES = {"seeds": "seed", "data_seeds": "data_seed", "train_fracs": "train_frac", "wds": "wd", "lrs": "lr"}
+# Keys of earlier versions' config files, read as their current names.
+RENAMED_KEYS = {"train_frac": "train_fracs", "data_seed": "data_seeds"}
 
-def sweep_config_from_mapping(mapping: dict, source: str, base: SweepConfig | None = None) -> SweepConfig:
-    """A SweepConfig from a plain mapping (a TOML file, a saved config.json): keys are the
-    field names, plus ``preset`` (a name in PRESETS, applied before the other keys);
-    ``seeds`` may be a count N (seeds 0..N-1) or a list; ``wds`` and ``lrs`` a list or one
-    number. Missing keys come from ``base`` (default: the defaults). Unknown keys and wrong
-    types raise ConfigError naming the key and ``source``."""
-    fields = {f.name for f in dataclasses.fields(SweepConfig)}
-    unknown = sorted(set(mapping) - fields - {"preset"})
-    if unknown:
-        raise ConfigError(f"{source}: unknown key(s) {', '.join(unknown)}; known keys: {', '.join(sorted(fields | {'preset'}))}")
-    values = dict(mapping)
+
+@dataclass(frozen=True)
+class SweepPlan:
+    """A sweep as asked for: one :class:`SweepConfig` (one compiled program) per combination
+    of the values of the static axes that take several, trained one after another into one
+    results folder. ``axes`` names those static fields, in :data:`STATIC_AXES` order."""
+
+    programs: tuple[SweepConfig, ...]
+    axes: tuple[str, ...] = ()
+
+    @property
+    def n_runs(self) -> int:
+        return sum(program.n_runs for program in self.programs)
+
+    @property
+    def epochs(self) -> int:
+        return self.programs[0].epochs
+
+    def program_label(self, index: int) -> str:
+        """The values that set program ``index`` apart, e.g. ``hidden=64 optimizer=adamw``."""
+        return " ".join(f"{name}={getattr(self.programs[index], name)}" for name in self.axes)
+
+    def to_dict(self) -> dict:
+        """The configuration as config files write it: a static axis lists its values."""
+        record = self.programs[0].to_dict()
+        for name in self.axes:
+            record[name] = list(dict.fromkeys(getattr(program, name) for program in self.programs))
+        return record
+
+
+def varied_axes(config: dict) -> list[str]:
+    """The coordinates that set a sweep's groups of seeds apart, from its configuration
+    record: every static axis given several values, then ``train_frac`` and ``data_seed``
+    when several are listed, then ``wd`` and ``lr`` (always)."""
+    axes = [name for name in STATIC_AXES if isinstance(config.get(name), list)]
+    for field in ("train_fracs", "data_seeds"):
+        if isinstance(config.get(field), (list, tuple)) and len(config[field]) > 1:
+            axes.append(GRID_AXES[field])
+    return axes + ["wd", "lr"]
+
+
+def sweep_plan_from_mapping(mapping: dict, source: str, base: dict | None = None) -> SweepPlan:
+    """A SweepPlan from a plain mapping (a TOML file, a saved config.json, the flags): keys
+    are the field names, plus ``preset`` (a name in PRESETS, applied under the other keys);
+    ``seeds`` may be a count N (seeds 0..N-1) or a list; the other grid fields and every
+    field of STATIC_AXES a list or one value. Missing keys come from ``base`` (a mapping,
+    e.g. a saved configuration), then the defaults. Unknown keys, wrong types, empty lists
+    and repeated values raise ConfigError naming the key and ``source``."""
+    values = canonical_mapping(mapping, source)
     preset = values.pop("preset", None)
     if preset is not None:
         if preset not in PRESETS:
             raise ConfigError(f"{source}: preset must be one of {', '.join(PRESETS)}, got {preset!r}")
-        values = {**PRESETS[preset], **values}
-    if isinstance(values.get("seeds"), int) and not isinstance(values["seeds"], bool):
-        if values["seeds"] < 1:
-            raise ConfigError(f"{source}: seeds must be >= 1, got {values['seeds']}")
-        values["seeds"] = tuple(range(values["seeds"]))
-    for name in ("wds", "lrs"):
-        if isinstance(values.get(name), (int, float)) and not isinstance(values[name], bool):
-            values[name] = (values[name],)
-    for name in ("seeds", "wds", "lrs"):
-        if name in values:
-            if not isinstance(values[name], (list, tuple)):
-                raise ConfigError(f"{source}: {name} must be a list, got {values[name]!r}")
+        values = {**canonical_mapping(PRESETS[preset], source), **values}
+    values = {**canonical_mapping(base or {}, source), **values}
+    static = {}
+    for name in STATIC_AXES:
+        if isinstance(values.get(name), tuple):
+            options = values.pop(name)
+            if not options:
+                raise ConfigError(f"{source}: {name} is an empty list")
+            try:
+                check_distinct(name, options)
+            except ConfigError as error:
+                raise ConfigError(f"{source}: {error}") from None
+            static[name] = options
+    programs = []
+    for combination in itertools.product(*static.values()):
+        chosen = dict(zip(static, combination))
+        try:
+            programs.append(dataclasses.replace(SweepConfig(), **values, **chosen))
+        except ConfigError as error:
+            where = "".join(f", {name} {value}" for name, value in chosen.items() if len(static[name]) > 1)
+            raise ConfigError(f"{source}{where}: {error}") from None
+    return SweepPlan(tuple(programs), tuple(name for name in static if len(static[name]) > 1))
+
+
+def canonical_mapping(mapping: dict, source: str) -> dict:
+    """Field names as SweepConfig spells them and list values as tuples (a count of seeds
+    as the seeds 0..N-1); unknown keys refused."""
+    fields = {f.name for f in dataclasses.fields(SweepConfig)}
+    values = {RENAMED_KEYS.get(key, key): value for key, value in mapping.items()}
+    unknown = sorted(set(values) - fields - {"preset"})
+    if unknown:
+        raise ConfigError(f"{source}: unknown key(s) {', '.join(unknown)}; known keys: {', '.join(sorted(fields | {'preset'}))}")
+    seeds = values.get("seeds")
+    if isinstance(seeds, int) and not isinstance(seeds, bool):
+        if seeds < 1:
+            raise ConfigError(f"{source}: seeds must be >= 1, got {seeds}")
+        values["seeds"] = tuple(range(seeds))
+    for name in GRID_AXES:
+        value = values.get(name)
+        if value is None or isinstance(value, tuple):
+            continue
+        if isinstance(value, list):
+            values[name] = tuple(value)
+        elif isinstance(value, (int, float)) and not isinstance(value, bool) and name != "seeds":
+            values[name] = (value,)
+        else:
+            raise ConfigError(f"{source}: {name} must be a list, got {value!r}")
+    for name in STATIC_AXES:
+        if isinstance(values.get(name), list):
             values[name] = tuple(values[name])
-    try:
-        return dataclasses.replace(base or SweepConfig(), **values)
-    except ConfigError as error:
-        raise ConfigError(f"{source}: {error}") from None
+    return values
 
 
-def config_hash(config: SweepConfig) -> str:
+def config_hash(config: SweepConfig | SweepPlan) -> str:
     """A short content hash of the configuration, recorded in config.json and checkpoints."""
     text = json.dumps(config.to_dict(), sort_keys=True)
     return hashlib.sha256(text.encode()).hexdigest()[:16]
 
 
-def differing_fields(first: SweepConfig, second: SweepConfig) -> list[str]:
+def differing_fields(first: SweepConfig | SweepPlan, second: SweepConfig | SweepPlan) -> list[str]:
     a, b = first.to_dict(), second.to_dict()
     return [name for name in a if a[name] != b[name]]
 

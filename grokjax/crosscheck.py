@@ -24,21 +24,11 @@ from typing import NamedTuple
 import numpy as np
 
 from grokjax.config import OneLineErrorParser
+from grokjax.export import STUDY_HISTORY_KEYS
 
-# The study's history keys, in its order, and grokjax's name for each.
-STUDY_KEYS = {
-    "train_loss": "train_loss",
-    "train_acc": "train_acc",
-    "test_loss": "test_loss",
-    "test_acc": "test_acc",
-    "w_norm_fc1": "w1_norm",
-    "delta_w_norm_fc1": "w1_delta_norm",
-    "grad_norm_fc1": "grad_norm",
-    "grad_cosine_sim": "grad_cosine_sim",
-    "feature_diversity": "feature_diversity",
-    "node_similarity_mean": "node_similarity",
-    "neuron_grad_cosine": "neuron_grad_cosine",  # grokjax's addition, not in the study
-}
+# The study's history keys, in its order, and grokjax's name for each; neuron_grad_cosine is
+# grokjax's addition, not in the study.
+STUDY_KEYS = {**STUDY_HISTORY_KEYS, "neuron_grad_cosine": "neuron_grad_cosine"}
 
 
 # float64 parity tolerance (over >= 200 steps) and float32 (over the first 10 steps)
@@ -159,7 +149,7 @@ def torch_seed_runs(config, progress: bool = True) -> dict[str, dict]:
     histories = {}
     with tqdm(total=len(config.seeds) * config.epochs, unit="epoch", disable=not progress, desc="PyTorch") as bar:
         for seed in config.seeds:
-            schedule = study_schedule(config.n_pairs, config.train_frac, config.batch_size, seed)
+            schedule = study_schedule(config.n_pairs, config.train_fracs[0], config.batch_size, seed)
             histories[f"seed{seed}"] = train_reference(
                 config.m, config.op, config.hidden, config.epochs, lr, wd, schedule,
                 optimizer=config.optimizer, on_epoch=lambda epoch, values: bar.update(1),
@@ -221,10 +211,10 @@ def run_seeds(args) -> int:
               "grokjax_seconds": {"compile": ours.compile_seconds, "train": ours.train_seconds},
               "environment": environment()}
     write_atomic(out / "seeds.json", (json.dumps(record, indent=2) + "\n").encode())
-    write_metrics(out / "metrics.npz", ours.hparams, ours.metrics)
+    write_metrics(out / "metrics.npz", ours.hparams._asdict(), ours.metrics)
     key = f"m{config.m}_hd{config.hidden}_lr{args.lr}_wd{args.wd}"
     combined = {"hist": {f"{key}_{seed}": h for seed, h in histories.items()},
-                "grok_pt": {f"{key}_{seed}": (None if np.isnan(g) else int(g)) for seed, g in zip(histories, quantities["grok_epoch"][1])}}
+                "grok_pt": {f"{key}_{seed}": (None if np.isnan(g) else int(g) - 1) for seed, g in zip(histories, quantities["grok_epoch"][1])}}
     write_atomic(out / "pytorch_histories.json", json.dumps(combined).encode())
     title = f"m={config.m} hidden {config.hidden}, lr {args.lr:g}, wd {args.wd:g}: {args.seeds} seeds per framework"
     save_figure(plots.framework_curves({"grokjax": ours.metrics, "PyTorch": theirs}, ("test_acc", "train_acc", "w1_norm"), title),
@@ -308,8 +298,10 @@ def read_study_histories(path: Path) -> list[StudyRun]:
         where = f"{path} [{key}]" if "hist" in data else str(path)
         m, hidden, lr, wd = parse_key(key, where)
         history = parse_history(raw, where)
-        point = grok_points.get(key)
-        if point is None or not isinstance(point, (int, float)):
+        point = grok_points.get(key)  # the study's 0-based index of the grokking epoch
+        if isinstance(point, (int, float)) and not isinstance(point, bool):
+            point = point + 1
+        else:
             point = grok_epoch(history["test_acc"][None])[0]
         runs.append(StudyRun(key, m, hidden, lr, wd, history, float(point)))
     return runs
@@ -338,7 +330,7 @@ def run_history(args) -> int:
                             "grokjax_grokked", "pytorch_grok_percentile", "pytorch_final_test_acc", "grokjax_final_test_acc_median")}
     for (m, hidden, epochs), members in groups.items():
         config = SweepConfig(m=m, hidden=hidden, epochs=epochs, op=args.op, batch_size=args.batch_size,
-                             train_frac=args.train_frac, seeds=tuple(range(args.seeds)),
+                             train_fracs=(args.train_frac,), seeds=tuple(range(args.seeds)),
                              wds=tuple(sorted({r.wd for r in members})), lrs=tuple(sorted({r.lr for r in members})))
         print(f"grokjax: m={m} hidden={hidden}, {epochs} epochs, {config.n_runs} runs", flush=True)
         sweep = run_sweep(config, progress=not args.quiet)

@@ -37,17 +37,34 @@ def make_dataset(m: int, op: str) -> Dataset:
     return Dataset(a.astype(np.int32), b.astype(np.int32), label.astype(np.int32))
 
 
-def batch_schedule(key: jax.Array, n_train: int, batch_size: int) -> tuple[jax.Array, jax.Array]:
+def epoch_order(key: jax.Array, n_train: jax.Array, sizes: tuple[int, ...]) -> jax.Array:
+    """A shuffled pass over a run's own ``n_train`` training positions, padded to the largest
+    of ``sizes`` (the static sizes ``n_train`` may take): exactly the run's order had it been
+    trained alone, whatever the other sizes of its program (one permutation per size, the
+    run's own selected)."""
+    if len(sizes) == 1:
+        return jax.random.permutation(key, sizes[0])
+    padded = [jnp.pad(jax.random.permutation(key, size), (0, sizes[-1] - size)) for size in sizes]
+    return jnp.select([n_train == size for size in sizes], padded)
+
+
+def batch_schedule(
+    key: jax.Array, n_train: jax.Array | int, batch_size: int, sizes: tuple[int, ...] | None = None
+) -> tuple[jax.Array, jax.Array]:
     """One epoch's minibatches as positions into the train set, like a shuffled DataLoader.
 
     Returns ``positions`` [steps, batch_size] and ``weights`` [steps, batch_size]: the
     last batch is partial (drop_last=False); its padding slots get weight 0 so that a
     weighted mean over a batch equals the plain mean over its real examples.
-    Full batch (``batch_size == n_train``) keeps the natural order.
+    ``sizes`` are the static training-set sizes the run's ``n_train`` may take (default:
+    ``n_train`` alone); the steps cover the largest, and a run with a smaller one gets
+    all-zero weights in the steps past its own last batch. Full batch (``batch_size``
+    equal to the largest size) keeps the natural order.
     """
-    steps = -(-n_train // batch_size)
-    order = jnp.arange(n_train) if steps == 1 else jax.random.permutation(key, n_train)
-    padding = steps * batch_size - n_train
+    sizes = (n_train,) if sizes is None else sizes
+    steps = -(-sizes[-1] // batch_size)
+    order = jnp.arange(sizes[-1]) if steps == 1 else epoch_order(key, n_train, sizes)
+    padding = steps * batch_size - sizes[-1]
     positions = jnp.concatenate([order, jnp.zeros(padding, order.dtype)]).reshape(steps, batch_size)
     weights = (jnp.arange(steps * batch_size) < n_train).astype(jnp.float32).reshape(steps, batch_size)
     return positions, weights
@@ -59,3 +76,12 @@ def random_subset(key: jax.Array, n: int, k: int) -> jax.Array:
     if k == n:
         return jnp.arange(n)
     return jax.lax.top_k(jax.random.uniform(key, (n,)), k)[1]
+
+
+def probe_positions(key: jax.Array, n_train: jax.Array, sizes: tuple[int, ...], k: int) -> jax.Array:
+    """:func:`random_subset` of a run's own ``n_train`` positions (one of the static
+    ``sizes``), as if trained alone; ``k`` equal to the largest size takes every position
+    (full batch: a smaller run masks the rest)."""
+    if len(sizes) == 1 or k == sizes[-1]:
+        return random_subset(key, sizes[-1], k)
+    return jnp.select([n_train == size for size in sizes], [random_subset(key, size, k) for size in sizes])

@@ -11,6 +11,10 @@ from matplotlib.figure import Figure
 from matplotlib.patches import Patch
 from matplotlib.ticker import LogLocator, NullFormatter, NullLocator, ScalarFormatter
 
+from grokjax.analysis import format_value, group_keys, group_label, group_mask, medians_along
+
+AXIS_NAMES = {"wd": "weight decay", "lr": "learning rate", "train_frac": "training fraction", "hidden": "hidden width",
+              "batch_size": "batch size", "m": "modulus m"}
 STAGE_COLOURS = {1: "#bbbbbb", 2: "#6fa8dc", 3: "#93c47d"}
 STAGE_TITLES = {1: "I lazy", 2: "II independent", 3: "III interactive"}
 
@@ -84,42 +88,54 @@ def wd_colours(wds: np.ndarray):
     return {wd: ("black" if wd == 0 else cmap(0.9 * norm(wd))) for wd in wds}
 
 
-def overview(test_acc: np.ndarray, wd: np.ndarray, lr: np.ndarray, title: str) -> Figure:
+def overview(test_acc: np.ndarray, summary: dict[str, np.ndarray], axes: tuple[str, ...], title: str) -> Figure:
     """Test accuracy of every run: colour by wd, thin lines per seed, the median thick;
-    one panel per learning rate."""
-    lrs = np.unique(lr)
-    wds = np.unique(wd)
-    colours = wd_colours(wds)
+    one panel per value of the other ``axes`` (lr, and any other varied axis)."""
+    wd = summary["wd"]
+    others = tuple(axis for axis in axes if axis != "wd")
+    panels = group_keys(summary, others)
+    colours = wd_colours(np.unique(wd))
     epochs = np.arange(1, test_acc.shape[1] + 1)
-    fig = Figure(figsize=(7 * len(lrs), 5), layout="constrained")
-    axes = np.atleast_1d(fig.subplots(1, len(lrs), sharey=True))
-    for ax, this_lr in zip(axes, lrs):
-        for this_wd in wds:
-            runs = (wd == this_wd) & (lr == this_lr)
+    columns = min(len(panels), 3)
+    rows = -(-len(panels) // columns)
+    fig = Figure(figsize=(7 * columns, 5 * rows), layout="constrained")
+    grid = np.atleast_1d(fig.subplots(rows, columns, sharey=True, squeeze=False)).ravel()
+    for ax, key in zip(grid, panels):
+        in_panel = group_mask(summary, others, key)
+        for this_wd in np.unique(wd[in_panel]):
+            runs = in_panel & (wd == this_wd)
             for curve in test_acc[runs]:
                 ax.plot(epochs, curve, color=colours[this_wd], lw=0.6, alpha=0.35)
             ax.plot(epochs, np.median(test_acc[runs], axis=0), color=colours[this_wd], lw=2.4,
                     label=f"wd {this_wd:g} (median of {runs.sum()})")
-        ax.set_title(f"lr {this_lr:g}")
+        ax.set_title(group_label(dict(zip(others, key)), ", "))
         ax.set_xlabel("epoch")
         ax.grid(alpha=0.3)
         ax.legend(fontsize=8, loc="upper left")
-    axes[0].set_ylabel("test accuracy")
+    for ax in grid[len(panels):]:
+        ax.set_visible(False)
+    grid[0].set_ylabel("test accuracy")
     fig.suptitle(f"{title}\ntest accuracy of every run (thin: seeds, thick: median)")
     return fig
 
 
-def delay_vs_wd(summary: dict[str, np.ndarray], rows: list[dict], fit: dict | None, title: str) -> Figure:
+def delay_vs_wd(summary: dict[str, np.ndarray], rows: list[dict], fit: dict | None, title: str,
+                axes: tuple[str, ...] = ("wd", "lr")) -> Figure:
     """Grokking epoch and delay against weight decay on log–log axes: each run, medians
     with bootstrap 95% intervals, and the fitted power law of the delay (whose points are
-    the runs the fit used)."""
+    the runs the fit used), at one value of every other axis (the fit's: the smallest lr,
+    the first value of any other)."""
     fig = Figure(figsize=(7.5, 5.5), layout="constrained")
     ax = fig.subplots()
-    lr = summary["lr"].min() if fit is None else fit["lr"]
-    grokked = (summary["lr"] == lr) & (summary["wd"] > 0) & ~np.isnan(summary["grok_epoch"])
+    others = tuple(axis for axis in axes if axis != "wd")
+    at = fit["at"] if fit is not None else {axis: (summary[axis].min() if axis == "lr" else group_keys(summary, (axis,))[0][0])
+                                            for axis in others}
+    selected = group_mask(summary, tuple(at), tuple(at.values()))
+    in_rows = [r for r in rows if all(r[axis] == value for axis, value in at.items())]
+    grokked = selected & (summary["wd"] > 0) & ~np.isnan(summary["grok_epoch"])
     ax.scatter(summary["wd"][grokked], summary["grok_epoch"][grokked], marker="s", s=14, alpha=0.45, color="tab:orange",
                label="grokking epoch, each run")
-    medians = [r for r in rows if r["lr"] == lr and r["wd"] > 0 and r["grokked"]]
+    medians = [r for r in in_rows if r["wd"] > 0 and r["grokked"]]
     if medians:
         x = np.array([r["wd"] for r in medians])
         y = np.array([r["grok_median"] for r in medians])
@@ -128,7 +144,7 @@ def delay_vs_wd(summary: dict[str, np.ndarray], rows: list[dict], fit: dict | No
                     label="grokking epoch, median with 95% CI")
     if fit is not None:
         fitted = {level["wd"] for level in fit["levels"]}
-        use = (summary["lr"] == lr) & np.isin(summary["wd"], list(fitted)) & (summary["delay"] > 0)
+        use = selected & np.isin(summary["wd"], list(fitted)) & (summary["delay"] > 0)
         ax.scatter(summary["wd"][use], summary["delay"][use], marker="o", s=14, alpha=0.45, color="tab:blue",
                    label="delay (grok − memorisation), each run")
         x = np.array([level["wd"] for level in fit["levels"]])
@@ -139,7 +155,7 @@ def delay_vs_wd(summary: dict[str, np.ndarray], rows: list[dict], fit: dict | No
         xs = np.geomspace(x.min(), x.max(), 50)
         ax.plot(xs, fit["prefactor"] * xs ** (-fit["alpha"]), "k--", lw=1.2,
                 label=f"fit: delay ∝ wd^-{fit['alpha']:.2f} (95% CI {fit['alpha_low']:.2f}–{fit['alpha_high']:.2f})")
-    notes = [f"wd {r['wd']:g}: {r['grokked']}/{r['runs']} grokked" for r in rows if r["lr"] == lr and r["grokked"] < r["runs"]]
+    notes = [f"wd {r['wd']:g}: {r['grokked']}/{r['runs']} grokked" for r in in_rows if r["grokked"] < r["runs"]]
     if fit is not None:
         notes.append(f"delay fit: {fit['n_points']} runs whose delay exceeds the comprehension gap")
     if notes:
@@ -159,19 +175,75 @@ def delay_vs_wd(summary: dict[str, np.ndarray], rows: list[dict], fit: dict | No
         ax.legend(fontsize=8, loc="upper right")
     else:
         ax.text(0.5, 0.5, "no run with wd > 0 grokked", transform=ax.transAxes, ha="center", va="center")
-    ax.set_title(f"{title}\ngrokking epoch and delay vs weight decay (lr {lr:g})", fontsize=11)
+    ax.set_title(f"{title}\ngrokking epoch and delay vs weight decay ({group_label(at, ', ')})", fontsize=11)
     return fig
 
 
-def phase_diagram(rows: list[dict], title: str) -> Figure:
-    """lr x wd grid: fraction of seeds that grokked and their median grokking epoch."""
-    wds = sorted({r["wd"] for r in rows})
-    lrs = sorted({r["lr"] for r in rows})
+def epochs_vs_axis(summary: dict[str, np.ndarray], axes: tuple[str, ...], x: str, quantities: dict[str, str],
+                   title: str) -> Figure:
+    """Epoch columns of the run summary (``quantities``: column -> label, e.g. grok_epoch ->
+    "grokking epoch") against the numeric axis ``x``: per series (a value of every other
+    axis) the median over seeds with its bootstrap 95% interval, solid for the first
+    quantity and dashed for the others; a value where no seed reached the event is marked
+    × at the top ("never"), and one where only some did is annotated with the count."""
+    fig = Figure(figsize=(8.5, 5.8), layout="constrained")
+    ax = fig.subplots()
+    colours = colormaps["tab10"]
+    styles = ("o-", "s--", "^:", "d-.")
+    xs = np.unique(summary[x])
+    log_x = xs.min() > 0 and xs.max() / xs.min() >= 20
+    highest = 1.0
+    never = []
+    for column, style in zip(quantities, styles):
+        for number, series in enumerate(medians_along(summary, x, axes, column)):
+            points = series["points"]
+            colour = colours(number % 10)
+            shown = [p for p in points if p["reached"]]
+            label = f"{quantities[column]}" + (f", {group_label(series['at'], ', ')}" if series["at"] else "")
+            if shown:
+                px = np.array([p["x"] for p in shown], float)
+                py = np.array([p["median"] for p in shown])
+                err = np.abs(np.array([[p["low"] for p in shown], [p["high"] for p in shown]]) - py)
+                ax.errorbar(px, py, yerr=err, fmt=style, color=colour, lw=1.5, ms=6, capsize=3, mfc="white", label=label)
+                highest = max(highest, np.nanmax([p["high"] for p in shown]))
+                for p in shown:
+                    if p["reached"] < p["runs"]:
+                        ax.annotate(f"{p['reached']}/{p['runs']}", (p["x"], p["median"]), textcoords="offset points",
+                                    xytext=(4, 4), fontsize=7, color=colour)
+            never += [(p["x"], colour) for p in points if not p["reached"]]
+    for value, colour in never:
+        ax.plot([value], [highest * 1.25], "x", color=colour, ms=9, mew=2)
+    if never:
+        ax.plot([], [], "x", color="gray", ms=9, mew=2, label="never reached by any seed (at the top)")
+    if all(p["median"] > 0 for column in quantities for series in medians_along(summary, x, axes, column)
+           for p in series["points"] if p["reached"]):
+        ax.set_yscale("log")  # else a delay <= 0 (test rose with train) needs the linear axis
+    if log_x:
+        ax.set_xscale("log")
+    ax.set_xticks(xs, [format_value(v) for v in xs])
+    ax.xaxis.set_minor_locator(NullLocator())
+    ax.yaxis.set_major_formatter(ScalarFormatter())
+    ax.set_xlabel(AXIS_NAMES.get(x, x))
+    ax.set_ylabel("epochs (median over seeds, 95% CI)")
+    ax.grid(alpha=0.3, which="both")
+    ax.legend(fontsize=8)
+    ax.set_title(f"{title}\n{' and '.join(quantities.values())} vs {AXIS_NAMES.get(x, x)}", fontsize=11)
+    return fig
+
+
+def phase_diagram(rows: list[dict], axes: tuple[str, ...], x: str, y: str, title: str) -> Figure:
+    """A ``y`` x ``x`` grid of groups (two of the sweep's ``axes``, e.g. lr x wd): fraction
+    of seeds that grokked and their median grokking epoch. Any other axis is held at its
+    first value (the title says which)."""
+    fixed = {axis: rows[0][axis] for axis in axes if axis not in (x, y)}
+    rows = [r for r in rows if all(r[axis] == value for axis, value in fixed.items())]
+    wds = sorted({r[x] for r in rows})
+    lrs = sorted({r[y] for r in rows})
     frac = np.full((len(lrs), len(wds)), np.nan)
     epoch = np.full((len(lrs), len(wds)), np.nan)
     for r in rows:
-        frac[lrs.index(r["lr"]), wds.index(r["wd"])] = r["frac_grokked"]
-        epoch[lrs.index(r["lr"]), wds.index(r["wd"])] = r["grok_median"]
+        frac[lrs.index(r[y]), wds.index(r[x])] = r["frac_grokked"]
+        epoch[lrs.index(r[y]), wds.index(r[x])] = r["grok_median"]
     fig = Figure(figsize=(6 + 1.1 * len(wds), 1.2 * len(lrs) + 2.5), layout="constrained")
     axes = fig.subplots(1, 2)
     for ax, values, name, fmt, limits in ((axes[0], frac, "fraction of seeds grokked", "{:.2f}", (0, 1)),
@@ -183,12 +255,13 @@ def phase_diagram(rows: list[dict], title: str) -> Figure:
             for j in range(len(wds)):
                 text = "never" if np.isnan(values[i, j]) else fmt.format(values[i, j])
                 ax.text(j, i, text, ha="center", va="center", fontsize=9, bbox=dict(boxstyle="round", fc="white", alpha=0.6, lw=0))
-        ax.set_xticks(range(len(wds)), [f"{w:g}" for w in wds])
-        ax.set_yticks(range(len(lrs)), [f"{lr:g}" for lr in lrs])
-        ax.set_xlabel("weight decay")
-        ax.set_ylabel("learning rate")
+        ax.set_xticks(range(len(wds)), [format_value(w) for w in wds])
+        ax.set_yticks(range(len(lrs)), [format_value(v) for v in lrs])
+        ax.set_xlabel(AXIS_NAMES.get(x, x))
+        ax.set_ylabel(AXIS_NAMES.get(y, y))
         ax.set_title(name)
-    fig.suptitle(f"{title}\nlr × wd phase diagram")
+    held = f" ({group_label(fixed, ', ')})" if fixed else ""
+    fig.suptitle(f"{title}\n{y} × {x} phase diagram{held}")
     return fig
 
 

@@ -19,13 +19,14 @@ from pathlib import Path
 import numpy as np
 
 from grokjax import analysis, plots
-from grokjax.config import STAGE3_EVENTS, STAGE_RULES, AnalysisConfig, ConfigError, OneLineErrorParser
+from grokjax.config import STAGE3_EVENTS, STAGE_RULES, AnalysisConfig, ConfigError, OneLineErrorParser, varied_axes
 from grokjax.metrics import METRIC_NAMES
 from grokjax.results import write_atomic, write_csv
-from grokjax.train import Hparams
+
+BASE_COORDINATES = ("seed", "data_seed", "wd", "lr")  # in every metrics.npz; n_train since per-run sizes
 
 
-def load_sweep(folder: Path) -> tuple[dict, Hparams, dict[str, np.ndarray]]:
+def load_sweep(folder: Path) -> tuple[dict, dict[str, np.ndarray], dict[str, np.ndarray]]:
     """The configuration record, per-run coordinates and metric arrays of a results folder
     (folders from before per-run training-set sizes get the configuration's size)."""
     folder = Path(folder)
@@ -33,14 +34,15 @@ def load_sweep(folder: Path) -> tuple[dict, Hparams, dict[str, np.ndarray]]:
         if not (folder / name).is_file():
             raise FileNotFoundError(f"{folder} has no {name}: not a grokjax results folder")
     record = json.loads((folder / "config.json").read_text())
+    axes = [axis for axis in varied_axes(record["config"]) if axis not in BASE_COORDINATES]
     with np.load(folder / "metrics.npz") as data:
-        missing = [name for name in (*METRIC_NAMES, *Hparams._fields) if name not in data.files and name != "n_train"]
+        missing = [name for name in (*METRIC_NAMES, *BASE_COORDINATES, *axes) if name not in data.files]
         if missing:
             raise ValueError(f"{folder / 'metrics.npz'} lacks {', '.join(missing)}")
         metrics = {name: data[name] for name in METRIC_NAMES}
+        coordinates = {name: data[name] for name in (*BASE_COORDINATES, *axes)}
         n_train = data["n_train"] if "n_train" in data.files else np.full(len(data["seed"]), record["derived"]["n_train"])
-        hparams = Hparams(*(n_train if name == "n_train" else data[name] for name in Hparams._fields))
-    return record, hparams, metrics
+    return record, {**coordinates, "n_train": n_train}, metrics
 
 
 def load_fourier(folder: Path) -> tuple[np.ndarray, dict[str, np.ndarray]] | None:
@@ -53,19 +55,26 @@ def load_fourier(folder: Path) -> tuple[np.ndarray, dict[str, np.ndarray]] | Non
 
 
 def sweep_title(config: dict) -> str:
-    batch = config["batch_size"] or "full"
-    network = "" if config.get("model", "modularnet") == "modularnet" else f"{config['model']} "
-    extras = "".join(f", {config[key]}" for key, default in (("activation", "relu"), ("loss", "ce"))
+    """One line of the settings shared by a sweep's runs; a static axis shows its values (32/64/128)."""
+
+    def show(key, default=None):
+        values = config.get(key, default)
+        values = values if isinstance(values, list) else [values]
+        return "/".join("full" if key == "batch_size" and v == 0 else str(v) for v in values)
+
+    network = "" if config.get("model", "modularnet") == "modularnet" else f"{show('model')} "
+    extras = "".join(f", {show(key)}" for key, default in (("activation", "relu"), ("loss", "ce"))
                      if config.get(key, default) != default)
-    return f"m={config['m']} {config['op']}, {network}hidden {config['hidden']}{extras}, {config['optimizer']}, batch {batch}"
+    return (f"m={show('m')} {show('op')}, {network}hidden {show('hidden')}{extras}, {show('optimizer')}, "
+            f"batch {show('batch_size')}")
 
 
-def representative_runs(summary: dict[str, np.ndarray], rows: list[dict]) -> list[int]:
-    """One run per (wd, lr): the one whose grokking epoch is nearest the group's median,
+def representative_runs(summary: dict[str, np.ndarray], rows: list[dict], axes: tuple[str, ...]) -> list[int]:
+    """One run per group: the one whose grokking epoch is nearest the group's median,
     or the group's first run when none grokked."""
     chosen = []
     for row in rows:
-        members = np.flatnonzero((summary["wd"] == row["wd"]) & (summary["lr"] == row["lr"]))
+        members = np.flatnonzero(analysis.group_mask(summary, axes, tuple(row[axis] for axis in axes)))
         grok = summary["grok_epoch"][members]
         if row["grokked"]:
             chosen.append(int(members[np.nanargmin(np.abs(grok - row["grok_median"]))]))
@@ -80,16 +89,43 @@ def save_figure(fig, path: Path) -> None:
     write_atomic(path, buffer.getvalue())
 
 
+def group_file_suffix(summary: dict[str, np.ndarray], run: int, axes: tuple[str, ...]) -> str:
+    """``wd0.0001_lr0.001`` (then ``_hidden64`` ... for the other axes): a group in file names."""
+    ordered = ("wd", "lr") + tuple(axis for axis in axes if axis not in ("wd", "lr"))
+    return "_".join(f"{axis}{analysis.format_value(summary[axis][run])}" for axis in ordered)
+
+
+CATEGORICAL_AXES = ("op", "model", "activation", "loss", "optimizer")  # no numeric order: not an --x
+
+
+def check_figure_axes(config: dict, x: str | None, y: str | None) -> None:
+    """Refuse an --x that is not a numeric axis of the sweep, or a --y that is not an axis,
+    naming the axes it has."""
+    axes = varied_axes(config)
+    for flag, axis, allowed in (("--x", x, [a for a in axes if a not in CATEGORICAL_AXES]), ("--y", y, axes)):
+        if axis is not None and axis not in allowed:
+            raise ConfigError(f"{flag} {axis}: not a{' numeric' if flag == '--x' else 'n'} axis of this sweep "
+                              f"(it varies {', '.join(allowed)})")
+    if y is not None and (x is None or x == y):
+        raise ConfigError("--y draws a phase diagram over two axes: give a different --x with it")
+
+
 def write_report(
-    folder: Path, config: dict, hparams: Hparams, metrics: dict[str, np.ndarray], cfg: AnalysisConfig = analysis.DEFAULT
+    folder: Path, config: dict, coordinates: dict[str, np.ndarray], metrics: dict[str, np.ndarray],
+    cfg: AnalysisConfig = analysis.DEFAULT, x: str | None = None, y: str | None = None,
 ) -> tuple[dict, list[dict], dict | None]:
     """Analyse a sweep's metrics and write the tables, stage labels, fit and figures (with
-    a Fourier figure per representative run when the folder has snapshots)."""
+    a Fourier figure per representative run when the folder has snapshots). Runs are
+    grouped over seeds by every varied axis of ``config``. When the training fraction
+    varies, Power et al.'s figure (epochs to generalise and to memorise against it); with
+    ``x``, grokking epoch and delay against that axis, and with ``y`` too, the phase
+    diagram over both."""
     folder = Path(folder)
     fourier = load_fourier(folder)
-    summary = analysis.run_summary(hparams, metrics, cfg)
-    rows = analysis.group_summary(summary, cfg)
-    fit = analysis.delay_power_law(summary, metrics["test_acc"].shape[1], cfg)
+    axes = tuple(varied_axes(config))
+    summary = analysis.run_summary(coordinates, metrics, cfg)
+    rows = analysis.group_summary(summary, cfg, axes)
+    fit = analysis.delay_power_law(summary, metrics["test_acc"].shape[1], cfg, axes)
     labels = {rules: analysis.stage_labels(metrics, rules, cfg) for rules in STAGE_RULES}
 
     write_csv(folder / "summary.csv", summary)
@@ -102,32 +138,41 @@ def write_report(
     figures = folder / "figures"
     figures.mkdir(exist_ok=True)
     title = sweep_title(config)
-    for run in representative_runs(summary, rows):
-        wd, lr, seed = summary["wd"][run], summary["lr"][run], summary["seed"][run]
+    for run in representative_runs(summary, rows, axes):
+        group, seed = analysis.group_label({axis: summary[axis][run] for axis in axes}, ", "), summary["seed"][run]
+        suffix = group_file_suffix(summary, run, axes)
         fig = plots.dashboard(
             {name: values[run] for name, values in metrics.items()},
             labels[cfg.stage_rules][run],
             summary["grok_epoch"][run],
             summary["mem_epoch"][run],
-            f"{title}; wd {wd:g}, lr {lr:g}, seed {seed} (run {run})",
+            f"{title}; {group}, seed {seed} (run {run})",
             cfg.stage_rules,
             "centred MSE" if config.get("loss") == "mse" else "cross-entropy",
         )
-        save_figure(fig, figures / f"dashboard_wd{wd:g}_lr{lr:g}.png")
+        save_figure(fig, figures / f"dashboard_{suffix}.png")
         if fourier is not None:
             snapshot_epochs, snapshots = fourier
             shown = analysis.fourier_moments(snapshot_epochs, metrics["test_acc"][run], summary["mem_epoch"][run])
             fig = plots.fourier_features(
                 np.arange(1, metrics["test_acc"].shape[1] + 1), snapshot_epochs,
                 {name: values[run] for name, values in snapshots.items()}, shown, metrics["test_acc"][run],
-                f"{title}; wd {wd:g}, lr {lr:g}, seed {seed} (run {run}): Fourier features of the hidden layer",
+                f"{title}; {group}, seed {seed} (run {run}): Fourier features of the hidden layer",
             )
-            save_figure(fig, figures / f"fourier_wd{wd:g}_lr{lr:g}.png")
-    save_figure(plots.overview(metrics["test_acc"], summary["wd"], summary["lr"], title), figures / "overview.png")
+            save_figure(fig, figures / f"fourier_{suffix}.png")
+    save_figure(plots.overview(metrics["test_acc"], summary, axes, title), figures / "overview.png")
     if (summary["wd"] > 0).any():
-        save_figure(plots.delay_vs_wd(summary, rows, fit, title), figures / "delay_vs_wd.png")
+        save_figure(plots.delay_vs_wd(summary, rows, fit, title, axes), figures / "delay_vs_wd.png")
     if len(np.unique(summary["wd"])) >= 2 and len(np.unique(summary["lr"])) >= 2:
-        save_figure(plots.phase_diagram(rows, title), figures / "phase_diagram.png")
+        save_figure(plots.phase_diagram(rows, axes, "wd", "lr", title), figures / "phase_diagram.png")
+    if "train_frac" in axes:
+        reach = {"generalised_epoch": f"{cfg.grok_threshold:.0%} test accuracy", "mem_epoch": f"{cfg.mem_threshold:.0%} train accuracy"}
+        save_figure(plots.epochs_vs_axis(summary, axes, "train_frac", reach, title), figures / "train_frac.png")
+    if x is not None:
+        grok = {"grok_epoch": "grokking epoch", "delay": "delay (grokking − memorisation)"}
+        save_figure(plots.epochs_vs_axis(summary, axes, x, grok, title), figures / f"epochs_vs_{x}.png")
+    if y is not None:
+        save_figure(plots.phase_diagram(rows, axes, x, y, title), figures / f"phase_{y}_{x}.png")
     return summary, rows, fit
 
 
@@ -145,6 +190,10 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("--grok-min-index", type=int, default=d.grok_min_index, help="earliest 0-based epoch index of a grokking crossing")
     parser.add_argument("--grok-window", type=int, default=d.grok_window, help="epochs test accuracy must hold above the threshold")
     parser.add_argument("--mem-threshold", type=float, default=d.mem_threshold, help="train accuracy that counts as memorised")
+    parser.add_argument("--x", help="also draw grokking epoch and delay against this numeric axis of the sweep "
+                        "(figures/epochs_vs_X.png)")
+    parser.add_argument("--y", help="with --x: also the phase diagram (fraction grokked, median grokking epoch) over "
+                        "the two axes (figures/phase_Y_X.png)")
     return parser
 
 
@@ -160,14 +209,15 @@ def main(argv: list[str] | None = None) -> int:
             grok_window=args.grok_window,
             mem_threshold=args.mem_threshold,
         )
-        record, hparams, metrics = load_sweep(Path(args.folder))
+        record, coordinates, metrics = load_sweep(Path(args.folder))
         config = record["config"]
+        check_figure_axes(config, args.x, args.y)
     except KeyError as error:
         parser.exit(2, f"{parser.prog}: error: {args.folder}/config.json lacks the key {error}\n")
     except (ConfigError, FileNotFoundError, ValueError) as error:
         parser.exit(2, f"{parser.prog}: error: {error}\n")
-    _, rows, fit = write_report(Path(args.folder), config, hparams, metrics, cfg)
-    print(analysis.format_group_table(rows, fit))
+    _, rows, fit = write_report(Path(args.folder), config, coordinates, metrics, cfg, args.x, args.y)
+    print(analysis.format_group_table(rows, fit, tuple(varied_axes(config))))
     print(f"\nwrote summary.csv, groups.csv, stages.npz, delay_fit.json and figures/ in {args.folder}")
     return 0
 

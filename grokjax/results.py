@@ -16,7 +16,7 @@ from pathlib import Path
 import jax
 import numpy as np
 
-from grokjax.config import SweepConfig
+from grokjax.config import SweepConfig, SweepPlan
 
 PACKAGES = ("grokjax", "jax", "jaxlib", "flax", "optax", "numpy", "matplotlib")
 
@@ -79,29 +79,28 @@ def write_atomic(path: Path, data: bytes) -> None:
     os.replace(tmp, path)
 
 
-def write_config(path: Path, config: SweepConfig, command: str, extra: dict | None = None) -> None:
-    """The resolved configuration, the command that ran, the environment and ``extra`` (timings)."""
-    record = {
-        "config": config.to_dict(),
-        "derived": {
-            "n_pairs": config.n_pairs,
-            "n_train": config.n_train,
-            "n_test": config.n_test,
-            "batch": config.effective_batch,
-            "steps_per_epoch": config.steps_per_epoch,
-            "n_runs": config.n_runs,
-        },
-        "command": command,
-        "environment": environment(),
-        **(extra or {}),
-    }
+def derived_sizes(config: SweepConfig) -> dict:
+    """One program's sizes, derived from its configuration."""
+    return {"n_pairs": config.n_pairs, "n_train": config.n_train, "n_test": config.n_test, "batch": config.effective_batch,
+            "steps_per_epoch": config.steps_per_epoch, "n_runs": config.n_runs}
+
+
+def write_config(path: Path, plan: SweepPlan, command: str, extra: dict | None = None) -> None:
+    """The resolved configuration, its derived sizes (per program when there are several),
+    the command that ran, the environment and ``extra`` (timings)."""
+    if len(plan.programs) == 1:
+        derived = derived_sizes(plan.programs[0])
+    else:
+        derived = {"n_runs": plan.n_runs, "programs": [
+            {**{name: getattr(program, name) for name in plan.axes}, **derived_sizes(program)} for program in plan.programs]}
+    record = {"config": plan.to_dict(), "derived": derived, "command": command, "environment": environment(), **(extra or {})}
     write_atomic(path, (json.dumps(record, indent=2) + "\n").encode())
 
 
-def write_metrics(path: Path, hparams, metrics: dict[str, np.ndarray]) -> None:
+def write_metrics(path: Path, coordinates: dict[str, np.ndarray], metrics: dict[str, np.ndarray]) -> None:
     """One [runs, epochs] array per metric plus the per-run coordinates."""
     buffer = io.BytesIO()
-    np.savez_compressed(buffer, **metrics, **{name: np.asarray(v) for name, v in hparams._asdict().items()})
+    np.savez_compressed(buffer, **metrics, **{name: np.asarray(v) for name, v in coordinates.items()})
     write_atomic(path, buffer.getvalue())
 
 
@@ -153,6 +152,31 @@ def load_checkpoint(path: Path, like_state, config_hash: str) -> tuple[object, d
                 raise ValueError(f"{path}: state leaf {i} is {new.dtype}{list(new.shape)}, expected {old.dtype}{list(old.shape)}")
         history = {name[len("metric_"):]: data[name] for name in data.files if name.startswith("metric_")}
         return jax.tree.unflatten(treedef, restored), history, int(data["next_epoch"])
+
+
+def write_program_part(path: Path, coordinates: dict, metrics: dict, fourier: dict, local_runs: np.ndarray,
+                       programs: list[dict]) -> None:
+    """One finished program of a plan with several, kept until the plan's results are written."""
+    buffer = io.BytesIO()
+    arrays = {**{f"coordinate_{k}": v for k, v in coordinates.items()}, **{f"metric_{k}": v for k, v in metrics.items()},
+              **{f"fourier_{k}": v for k, v in fourier.items()}}
+    np.savez(buffer, local_runs=local_runs, programs=json.dumps(programs), **arrays)
+    write_atomic(path, buffer.getvalue())
+
+
+def read_program_part(path: Path) -> tuple[dict, dict, dict, np.ndarray, list[dict]]:
+    """What :func:`write_program_part` wrote: coordinates, metrics, Fourier snapshots, local runs, program record."""
+    with np.load(path) as data:
+        part = {prefix: {name[len(prefix):]: data[name] for name in data.files if name.startswith(prefix)}
+                for prefix in ("coordinate_", "metric_", "fourier_")}
+        return (part["coordinate_"], part["metric_"], part["fourier_"], data["local_runs"],
+                json.loads(str(data["programs"])))
+
+
+def remove_partial_files(folder: Path) -> None:
+    """Delete what a sweep keeps only while it runs: checkpoints and finished programs' parts."""
+    for path in [*folder.glob("checkpoint*.npz"), *folder.glob("program-*.npz")]:
+        path.unlink(missing_ok=True)
 
 
 def write_process_shard(folder: Path, process: int, local_runs: np.ndarray, metrics: dict[str, np.ndarray]) -> None:

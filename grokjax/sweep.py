@@ -1,5 +1,6 @@
-"""``python -m grokjax.sweep``: train a seeds x wd x lr grid at once, print the grokking
-table, write a results folder.
+"""``python -m grokjax.sweep``: train a grid of runs at once (seeds x data seeds x training
+fractions x wd x lr vmapped in one compiled program, one program per combination of the
+static flags given several values), print the grokking table, write one results folder.
 
 The configuration is resolved once, here: the defaults, then a ``--config`` TOML file,
 then (with ``--resume``) the folder's saved configuration, then the flags given on the
@@ -27,12 +28,12 @@ from grokjax.config import (
     ConfigError,
     OneLineErrorParser,
     SweepConfig,
+    SweepPlan,
     differing_fields,
-    sweep_config_from_mapping,
+    sweep_plan_from_mapping,
 )
 
 DEFAULTS = SweepConfig()
-CHECKPOINT = "checkpoint.npz"
 INTERRUPTED = 130  # exit status after Ctrl-C, as shells report it
 
 
@@ -41,6 +42,18 @@ def float_list(text: str) -> tuple[float, ...]:
         return tuple(float(item) for item in text.split(","))
     except ValueError:
         raise argparse.ArgumentTypeError(f"expected comma-separated numbers, got {text!r}") from None
+
+
+def int_list(text: str) -> tuple[int, ...]:
+    try:
+        return tuple(int(item) for item in text.split(","))
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected comma-separated integers, got {text!r}") from None
+
+
+def name_list(text: str) -> tuple[str, ...]:
+    """Comma-separated names; each is checked against its choices with the configuration."""
+    return tuple(item.strip() for item in text.split(","))
 
 
 def run_group_arg(text: str) -> int | str:
@@ -63,34 +76,43 @@ def build_parser() -> argparse.ArgumentParser:
         "and when; write config.json, metrics.npz, the analysis tables and figures.",
     )
     parser.add_argument("--preset", choices=tuple(PRESETS),
-                        help="study: the PyTorch study's ModularNet (the defaults below); li2: the Li2 paper's network "
+                        help="study: the PyTorch study's ModularNet (the defaults below); study-grid: the study's whole "
+                        "experiment, hidden 32,64,128 x lr 1e-3,5e-4 x wd 0,1e-4, 1000 epochs, seed 0 (--seeds N for "
+                        "more); li2: the Li2 paper's network "
                         "(one-hot inputs, x^2, centred MSE, full batch, m 23, hidden 512, 3000 epochs, wd 0 and 1e-4, "
                         "Fourier snapshots every 100 epochs). Flags and --config keys override a preset")
     task = parser.add_argument_group("task")
-    task.add_argument("--m", type=int, help=f"modulus: inputs and labels are 0..m-1 (default {d.m})")
-    task.add_argument("--op", choices=OPS, help=f"the operation: a+b, a-b, a*b, a/b (div: prime m, b != 0) or "
-                      f"a^2+ab+b^2 (x2xyy2), all mod m (default {d.op})")
-    task.add_argument("--train-frac", type=float, help=f"fraction of all pairs used for training (default {d.train_frac})")
+    task.add_argument("--m", type=int_list, help=f"modulus: inputs and labels are 0..m-1 (default {d.m})")
+    task.add_argument("--op", type=name_list, help=f"the operation: {', '.join(OPS)}: a+b, a-b, a*b, a/b (div: prime m, "
+                      f"b != 0) or a^2+ab+b^2, all mod m (default {d.op})")
+    task.add_argument("--train-frac", type=float_list, help="comma-separated fractions of all pairs used for training, "
+                      f"traced per run (default {d.train_fracs[0]})")
     model = parser.add_argument_group("model and training")
-    model.add_argument("--model", choices=MODELS, help=f"modularnet: learned embeddings and biases (the study's); "
-                       f"li2: fixed one-hot inputs, no biases (default {d.model})")
-    model.add_argument("--activation", choices=ACTIVATIONS, help=f"hidden activation; square is x^2 (default {d.activation})")
-    model.add_argument("--loss", choices=LOSSES, help=f"ce: cross-entropy; mse: squared error of the class-centred "
-                       f"outputs against one-hot - 1/m, summed over classes (default {d.loss})")
-    model.add_argument("--hidden", type=int, help=f"hidden width; also the embedding width of modularnet (default {d.hidden})")
+    model.add_argument("--model", type=name_list, help=f"{' or '.join(MODELS)}: modularnet: learned embeddings and biases "
+                       f"(the study's); li2: fixed one-hot inputs, no biases (default {d.model})")
+    model.add_argument("--activation", type=name_list, help=f"hidden activation: {', '.join(ACTIVATIONS)}; square is x^2 "
+                       f"(default {d.activation})")
+    model.add_argument("--loss", type=name_list, help=f"{' or '.join(LOSSES)}: cross-entropy, or squared error of the "
+                       f"class-centred outputs against one-hot - 1/m, summed over classes (default {d.loss})")
+    model.add_argument("--hidden", type=int_list, help=f"hidden width; also the embedding width of modularnet (default {d.hidden})")
     model.add_argument("--epochs", type=int, help=f"epochs per run (default {d.epochs})")
-    model.add_argument("--batch-size", type=int, help=f"minibatch size; 0 means full batch; larger than the train set is refused (default {d.batch_size})")
-    model.add_argument("--optimizer", choices=OPTIMIZERS,
-                       help=f"adam: torch.optim.Adam with coupled L2 weight decay; adamw: decoupled; sgd: plain SGD with L2 (default {d.optimizer})")
-    grid = parser.add_argument_group("grid (one run per seed x wd x lr, all trained at once)")
+    model.add_argument("--batch-size", type=int_list, help="minibatch size; 0 means full batch; larger than the smallest "
+                       f"training set is refused (default {d.batch_size})")
+    model.add_argument("--optimizer", type=name_list, help=f"{', '.join(OPTIMIZERS)}: adam: torch.optim.Adam with coupled L2 "
+                       f"weight decay; adamw: decoupled; sgd: plain SGD with L2 (default {d.optimizer})")
+    grid = parser.add_argument_group(
+        "grid (one run per seed x data seed x training fraction x wd x lr, all trained at once; each flag above "
+        "given a comma-separated list adds a compiled program per value instead, all in one results folder)")
     grid.add_argument("--seeds", type=int, help=f"N: seeds 0..N-1 (split, init and batch order) (default {len(d.seeds)})")
     grid.add_argument("--wd", type=float_list, help=f"comma-separated weight decays (default {','.join(f'{w:g}' for w in d.wds)})")
     grid.add_argument("--lr", type=float_list, help=f"comma-separated learning rates (default {','.join(f'{v:g}' for v in d.lrs)})")
-    grid.add_argument("--data-seed", type=int, help="one train/test split for all runs (default: each run's seed)")
+    grid.add_argument("--data-seed", type=int_list, help="comma-separated seeds of the train/test split, a grid axis "
+                      "(default: each run's seed fixes its split)")
     run = parser.add_argument_group("running")
     run.add_argument("--config", help="a TOML file of configuration keys (preset and the fields of the flags above: m, op, "
-                     "model, activation, loss, hidden, train_frac, batch_size, epochs, optimizer, fourier_every, "
-                     "geometry_every, chunk_epochs, run_group, dtype, seeds, wds, lrs, data_seed); flags override it")
+                     "model, activation, loss, hidden, train_fracs, batch_size, epochs, optimizer, fourier_every, "
+                     "geometry_every, chunk_epochs, run_group, dtype, seeds, wds, lrs, data_seeds; lists where the "
+                     "flag takes one); flags override it")
     run.add_argument("--fourier-every", type=int, help="snapshot every run's Fourier features every N epochs into "
                      "fourier.npz, with a figure; snapshots fall on chunk ends, so chunks shrink to a divisor of N "
                      f"(default {d.fourier_every}: none)")
@@ -120,13 +142,14 @@ def given_fields(args: argparse.Namespace) -> dict:
     """The configuration fields set by flags on the command line."""
     fields = {
         "preset": args.preset, "m": args.m, "op": args.op, "model": args.model, "activation": args.activation,
-        "loss": args.loss, "hidden": args.hidden, "train_frac": args.train_frac, "batch_size": args.batch_size,
+        "loss": args.loss, "hidden": args.hidden, "train_fracs": args.train_frac, "batch_size": args.batch_size,
         "epochs": args.epochs, "optimizer": args.optimizer, "fourier_every": args.fourier_every,
         "geometry_every": args.geometry_every, "chunk_epochs": args.chunk_epochs,
         "run_group": None if args.run_group == "auto" else args.run_group,
-        "seeds": args.seeds, "wds": args.wd, "lrs": args.lr, "data_seed": args.data_seed,
+        "seeds": args.seeds, "wds": args.wd, "lrs": args.lr, "data_seeds": args.data_seed,
     }
-    return {name: value for name, value in fields.items() if value is not None}
+    # a flag given one value sets the field; several make a list (a grid axis or a static axis)
+    return {name: list(value) if isinstance(value, tuple) else value for name, value in fields.items() if value is not None}
 
 
 def read_toml(path: str) -> dict:
@@ -139,32 +162,33 @@ def read_toml(path: str) -> dict:
         raise ConfigError(f"{path} is not valid TOML: {error}") from None
 
 
-def read_saved_config(folder: Path) -> SweepConfig:
+def read_saved_config(folder: Path) -> dict:
     path = folder / "config.json"
     if not path.is_file():
         raise ConfigError(f"--resume {folder}: no config.json there, so nothing to resume")
-    return sweep_config_from_mapping(json.loads(path.read_text())["config"], str(path))
+    return json.loads(path.read_text())["config"]
 
 
-def resolve(args: argparse.Namespace) -> tuple[SweepConfig, Path | None]:
+def resolve(args: argparse.Namespace) -> tuple[SweepPlan, Path | None]:
     """The configuration and, with --resume, the folder to continue."""
     if args.checkpoint_every < 1:
         raise ConfigError(f"--checkpoint-every must be >= 1, got {args.checkpoint_every}")
     from_file = read_toml(args.config) if args.config else {}
     if from_file:
-        sweep_config_from_mapping(from_file, args.config)  # errors in the file name the file
+        sweep_plan_from_mapping(from_file, args.config)  # errors in the file name the file
     overrides = {**from_file, **given_fields(args)}
     if overrides.get("min_train_frac") is not None:
         raise ConfigError("min_train_frac sizes arrays for runs with their own training-set sizes (the Python API, "
-                          "as experiments/scaling_law.py uses it); every run of this command trains on train_frac")
+                          "as experiments/scaling_law.py uses it); every run of this command trains on one of train_fracs")
     if args.resume is None:
-        return sweep_config_from_mapping(overrides, "the command line"), None
+        return sweep_plan_from_mapping(overrides, "the command line"), None
     folder = Path(args.resume)
-    saved = read_saved_config(folder)
-    differ = differing_fields(saved, sweep_config_from_mapping(overrides, "the command line", base=saved))
+    saved_record = read_saved_config(folder)
+    saved = sweep_plan_from_mapping(saved_record, str(folder / "config.json"))
+    differ = differing_fields(saved, sweep_plan_from_mapping(overrides, "the command line", base=saved_record))
     if differ:
         raise ConfigError(f"--resume {folder}: its configuration differs from the one given in {', '.join(differ)}")
-    if (folder / "metrics.npz").exists() and not (folder / CHECKPOINT).exists():
+    if (folder / "metrics.npz").exists() and not any(folder.glob("checkpoint*.npz")) and not any(folder.glob("program-*.npz")):
         raise ConfigError(f"--resume {folder}: that sweep already finished")
     return saved, folder
 
@@ -216,36 +240,34 @@ def main(argv: list[str] | None = None) -> int:
         if args.run_group == "auto" and (args.distributed or args.resume is not None):
             raise ConfigError("--run-group auto times a new single-process sweep; give a number with --distributed, "
                               "and --resume keeps the folder's own")
-        config, resume_folder = resolve(args)
+        plan, resume_folder = resolve(args)
+        if args.run_group == "auto" and len(plan.programs) > 1:
+            raise ConfigError(f"--run-group auto times one program; this sweep has {len(plan.programs)} "
+                              f"(over {', '.join(plan.axes)}): give a number")
         process = join_processes(args) if args.distributed else 0
         out = resume_folder or (prepare_folder(args) if process == 0 else Path(args.out))
     except (ConfigError, FileExistsError) as error:
         parser.exit(2, f"{parser.prog}: error: {error}\n")
 
     # Imported after validation so that a bad flag answers at once, before JAX starts.
-    if config.dtype == "float64":
+    if plan.programs[0].dtype == "float64":
         import jax
 
         jax.config.update("jax_enable_x64", True)
     from grokjax import analysis, report, results
-    from grokjax.config import config_hash
-    from grokjax.train import SweepInterrupted, enable_compilation_cache, run_sweep, snapshot_epochs
+    from grokjax.config import config_hash, varied_axes
+    from grokjax.train import SweepInterrupted, enable_compilation_cache, snapshot_epochs, train_plan
 
     enable_compilation_cache()
     auto_record = {}  # with --run-group auto: what each size measured, kept in config.json
     if args.run_group == "auto":
-        config, measured = pick_run_group(config)
+        program, measured = pick_run_group(plan.programs[0])
+        plan = SweepPlan((program,))
         auto_record = {"run_group_auto_ms_per_run_epoch": {str(group): ms for group, ms in measured.items()}}
     command = shlex.join(["python", "-m", "grokjax.sweep", *(sys.argv[1:] if argv is None else argv)])
     if resume_folder is None and process == 0:
-        results.write_config(out / "config.json", config, command, {"config_hash": config_hash(config), **auto_record})
-    print(
-        f"grokjax: {config.n_runs} runs ({len(config.seeds)} seeds x {len(config.wds)} wd x {len(config.lrs)} lr), "
-        f"{config.epochs} epochs, m={config.m} op={config.op} model={config.model} activation={config.activation} "
-        f"loss={config.loss} hidden={config.hidden} batch={config.batch_size or 'full'} optimizer={config.optimizer}"
-        + (f"; resuming {out}" if resume_folder else ""),
-        flush=True,
-    )
+        results.write_config(out / "config.json", plan, command, {"config_hash": config_hash(plan), **auto_record})
+    print(describe(plan) + (f"; resuming {out}" if resume_folder else ""), flush=True)
 
     interrupts = []
 
@@ -257,54 +279,76 @@ def main(argv: list[str] | None = None) -> int:
 
     previous_handler = signal.signal(signal.SIGINT, on_interrupt)
     try:
-        sweep = run_sweep(config, progress=not args.quiet and process == 0,
-                          checkpoint=None if args.distributed else out / CHECKPOINT,
-                          checkpoint_every=args.checkpoint_every, stop_requested=lambda: bool(interrupts))
+        trained = train_plan(plan, out, progress=not args.quiet and process == 0, checkpoint_every=args.checkpoint_every,
+                             stop_requested=lambda: bool(interrupts))
     except SweepInterrupted as stopped:
-        print(f"stopped before epoch {stopped.next_epoch + 1} of {config.epochs}; checkpoint saved. "
+        print(f"stopped {stopped.program}before epoch {stopped.next_epoch + 1} of {plan.epochs}; checkpoint saved. "
               f"Continue with: python -m grokjax.sweep --resume {shlex.quote(str(out))}", file=sys.stderr)
         return INTERRUPTED
     finally:
         signal.signal(signal.SIGINT, previous_handler)
 
-    metrics, fourier = sweep.metrics, sweep.fourier
+    metrics, fourier = trained.metrics, trained.fourier
     if args.distributed:
         import jax
 
-        results.write_process_shard(out, process, sweep.local_runs, {**metrics, **fourier})
+        results.write_process_shard(out, process, trained.local_runs, {**metrics, **fourier})
         if process != 0:
-            print(f"process {process}: wrote its {sweep.local_runs.sum()} runs to {out}; process 0 merges")
+            print(f"process {process}: wrote its {trained.local_runs.sum()} runs to {out}; process 0 merges")
             return 0
         merged = results.merge_process_shards(out, jax.process_count(), {**metrics, **fourier})
         metrics, fourier = ({name: merged[name] for name in part} for part in (metrics, fourier))
+    compile_seconds = sum(info["compile_seconds"] for info in trained.programs)
+    train_seconds = sum(info["train_seconds"] for info in trained.programs)
     timing = {
         **auto_record,
-        "config_hash": config_hash(config),
+        "config_hash": config_hash(plan),
         "timing": {
-            "compile_seconds": round(sweep.compile_seconds, 3),
-            "train_seconds": round(sweep.train_seconds, 3),
-            "ms_per_run_epoch": round(1e3 * sweep.train_seconds / (config.n_runs * config.epochs), 3),
+            "compile_seconds": round(compile_seconds, 3),
+            "train_seconds": round(train_seconds, 3),
+            "ms_per_run_epoch": round(1e3 * train_seconds / (plan.n_runs * plan.epochs), 3),
         },
+        "programs": trained.programs,
     }
     if resume_folder is not None:
         timing["resumed_by"] = command
         started = json.loads((out / "config.json").read_text())
         command = started["command"]
         timing.update({key: value for key, value in started.items() if key.startswith("run_group_auto")})
-    results.write_metrics(out / "metrics.npz", sweep.hparams, metrics)
+    results.write_metrics(out / "metrics.npz", trained.coordinates, metrics)
     if fourier:
-        results.write_fourier(out / "fourier.npz", snapshot_epochs(config), fourier)
-    results.write_config(out / "config.json", config, command, timing)
-    _, rows, fit = report.write_report(out, config.to_dict(), sweep.hparams, metrics)
-    (out / CHECKPOINT).unlink(missing_ok=True)  # the results are complete; the state is no longer needed
+        results.write_fourier(out / "fourier.npz", snapshot_epochs(plan.programs[0]), fourier)
+    results.write_config(out / "config.json", plan, command, timing)
+    _, rows, fit = report.write_report(out, plan.to_dict(), trained.coordinates, metrics)
+    results.remove_partial_files(out)  # the results are complete; checkpoints and finished programs are not needed
 
     print()
-    print(analysis.format_group_table(rows, fit))
+    print(analysis.format_group_table(rows, fit, tuple(varied_axes(plan.to_dict()))))
     print(
-        f"\ncompile {sweep.compile_seconds:.1f} s, train {sweep.train_seconds:.1f} s "
+        f"\ncompile {compile_seconds:.1f} s, train {train_seconds:.1f} s "
         f"({timing['timing']['ms_per_run_epoch']:.1f} ms per run-epoch); results in {out}"
     )
     return 0
+
+
+def describe(plan: SweepPlan) -> str:
+    """The sweep's first line: its runs, its grid and the static settings of its programs."""
+    first = plan.programs[0]
+    grid = [f"{len(first.seeds)} seeds"]
+    if first.data_seeds is not None and len(first.data_seeds) > 1:
+        grid.append(f"{len(first.data_seeds)} data seeds")
+    if len(first.train_fracs) > 1:
+        grid.append(f"{len(first.train_fracs)} train fractions")
+    grid += [f"{len(first.wds)} wd", f"{len(first.lrs)} lr"]
+    programs = f" in {len(plan.programs)} programs over {', '.join(plan.axes)}" if len(plan.programs) > 1 else ""
+
+    def setting(name):
+        values = list(dict.fromkeys(getattr(program, name) for program in plan.programs))
+        shown = ["full" if name == "batch_size" and v == 0 else v for v in values]
+        return f"{'batch' if name == 'batch_size' else name}={','.join(map(str, shown))}"
+
+    settings = " ".join(setting(name) for name in ("m", "op", "model", "activation", "loss", "hidden", "batch_size", "optimizer"))
+    return f"grokjax: {plan.n_runs} runs ({' x '.join(grid)}{programs}), {plan.epochs} epochs, {settings}"
 
 
 if __name__ == "__main__":

@@ -40,11 +40,11 @@ from tqdm.auto import tqdm
 
 from grokjax import fourier
 from grokjax import metrics as M
-from grokjax.config import SweepConfig, config_hash
-from grokjax.data import Dataset, batch_schedule, make_dataset, random_subset
+from grokjax.config import SweepConfig, SweepPlan, config_hash, varied_axes
+from grokjax.data import Dataset, batch_schedule, make_dataset, probe_positions
 from grokjax.model import ModularNet, fc1_kernel, fc2_kernel, operand_weights
 from grokjax.optim import make_optimizer
-from grokjax.results import load_checkpoint, save_checkpoint
+from grokjax.results import load_checkpoint, read_program_part, save_checkpoint, write_program_part
 
 
 def enable_compilation_cache() -> None:
@@ -90,18 +90,22 @@ class RunState(NamedTuple):
     diverged_epoch: jax.Array  # int32: 0-based epoch whose loss or parameters stopped being finite; -1 if none
 
 
+def grid_rows(config: SweepConfig) -> list[tuple[int, int | None, float, float, float]]:
+    """The cartesian grid seeds x data_seeds x train_fracs x wds x lrs as (seed, data seed,
+    train fraction, wd, lr) rows, lr fastest; the data seed is None where each run's seed
+    fixes its split."""
+    return list(itertools.product(config.seeds, config.data_seeds or (None,), config.train_fracs, config.wds, config.lrs))
+
+
 def grid_hparams(config: SweepConfig) -> Hparams:
-    """The cartesian grid seeds x wds x lrs, flattened into one runs axis (lr fastest);
-    every run trains on ``config.n_train`` pairs."""
-    rows = list(itertools.product(config.seeds, config.wds, config.lrs))
-    seeds = np.array([seed for seed, _, _ in rows], np.int32)
-    data_seeds = seeds if config.data_seed is None else np.full_like(seeds, config.data_seed)
+    """The grid of :func:`grid_rows` as per-run arrays, one runs axis."""
+    seed, data_seed, train_frac, wd, lr = zip(*grid_rows(config))
     return Hparams(
-        seed=seeds,
-        data_seed=data_seeds,
-        wd=np.array([wd for _, wd, _ in rows], config.dtype),
-        lr=np.array([lr for _, _, lr in rows], config.dtype),
-        n_train=np.full(len(rows), config.n_train, np.int32),
+        seed=np.array(seed, np.int32),
+        data_seed=np.array([s if d is None else d for s, d in zip(seed, data_seed)], np.int32),
+        wd=np.array(wd, config.dtype),
+        lr=np.array(lr, config.dtype),
+        n_train=np.array([int(frac * config.n_pairs) for frac in train_frac], np.int32),
     )
 
 
@@ -143,7 +147,8 @@ def init_run(config: SweepConfig, hp: Hparams) -> tuple[RunData, RunState]:
 def batch_loss(model: ModularNet, loss_kind: str, params, a, b, labels, weights) -> tuple[jax.Array, jax.Array]:
     """Weighted mean loss (padding and masked pairs have weight 0) and the number correct."""
     logits, _ = model.apply(params, a, b)
-    loss = jnp.sum(weights * M.per_example_loss(loss_kind, logits, labels)) / jnp.sum(weights)
+    # at least 1 below: a run with a smaller training set has empty steps (skipped by train_step)
+    loss = jnp.sum(weights * M.per_example_loss(loss_kind, logits, labels)) / jnp.maximum(jnp.sum(weights), 1)
     return loss, jnp.sum(weights * M.is_correct(logits, labels))
 
 
@@ -161,10 +166,14 @@ def train_step(
     optimizer: optax.GradientTransformation,
     dataset: Dataset,
     run_data: RunData,
+    skip_empty: bool,
     carry: StepCarry,
     batch: tuple[jax.Array, jax.Array],
 ) -> tuple[StepCarry, None]:
-    """One optimizer step on the minibatch ``run_data.train_pairs[positions]``."""
+    """One optimizer step on the minibatch ``run_data.train_pairs[positions]``. With
+    ``skip_empty`` (runs of the program differ in training-set size), a batch without
+    examples, past the run's own last one, leaves parameters, optimizer state and the
+    latest gradient untouched."""
     positions, weights = batch
     index = run_data.train_pairs[positions]
     weights = weights * run_data.train_weight[positions]
@@ -174,7 +183,12 @@ def train_step(
     updates, opt_state = optimizer.update(grads, carry.opt_state, carry.params)
     params = optax.apply_updates(carry.params, updates)
     n = jnp.sum(weights)
-    return StepCarry(params, opt_state, carry.loss_sum + loss * n, carry.correct_sum + n_correct, fc1_kernel(grads)), None
+    grad_w1 = fc1_kernel(grads)
+    if skip_empty:
+        keep = lambda new, old: jnp.where(n > 0, new, old)  # noqa: E731
+        params, opt_state, grad_w1 = jax.tree.map(keep, (params, opt_state, grad_w1),
+                                                  (carry.params, carry.opt_state, carry.grad_w1))
+    return StepCarry(params, opt_state, carry.loss_sum + loss * n, carry.correct_sum + n_correct, grad_w1), None
 
 
 def epoch_keys(hp: Hparams, epoch: jax.Array) -> tuple[jax.Array, jax.Array]:
@@ -191,10 +205,11 @@ def train_epoch_steps(
     w1 = fc1_kernel(params)
     zero = jnp.zeros((), w1.dtype)
     optimizer = make_optimizer(config.optimizer, hp.lr, hp.wd)
+    skip_empty = config.masked_sizes and config.batch_size != 0
     carry, _ = jax.lax.scan(
-        partial(train_step, make_model(config), config.loss, optimizer, dataset, run_data),
+        partial(train_step, make_model(config), config.loss, optimizer, dataset, run_data, skip_empty),
         StepCarry(params, opt_state, zero, zero, jnp.zeros_like(w1)),
-        batch_schedule(epoch_keys(hp, epoch)[0], config.n_train, config.effective_batch),
+        batch_schedule(epoch_keys(hp, epoch)[0], hp.n_train, config.effective_batch, config.train_sizes),
     )
     return carry
 
@@ -205,7 +220,7 @@ def geometry_metrics(
     """The hidden layer's geometry after an epoch: the GEOMETRY_METRICS, the costly part
     of the study's measurements (an SVD, three pairwise-cosine matrices)."""
     # Feature diversity on one batch drawn like the first of a fresh shuffled pass, as the study does.
-    probe = random_subset(epoch_keys(hp, epoch)[1], config.n_train, config.effective_batch)
+    probe = probe_positions(epoch_keys(hp, epoch)[1], hp.n_train, config.train_sizes, config.effective_batch)
     pairs = run_data.train_pairs[probe]
     _, features = make_model(config).apply(params, dataset.a[pairs], dataset.b[pairs])
     features = features * run_data.train_weight[probe][:, None]  # masked rows: zero, no singular value
@@ -402,6 +417,7 @@ class SweepInterrupted(Exception):
     def __init__(self, next_epoch: int):
         super().__init__(f"interrupted before epoch {next_epoch + 1}")
         self.next_epoch = next_epoch
+        self.program = ""  # which program of a plan, when it has several
 
 
 class PreparedSweep(NamedTuple):
@@ -421,7 +437,10 @@ def prepare_sweep(config: SweepConfig, hparams: Hparams) -> PreparedSweep:
     """Initialise every run and compile the chunk for these inputs (once per sweep shape)."""
     if np.any(hparams.n_train < config.n_train_min) or np.any(hparams.n_train > config.n_train):
         raise ValueError(f"every run's n_train must lie in [{config.n_train_min}, {config.n_train}] "
-                         "(the configuration's min_train_frac and train_frac)")
+                         "(the configuration's min_train_frac and train_fracs)")
+    if config.batch_size and not np.isin(hparams.n_train, config.train_sizes).all():
+        raise ValueError(f"in minibatch training every run's n_train must be one of the sizes of train_fracs, "
+                         f"{', '.join(map(str, config.train_sizes))}")
     if config.dtype == "float64" and not jax.config.jax_enable_x64:
         raise ValueError("dtype float64 needs jax.config.update('jax_enable_x64', True) before any JAX call")
     mesh = runs_mesh()
@@ -494,6 +513,7 @@ def run_sweep(
     checkpoint: Path | None = None,
     checkpoint_every: int = 1,
     stop_requested: Callable[[], bool] = lambda: False,
+    description: str = "",
 ) -> SweepResult:
     """Train every run of the sweep in one compiled program, chunk by chunk.
 
@@ -525,7 +545,8 @@ def run_sweep(
         record_fourier(sweep, state, history, 0, n_runs)
 
     start = time.perf_counter()
-    with tqdm(total=config.epochs, initial=start_epoch, unit="epoch", disable=not progress, desc=f"{n_runs} runs") as bar:
+    with tqdm(total=config.epochs, initial=start_epoch, unit="epoch", disable=not progress,
+              desc=f"{description}{n_runs} runs") as bar:
         for chunk_index, first in enumerate(range(start_epoch, config.epochs, sweep.chunk_epochs), start=1):
             state, chunk_metrics = sweep.chunk(sweep.hparams, sweep.dataset, sweep.run_data, state, np.int32(first))
             n = min(sweep.chunk_epochs, config.epochs - first)
@@ -547,3 +568,96 @@ def run_sweep(
     state = jax.tree.map(lambda x: x[:n_runs], state)  # without the padding runs
     metrics = {name: history.pop(name) for name in M.METRIC_NAMES}
     return SweepResult(hparams, metrics, state, sweep.compile_seconds, train_seconds, local_runs, history)
+
+
+# --- a plan: several programs, one after another -----------------------------------------
+
+
+class PlanResult(NamedTuple):
+    """Every program of a :class:`~grokjax.config.SweepPlan`, runs concatenated in program order."""
+
+    coordinates: dict[str, np.ndarray]  # [runs] each: seed, data_seed, wd, lr, n_train and every varied axis
+    metrics: dict[str, np.ndarray]  # name -> [runs, epochs]
+    fourier: dict[str, np.ndarray]  # name -> [runs, snapshots, ...], per-neuron arrays NaN-padded to the widest
+    local_runs: np.ndarray  # [runs] bool: the runs this process trained
+    programs: list[dict]  # per program: what sets it apart, its run count, compile and training seconds
+
+
+def program_coordinates(plan: SweepPlan, index: int) -> dict[str, np.ndarray]:
+    """The per-run coordinates of program ``index``: its grid's hyperparameters, the
+    training fraction when it varies, and the value of every varied static axis."""
+    program = plan.programs[index]
+    coordinates = {name: np.asarray(values) for name, values in grid_hparams(program)._asdict().items()}
+    if "train_frac" in varied_axes(plan.to_dict()):
+        coordinates["train_frac"] = np.array([frac for _, _, frac, _, _ in grid_rows(program)])
+    for name in plan.axes:
+        coordinates[name] = np.full(program.n_runs, getattr(program, name))
+    return coordinates
+
+
+def checkpoint_path(folder: Path, index: int, n_programs: int) -> Path:
+    """Where program ``index`` keeps its checkpoint: ``checkpoint.npz`` for a lone program."""
+    return folder / ("checkpoint.npz" if n_programs == 1 else f"checkpoint-{index}.npz")
+
+
+def train_plan(
+    plan: SweepPlan,
+    folder: Path | None = None,
+    progress: bool = False,
+    checkpoint_every: int = 1,
+    stop_requested: Callable[[], bool] = lambda: False,
+    choose_run_group: Callable[[SweepConfig], tuple[SweepConfig, dict]] | None = None,
+) -> PlanResult:
+    """Train the plan's programs one after another, each one compiled program vmapping its
+    runs (see :func:`run_sweep`). With a ``folder``, each program checkpoints there, and with
+    several programs each finished one is kept as ``program-<i>.npz`` until the results are
+    written, so that a resumed plan skips the programs already finished and continues the
+    interrupted one. ``choose_run_group`` may pick each program's run-group size first (it
+    returns the program to train and what it measured)."""
+    parts = []
+    n_programs = len(plan.programs)
+    for index, program in enumerate(plan.programs):
+        finished = folder / f"program-{index}.npz" if folder is not None and n_programs > 1 else None
+        if finished is not None and finished.exists():
+            parts.append(PlanResult(*read_program_part(finished)))
+            checkpoint_path(folder, index, n_programs).unlink(missing_ok=True)
+            continue
+        info = {name: getattr(program, name) for name in plan.axes}
+        if choose_run_group is not None:
+            program, measured = choose_run_group(program)
+            info["run_group_auto_ms_per_run_epoch"] = measured
+        label = f"program {index + 1}/{n_programs} ({plan.program_label(index)}): " if n_programs > 1 else ""
+        try:
+            sweep = run_sweep(program, progress=progress, checkpoint_every=checkpoint_every, stop_requested=stop_requested,
+                              checkpoint=None if folder is None or jax.process_count() > 1 else
+                              checkpoint_path(folder, index, n_programs), description=label)
+        except SweepInterrupted as stopped:
+            stopped.program = label
+            raise
+        info.update(n_runs=program.n_runs, run_group=program.run_group, compile_seconds=round(sweep.compile_seconds, 3),
+                    train_seconds=round(sweep.train_seconds, 3),
+                    ms_per_run_epoch=round(1e3 * sweep.train_seconds / (program.n_runs * program.epochs), 3))
+        part = PlanResult(program_coordinates(plan, index), sweep.metrics, sweep.fourier, sweep.local_runs, [info])
+        if finished is not None:
+            write_program_part(finished, *part)
+            checkpoint_path(folder, index, n_programs).unlink(missing_ok=True)
+        parts.append(part)
+    return concatenate_parts(parts)
+
+
+def concatenate_parts(parts: list[PlanResult]) -> PlanResult:
+    """One PlanResult from the programs' own, runs in program order; per-neuron Fourier
+    arrays of narrower programs padded with NaN to the widest."""
+    fourier = {}
+    for name in parts[0].fourier:
+        arrays = [part.fourier[name] for part in parts]
+        shape = np.max([a.shape[1:] for a in arrays], axis=0)
+        fourier[name] = np.concatenate([np.pad(a, [(0, 0)] + [(0, int(n - k)) for n, k in zip(shape, a.shape[1:])],
+                                               constant_values=np.nan) for a in arrays])
+    return PlanResult(
+        coordinates={name: np.concatenate([part.coordinates[name] for part in parts]) for name in parts[0].coordinates},
+        metrics={name: np.concatenate([part.metrics[name] for part in parts]) for name in parts[0].metrics},
+        fourier=fourier,
+        local_runs=np.concatenate([part.local_runs for part in parts]),
+        programs=[info for part in parts for info in part.programs],
+    )

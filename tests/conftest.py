@@ -8,7 +8,7 @@ from grokjax.train import enable_compilation_cache, run_sweep
 enable_compilation_cache()
 
 # A small task that trains in seconds: 11*11 pairs, 60 train, batch 16 (4 steps, last partial).
-TINY = dict(m=11, hidden=16, train_frac=0.5, batch_size=16, epochs=20, chunk_epochs=20)
+TINY = dict(m=11, hidden=16, train_fracs=(0.5,), batch_size=16, epochs=20, chunk_epochs=20)
 
 
 @pytest.fixture(scope="session")

@@ -77,7 +77,7 @@ def test_summary_and_groups():
     w1_norm = np.stack([np.linspace(6, 40, n_epochs)] * 4)  # still growing: no W1 peak
     metrics = {"train_acc": train_acc, "test_acc": test_acc, "w1_norm": w1_norm, "train_loss": np.ones((4, n_epochs)), "w1_delta_norm": np.full((4, n_epochs), 0.2),
                "grad_cosine_sim": np.zeros((4, n_epochs)), "grad_norm": np.full((4, n_epochs), 0.5)}
-    summary = analysis.run_summary(hparams, metrics)
+    summary = analysis.run_summary(hparams._asdict(), metrics)
     np.testing.assert_array_equal(summary["mem_epoch"], [41, 41, 41, 41])
     np.testing.assert_array_equal(summary["grok_epoch"], [np.nan, np.nan, 201, 101])
     np.testing.assert_array_equal(summary["delay"], [np.nan, np.nan, 160, 60])
@@ -214,7 +214,7 @@ def test_diverged_runs_are_counted_and_left_out():
                "w1_norm": np.ones((3, n_epochs)), "w1_delta_norm": np.ones((3, n_epochs)),
                "grad_cosine_sim": np.zeros((3, n_epochs)), "grad_norm": np.ones((3, n_epochs))}
     hparams = Hparams(seed=np.arange(3), data_seed=np.arange(3), lr=np.full(3, 1e-3), wd=np.full(3, 1e-3), n_train=np.full(3, 60))
-    summary = analysis.run_summary(hparams, metrics)
+    summary = analysis.run_summary(hparams._asdict(), metrics)
     np.testing.assert_array_equal(summary["diverged_epoch"], [np.nan, np.nan, 41])
     (row,) = analysis.group_summary(summary)
     assert (row["runs"], row["diverged"], row["grokked"]) == (2, 1, 2)

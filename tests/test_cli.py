@@ -87,11 +87,11 @@ def test_report_rejects_a_folder_that_is_not_a_sweep(tmp_path):
     "args,message",
     [
         (["--m", "1"], "m must be >= 2"),
-        (["--train-frac", "1.5"], "train_frac must lie strictly between 0 and 1"),
+        (["--train-frac", "1.5"], "train_fracs must lie strictly between 0 and 1"),
         (["--wd=-1e-4"], "wds must be non-negative"),
         (["--wd", "abc"], "expected comma-separated numbers"),
         (["--batch-size", "100000"], "exceeds the 4704 training pairs"),
-        (["--optimizer", "rmsprop"], "invalid choice"),
+        (["--optimizer", "rmsprop"], "optimizer must be one of adam, adamw, sgd"),
         (["--op", "div", "--m", "12"], "needs a prime m"),
         (["--epochs", "0"], "epochs must be >= 1"),
         (["--seeds", "0"], "seeds must be >= 1"),

@@ -2,38 +2,44 @@
 
 import pytest
 
-from grokjax.config import PRESETS, ConfigError, SweepConfig, sweep_config_from_mapping
+from grokjax.config import PRESETS, ConfigError, SweepConfig, sweep_plan_from_mapping
+
+
+def plan(mapping, source):
+    """The one program of a mapping without list-valued static fields."""
+    (config,) = sweep_plan_from_mapping(mapping, source).programs
+    return config
 
 
 def test_li2_preset_and_overrides():
-    config = sweep_config_from_mapping({"preset": "li2"}, "test")
+    config = plan({"preset": "li2"}, "test")
     assert (config.model, config.activation, config.loss, config.batch_size) == ("li2", "square", "mse", 0)
     assert (config.m, config.hidden, config.epochs, config.lrs, config.wds) == (23, 512, 3000, (1e-3,), (0.0, 1e-4))
     # keys given beside the preset win, whatever their order
-    config = sweep_config_from_mapping({"hidden": 64, "preset": "li2", "activation": "relu", "loss": "ce"}, "test")
+    config = plan({"hidden": 64, "preset": "li2", "activation": "relu", "loss": "ce"}, "test")
     assert (config.model, config.hidden, config.activation, config.loss) == ("li2", 64, "relu", "ce")
-    assert sweep_config_from_mapping({"preset": "study"}, "test") == SweepConfig()
-    assert set(PRESETS) == {"study", "li2"}
+    assert plan({"preset": "study"}, "test") == SweepConfig()
+    assert set(PRESETS) == {"study", "study-grid", "li2"}
 
 
 @pytest.mark.parametrize("mapping,message", [
-    ({"preset": "li3"}, "preset must be one of study, li2"),
+    ({"preset": "li3"}, "preset must be one of study, study-grid, li2"),
     ({"activation": "tanh"}, "activation must be one of relu, square, silu"),
     ({"loss": "l1"}, "loss must be one of ce, mse"),
     ({"model": "mlp"}, "model must be one of modularnet, li2"),
     ({"geometry_every": -1}, "geometry_every must be >= 0"),
     ({"min_train_frac": 0.3}, "need full batch"),
-    ({"min_train_frac": 0.6, "batch_size": 0}, "min_train_frac must lie in (0, train_frac=0.5]"),
+    ({"min_train_frac": 0.6, "batch_size": 0}, "min_train_frac must lie in (0, min(train_fracs)=0.5]"),
     ({"fourier_every": 97}, "into 1-epoch chunks"),
 ])
 def test_bad_values_name_the_key(mapping, message):
     with pytest.raises(ConfigError) as error:
-        sweep_config_from_mapping(mapping, "sweep.toml")
+        plan(mapping, "sweep.toml")
     assert message in str(error.value) and str(error.value).startswith("sweep.toml")
 
 
 def test_x2xyy2_takes_any_modulus():
-    assert sweep_config_from_mapping({"op": "x2xyy2", "m": 25}, "sweep.toml").n_pairs == 625
+    assert plan({"op": "x2xyy2", "m": 25}, "sweep.toml").n_pairs == 625
 
 
 @pytest.mark.parametrize("every,chunk", [(100, 50), (30, 30), (10, 10), (75, 25), (120, 40)])

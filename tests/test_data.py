@@ -28,7 +28,7 @@ def test_dataset_labels(op):
 
 
 def test_split_is_a_partition():
-    config = SweepConfig(m=11, train_frac=0.5, batch_size=0)
+    config = SweepConfig(m=11, train_fracs=(0.5,), batch_size=0)
     run_data = split_run(config, jax.random.key(3), jnp.int32(config.n_train))
     train, test = np.asarray(run_data.train_pairs), np.asarray(run_data.test_pairs)
     assert len(train) == 60 and len(test) == 61
@@ -39,7 +39,7 @@ def test_split_is_a_partition():
 def test_smaller_per_run_train_set_masks_the_rest():
     """A run with fewer training pairs than the configuration's train set keeps the
     static sizes: the pairs it does not train on are masked out of train and into test."""
-    config = SweepConfig(m=11, train_frac=0.5, min_train_frac=0.2, batch_size=0)
+    config = SweepConfig(m=11, train_fracs=(0.5,), min_train_frac=0.2, batch_size=0)
     full = split_run(config, jax.random.key(3), jnp.int32(config.n_train))
     small = split_run(config, jax.random.key(3), jnp.int32(30))
     assert (config.n_train, config.n_test) == (60, 121 - 24)
@@ -86,7 +86,7 @@ def test_seed_fixes_split_and_data_seed_shares_it():
     run_data, _ = jax.vmap(lambda hp: init_run(config, hp))(grid_hparams(config))
     assert not np.array_equal(run_data.train_pairs[0], run_data.train_pairs[1])
 
-    shared = SweepConfig(m=11, hidden=8, batch_size=16, seeds=(0, 1), wds=(0.0,), data_seed=0)
+    shared = SweepConfig(m=11, hidden=8, batch_size=16, seeds=(0, 1), wds=(0.0,), data_seeds=(0,))
     shared_data, shared_state = jax.vmap(lambda hp: init_run(shared, hp))(grid_hparams(shared))
     np.testing.assert_array_equal(shared_data.train_pairs[0], shared_data.train_pairs[1])
     # data_seed equal to the seed reproduces the default split

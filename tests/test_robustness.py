@@ -31,13 +31,13 @@ def assert_refused(result, message):
 @pytest.mark.parametrize(
     "args,message",
     [
-        (["--m", "2.5"], "invalid int value: '2.5'"),
+        (["--m", "2.5"], "expected comma-separated integers, got '2.5'"),
         (["--hidden", "0"], "hidden must be >= 1"),
         (["--train-frac", "0.0001"], "leaves 0 train and 9409 test pairs"),
-        (["--train-frac", "0"], "train_frac must lie strictly between 0 and 1"),
+        (["--train-frac", "0"], "train_fracs must lie strictly between 0 and 1"),
         (["--lr", "x"], "expected comma-separated numbers"),
         (["--lr", "0"], "lrs must be positive"),
-        (["--op", "pow"], "invalid choice: 'pow'"),
+        (["--op", "pow"], "op must be one of add, sub, mul, div, x2xyy2, got 'pow'"),
         (["--checkpoint-every", "0"], "--checkpoint-every must be >= 1"),
         (["--resume", "/nonexistent/folder"], "no config.json there"),
         (["--distributed"], "--distributed needs --out"),

@@ -55,7 +55,7 @@ def test_a_masked_run_equals_the_run_trained_on_its_own(size=30):
     masked_config = dataclasses.replace(scaling.sweep_config(11, np.array([20, 60]), config), run_group=0,
                                         geometry_every=1, fourier_every=30)
     masked = run_sweep(masked_config, scaling.size_seed_hparams(masked_config, np.array([size]), 1))
-    alone_config = dataclasses.replace(masked_config, train_frac=(size + 0.5) / 121, min_train_frac=None)
+    alone_config = dataclasses.replace(masked_config, train_fracs=((size + 0.5) / 121,), min_train_frac=None)
     alone = run_sweep(alone_config, grid_hparams(alone_config))
     for name, values in masked.metrics.items():
         np.testing.assert_allclose(values, alone.metrics[name], rtol=2e-4, atol=1e-5, err_msg=name)

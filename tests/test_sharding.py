@@ -75,7 +75,11 @@ def test_two_processes_train_one_sweep_and_process_0_merges(tmp_path):
     assert not list(out.glob("shard-*.npz"))  # merged and removed
     merged, single = np.load(out / "metrics.npz"), np.load(alone / "metrics.npz")
     for name in METRIC_NAMES:
-        np.testing.assert_allclose(merged[name], single[name], rtol=1e-5, atol=1e-6, err_msg=name)
+        # feature_diversity reads the small singular values of a [16, 8] float32 matrix, which the
+        # batched SVD of a 2-run and of a 4-run program compute differently at round-off level
+        # (measured: 1.8e-4 relative at one epoch); everything else agrees to 1e-5
+        tolerance = dict(rtol=1e-3) if name == "feature_diversity" else dict(rtol=1e-5, atol=1e-6)
+        np.testing.assert_allclose(merged[name], single[name], err_msg=name, **tolerance)
     merged, single = np.load(out / "fourier.npz"), np.load(alone / "fourier.npz")  # the snapshots are merged too
     assert sorted(merged.files) == sorted(single.files) and merged["gini"].shape == (4, 3)
     for name in single.files:

@@ -136,7 +136,7 @@ def test_run_groups_give_the_same_results(tiny_config, tiny_sweep):
         np.testing.assert_allclose(grouped.metrics[name], tiny_sweep.metrics[name], rtol=1e-5, atol=1e-6, err_msg=name)
 
 
-LI2_TINY = dict(m=11, hidden=16, model="li2", activation="square", loss="mse", train_frac=0.5, batch_size=0,
+LI2_TINY = dict(m=11, hidden=16, model="li2", activation="square", loss="mse", train_fracs=(0.5,), batch_size=0,
                 epochs=12, chunk_epochs=4, fourier_every=4, seeds=(0, 1), wds=(0.0, 1e-2), lrs=(1e-2,))
 
 
@@ -175,9 +175,9 @@ def test_li2_training_and_fourier_snapshots(tmp_path):
     # the report draws a Fourier figure per representative run, also when one snapshot is all it shows
     from grokjax import plots, report, results
 
-    results.write_metrics(tmp_path / "metrics.npz", sweep.hparams, sweep.metrics)
+    results.write_metrics(tmp_path / "metrics.npz", sweep.hparams._asdict(), sweep.metrics)
     results.write_fourier(tmp_path / "fourier.npz", snapshot_epochs(config), sweep.fourier)
-    report.write_report(tmp_path, config.to_dict(), sweep.hparams, sweep.metrics)
+    report.write_report(tmp_path, config.to_dict(), sweep.hparams._asdict(), sweep.metrics)
     assert {"fourier_wd0_lr0.01.png", "fourier_wd0.01_lr0.01.png"} <= {p.name for p in (tmp_path / "figures").iterdir()}
     single = {name: values[0] for name, values in sweep.fourier.items()}
     plots.fourier_features(np.arange(1, 13), snapshot_epochs(config), single, [3], sweep.metrics["test_acc"][0], "one")
