@@ -21,7 +21,7 @@ SMALL = {**TINY, "hidden": 8, "epochs": 8, "chunk_epochs": 4, "seeds": (0, 1), "
 
 @pytest.fixture(scope="module")
 def two_axis_plan():
-    return sweep_plan_from_mapping({**SMALL, "hidden": [8, 12], "optimizer": ["adam", "adamw"]}, "test")
+    return sweep_plan_from_mapping({**SMALL, "hidden": [8, 12], "optimizer": ["adam", "adamw"], "fourier_every": 4}, "test")
 
 
 @pytest.fixture(scope="module")
@@ -40,11 +40,18 @@ def test_static_lists_make_one_program_per_combination(two_axis_plan, two_axis_r
     np.testing.assert_array_equal(coords["seed"], [0, 1] * 4)
     assert [info["hidden"] for info in trained.programs] == [8, 8, 12, 12]
     assert all(info["train_seconds"] > 0 and info["n_runs"] == 2 for info in trained.programs)
-    # each program's rows are that program trained on its own
+    # each program's rows are that program trained on its own; narrower programs' neurons padded with NaN
+    spectrum = trained.fourier["spectrum"]
+    assert spectrum.shape == (8, 3, 12, 5)  # snapshots at epochs 0, 4, 8; 12 neurons; 11 // 2 frequencies
     for index in (1, 2):
         alone = run_sweep(plan.programs[index])
+        rows = slice(2 * index, 2 * index + 2)
         for name in METRIC_NAMES:
-            np.testing.assert_array_equal(trained.metrics[name][2 * index: 2 * index + 2], alone.metrics[name], err_msg=name)
+            np.testing.assert_array_equal(trained.metrics[name][rows], alone.metrics[name], err_msg=name)
+        hidden = plan.programs[index].hidden
+        np.testing.assert_array_equal(spectrum[rows, :, :hidden], alone.fourier["spectrum"])
+        assert np.isnan(spectrum[rows, :, hidden:]).all()
+        np.testing.assert_array_equal(trained.fourier["gini"][rows], alone.fourier["gini"])
     # the optimizers really differ: decoupled and coupled decay give other weights
     assert not np.allclose(trained.metrics["w1_norm"][0], trained.metrics["w1_norm"][2])
 
@@ -197,7 +204,7 @@ def test_epochs_against_an_axis_draw_medians_and_mark_never():
     fig = plots.epochs_vs_axis(summary, ("train_frac", "wd", "lr"), "train_frac",
                                {"generalised_epoch": "95% test", "mem_epoch": "99% train"}, "test")
     (ax,) = fig.axes
-    lines = {line.get_label(): line for line in ax.get_lines()}
+    lines = {container.get_label(): container.lines[0] for container in ax.containers}  # errorbar: data line first
     test_line = lines["95% test, wd 0.001, lr 0.001"]
     np.testing.assert_array_equal(test_line.get_xdata(), [0.4, 0.6, 0.8])
     np.testing.assert_array_equal(test_line.get_ydata(), [400, 200, 90])

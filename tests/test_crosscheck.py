@@ -100,7 +100,7 @@ def test_reads_the_combined_file(tmp_path):
     runs = crosscheck.read_study_histories(write_json(tmp_path / "grokking_all_full_hist.json", data))
     assert [(r.hidden, r.lr, r.wd) for r in runs] == [(32, 0.0005, 0.0), (64, 0.001, 0.0001)]
     assert runs[0].grok_point == 61  # computed with the study's rule where the file has none
-    assert runs[1].grok_point == 42  # the file's own grok point wins
+    assert runs[1].grok_point == 43  # the file's own grok point wins: the study's 0-based index 42 is epoch 43
 
 
 @pytest.mark.parametrize(
