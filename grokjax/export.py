@@ -105,9 +105,7 @@ def main(argv: list[str] | None = None) -> int:
     try:
         record, coordinates, metrics = load_sweep(Path(args.folder))  # refused before anything is written
         out = new_results_dir(args.out)
-    except KeyError as error:
-        parser.exit(2, f"{parser.prog}: error: {args.folder}/config.json lacks the key {error}\n")
-    except (FileExistsError, FileNotFoundError, ValueError) as error:
+    except (FileExistsError, FileNotFoundError, ValueError) as error:  # DamagedFile is a ValueError
         parser.exit(2, f"{parser.prog}: error: {error}\n")
     keys = export_study(record["config"], coordinates, metrics, out)
     print(f"wrote {len(keys)} run histories and grokking_all_full_hist.json to {out}")

@@ -21,6 +21,7 @@ import numpy as np
 from grokjax import analysis, plots
 from grokjax.config import STAGE3_EVENTS, STAGE_RULES, AnalysisConfig, ConfigError, OneLineErrorParser, varied_axes
 from grokjax.metrics import METRIC_NAMES
+from grokjax.files import DamagedFile, check_shape, read_json, read_npz
 from grokjax.results import write_atomic, write_csv
 
 BASE_COORDINATES = ("seed", "data_seed", "wd", "lr")  # in every metrics.npz; n_train since per-run sizes
@@ -28,30 +29,42 @@ BASE_COORDINATES = ("seed", "data_seed", "wd", "lr")  # in every metrics.npz; n_
 
 def load_sweep(folder: Path) -> tuple[dict, dict[str, np.ndarray], dict[str, np.ndarray]]:
     """The configuration record, per-run coordinates and metric arrays of a results folder
-    (folders from before per-run training-set sizes get the configuration's size)."""
+    (folders from before per-run training-set sizes get the configuration's size).
+    DamagedFile when a file is unreadable or its arrays disagree with config.json."""
     folder = Path(folder)
     for name in ("config.json", "metrics.npz"):
         if not (folder / name).is_file():
             raise FileNotFoundError(f"{folder} has no {name}: not a grokjax results folder")
-    record = json.loads((folder / "config.json").read_text())
-    axes = [axis for axis in varied_axes(record["config"]) if axis not in BASE_COORDINATES]
-    with np.load(folder / "metrics.npz") as data:
-        missing = [name for name in (*METRIC_NAMES, *BASE_COORDINATES, *axes) if name not in data.files]
-        if missing:
-            raise ValueError(f"{folder / 'metrics.npz'} lacks {', '.join(missing)}")
-        metrics = {name: data[name] for name in METRIC_NAMES}
-        coordinates = {name: data[name] for name in (*BASE_COORDINATES, *axes)}
-        n_train = data["n_train"] if "n_train" in data.files else np.full(len(data["seed"]), record["derived"]["n_train"])
-    return record, {**coordinates, "n_train": n_train}, metrics
+    path = folder / "config.json"
+    record = read_json(path)
+    try:
+        config, n_runs, n_epochs = record["config"], record["derived"]["n_runs"], record["config"]["epochs"]
+    except (KeyError, TypeError) as error:
+        raise DamagedFile(f"{path} lacks {error}; it may have been edited") from None
+    axes = [axis for axis in varied_axes(config) if axis not in BASE_COORDINATES]
+    path = folder / "metrics.npz"
+    data = read_npz(path, (*METRIC_NAMES, *BASE_COORDINATES, *axes))
+    metrics = {name: data[name] for name in METRIC_NAMES}
+    coordinates = {name: data[name] for name in (*BASE_COORDINATES, *axes)}
+    coordinates["n_train"] = data["n_train"] if "n_train" in data else np.full(n_runs, record["derived"].get("n_train", 0))
+    for name, values in metrics.items():
+        check_shape(path, name, values, (n_runs, n_epochs))
+    for name, values in coordinates.items():
+        check_shape(path, name, values, (n_runs,))
+    return record, coordinates, metrics
 
 
-def load_fourier(folder: Path) -> tuple[np.ndarray, dict[str, np.ndarray]] | None:
+def load_fourier(folder: Path, n_runs: int) -> tuple[np.ndarray, dict[str, np.ndarray]] | None:
     """A results folder's Fourier snapshots (epochs, arrays), or None without fourier.npz."""
     path = Path(folder) / "fourier.npz"
     if not path.is_file():
         return None
-    with np.load(path) as data:
-        return data["epochs"], {name: data[name] for name in data.files if name != "epochs"}
+    data = read_npz(path, ("epochs", "spectrum", "dominant_frequency", "concentration", "mean_concentration",
+                           "distinct_frequencies", "gini", "gf_norm"))
+    epochs = data.pop("epochs")
+    for name, values in data.items():
+        check_shape(path, name, values, (n_runs, len(epochs)))
+    return epochs, data
 
 
 def sweep_title(config: dict) -> str:
@@ -121,7 +134,7 @@ def write_report(
     ``x``, grokking epoch and delay against that axis, and with ``y`` too, the phase
     diagram over both."""
     folder = Path(folder)
-    fourier = load_fourier(folder)
+    fourier = load_fourier(folder, len(metrics["test_acc"]))
     axes = tuple(varied_axes(config))
     summary = analysis.run_summary(coordinates, metrics, cfg)
     rows = analysis.group_summary(summary, cfg, axes)
@@ -212,9 +225,8 @@ def main(argv: list[str] | None = None) -> int:
         record, coordinates, metrics = load_sweep(Path(args.folder))
         config = record["config"]
         check_figure_axes(config, args.x, args.y)
-    except KeyError as error:
-        parser.exit(2, f"{parser.prog}: error: {args.folder}/config.json lacks the key {error}\n")
-    except (ConfigError, FileNotFoundError, ValueError) as error:
+        load_fourier(Path(args.folder), len(metrics["test_acc"]))  # a damaged one is refused before anything is written
+    except (ConfigError, FileNotFoundError, ValueError) as error:  # DamagedFile is a ValueError
         parser.exit(2, f"{parser.prog}: error: {error}\n")
     _, rows, fit = write_report(Path(args.folder), config, coordinates, metrics, cfg, args.x, args.y)
     print(analysis.format_group_table(rows, fit, tuple(varied_axes(config))))

@@ -1,5 +1,7 @@
 """The results folder: ``config.json``, ``metrics.npz``, ``summary.csv``, each written
-atomically (a temporary file renamed into place), so a crash never leaves half a file."""
+atomically (a temporary file renamed into place), so a crash never leaves half a file.
+Files are read back through :mod:`grokjax.files`.
+"""
 
 from __future__ import annotations
 
@@ -10,6 +12,7 @@ import io
 import json
 import os
 import platform
+import sys
 import time
 from pathlib import Path
 
@@ -17,6 +20,7 @@ import jax
 import numpy as np
 
 from grokjax.config import SweepConfig, SweepPlan
+from grokjax.files import DamagedFile, check_shape, read_npz
 
 PACKAGES = ("grokjax", "jax", "jaxlib", "flax", "optax", "numpy", "matplotlib")
 
@@ -70,12 +74,16 @@ def new_results_dir(out: str | None, prefix: str = "sweep", root: str = "results
     return path
 
 
-def write_atomic(path: Path, data: bytes) -> None:
+def write_atomic(path: Path, data: bytes, previous: Path | None = None) -> None:
+    """Write ``data`` to a temporary file, then rename it to ``path``; with ``previous``, the
+    file that was at ``path`` is kept there (renamed) until the new one is complete."""
     tmp = path.with_name(f".{path.name}.tmp")
     with open(tmp, "wb") as f:
         f.write(data)
         f.flush()
         os.fsync(f.fileno())
+    if previous is not None and path.exists():
+        os.replace(path, previous)
     os.replace(tmp, path)
 
 
@@ -131,27 +139,63 @@ def write_csv(path: Path, columns: dict[str, np.ndarray]) -> None:
     write_atomic(path, text.getvalue().encode())
 
 
+def previous_checkpoint(path: Path) -> Path:
+    """Where the checkpoint before the latest is kept: ``checkpoint.npz`` -> ``checkpoint.previous.npz``."""
+    return path.with_name(f"{path.stem}.previous{path.suffix}")
+
+
 def save_checkpoint(path: Path, state, history: dict[str, np.ndarray], next_epoch: int, config_hash: str) -> None:
-    """The full vmapped training state, the metric history so far and the next epoch to train."""
+    """The full vmapped training state, the metric history so far and the next epoch to train.
+    The checkpoint it replaces is kept as :func:`previous_checkpoint`, so that one damaged
+    file costs at most one checkpoint's worth of training."""
     buffer = io.BytesIO()
     leaves = {f"state_{i}": np.asarray(leaf) for i, leaf in enumerate(jax.tree.leaves(state))}
     metrics = {f"metric_{name}": values for name, values in history.items()}
     np.savez(buffer, next_epoch=next_epoch, config_hash=config_hash, **leaves, **metrics)
-    write_atomic(path, buffer.getvalue())
+    write_atomic(path, buffer.getvalue(), previous=previous_checkpoint(path))
 
 
-def load_checkpoint(path: Path, like_state, config_hash: str) -> tuple[object, dict[str, np.ndarray], int]:
-    """Restore what :func:`save_checkpoint` wrote into the structure of ``like_state``."""
-    with np.load(path) as data:
-        if str(data["config_hash"]) != config_hash:
-            raise ValueError(f"{path} was written for another configuration (hash {data['config_hash']}, not {config_hash})")
-        leaves, treedef = jax.tree.flatten(like_state)
-        restored = [np.asarray(data[f"state_{i}"]) for i in range(len(leaves))]
-        for i, (old, new) in enumerate(zip(leaves, restored)):
-            if old.shape != new.shape or old.dtype != new.dtype:
-                raise ValueError(f"{path}: state leaf {i} is {new.dtype}{list(new.shape)}, expected {old.dtype}{list(old.shape)}")
-        history = {name[len("metric_"):]: data[name] for name in data.files if name.startswith("metric_")}
-        return jax.tree.unflatten(treedef, restored), history, int(data["next_epoch"])
+def load_checkpoint(path: Path, like_state, like_history: dict[str, np.ndarray], config_hash: str
+                    ) -> tuple[object, dict[str, np.ndarray], int]:
+    """Restore what :func:`save_checkpoint` wrote into the structure of ``like_state``, with
+    a history shaped like ``like_history``. DamagedFile for an unreadable, incomplete or
+    wrongly shaped file; ValueError for a checkpoint of another configuration."""
+    leaves, treedef = jax.tree.flatten(like_state)
+    required = ("next_epoch", "config_hash", *(f"state_{i}" for i in range(len(leaves))),
+                *(f"metric_{name}" for name in like_history))
+    data = read_npz(path, required)
+    if str(data["config_hash"]) != config_hash:
+        raise ValueError(f"{path} was written for another configuration (hash {data['config_hash']}, not {config_hash})")
+    restored = [data[f"state_{i}"] for i in range(len(leaves))]
+    for i, (old, new) in enumerate(zip(leaves, restored)):
+        if old.shape != new.shape or old.dtype != new.dtype:
+            raise DamagedFile(f"{path}: state leaf {i} is {new.dtype}{list(new.shape)}, expected {old.dtype}{list(old.shape)}")
+    history = {name: data[f"metric_{name}"] for name in like_history}
+    for name, values in history.items():
+        if values.shape != like_history[name].shape:
+            raise DamagedFile(f"{path}: {name} has shape {list(values.shape)}, expected {list(like_history[name].shape)}")
+    next_epoch = int(data["next_epoch"]) if data["next_epoch"].shape == () else -1
+    if not 0 <= next_epoch <= like_history["train_loss"].shape[1]:
+        raise DamagedFile(f"{path}: next_epoch {data['next_epoch']} lies outside the sweep's epochs")
+    return jax.tree.unflatten(treedef, restored), history, next_epoch
+
+
+def resume_checkpoint(path: Path, like_state, like_history: dict[str, np.ndarray], config_hash: str
+                      ) -> tuple[object, dict[str, np.ndarray], int]:
+    """:func:`load_checkpoint` of ``path``, falling back (with a warning line) to the previous
+    checkpoint when ``path`` is damaged; DamagedFile saying how to proceed when neither loads."""
+    try:
+        return load_checkpoint(path, like_state, like_history, config_hash)
+    except DamagedFile as damaged:
+        previous = previous_checkpoint(path)
+        if not previous.exists():
+            raise DamagedFile(f"{damaged}; there is no previous checkpoint to fall back to: delete {path.name} to "
+                              "restart this sweep from its first epoch") from None
+        print(f"warning: {damaged}; resuming from the previous checkpoint, {previous.name}", file=sys.stderr, flush=True)
+        try:
+            return load_checkpoint(previous, like_state, like_history, config_hash)
+        except DamagedFile as also:
+            raise DamagedFile(f"{damaged}; and {also}: delete both to restart this sweep from its first epoch") from None
 
 
 def write_program_part(path: Path, coordinates: dict, metrics: dict, fourier: dict, local_runs: np.ndarray,
@@ -164,13 +208,21 @@ def write_program_part(path: Path, coordinates: dict, metrics: dict, fourier: di
     write_atomic(path, buffer.getvalue())
 
 
-def read_program_part(path: Path) -> tuple[dict, dict, dict, np.ndarray, list[dict]]:
-    """What :func:`write_program_part` wrote: coordinates, metrics, Fourier snapshots, local runs, program record."""
-    with np.load(path) as data:
-        part = {prefix: {name[len(prefix):]: data[name] for name in data.files if name.startswith(prefix)}
-                for prefix in ("coordinate_", "metric_", "fourier_")}
-        return (part["coordinate_"], part["metric_"], part["fourier_"], data["local_runs"],
-                json.loads(str(data["programs"])))
+def read_program_part(path: Path, metric_names: tuple[str, ...]) -> tuple[dict, dict, dict, np.ndarray, list[dict]]:
+    """What :func:`write_program_part` wrote: coordinates, metrics, Fourier snapshots, local
+    runs, program record; DamagedFile when it is unreadable or lacks one of ``metric_names``."""
+    data = read_npz(path, ("local_runs", "programs", "coordinate_seed", *(f"metric_{name}" for name in metric_names)))
+    part = {prefix: {name[len(prefix):]: data[name] for name in data if name.startswith(prefix)}
+            for prefix in ("coordinate_", "metric_", "fourier_")}
+    n_runs = len(data["local_runs"])
+    for prefix, arrays in part.items():
+        for name, values in arrays.items():
+            check_shape(path, prefix + name, values, (n_runs,))
+    try:
+        programs = json.loads(str(data["programs"]))
+    except json.JSONDecodeError:
+        raise DamagedFile(f"{path}: its program record is not valid JSON") from None
+    return part["coordinate_"], part["metric_"], part["fourier_"], data["local_runs"], programs
 
 
 def remove_partial_files(folder: Path) -> None:
@@ -198,9 +250,10 @@ def merge_process_shards(folder: Path, n_processes: int, like: dict[str, np.ndar
         time.sleep(1.0)
     merged = {name: np.full_like(values, np.nan) for name, values in like.items()}
     for path in paths:
-        with np.load(path) as shard:
-            for name in merged:
-                merged[name][shard["runs"]] = shard[name]
+        shard = read_npz(path, ("runs", *merged))
+        for name in merged:
+            check_shape(path, name, shard[name], (len(shard["runs"]),) + merged[name].shape[1:])
+            merged[name][shard["runs"]] = shard[name]
     for path in paths:
         path.unlink()
     return merged

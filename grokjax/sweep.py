@@ -10,7 +10,6 @@ command line. Every error in it is one line and exit status 2.
 from __future__ import annotations
 
 import argparse
-import json
 import shlex
 import shutil
 import signal
@@ -32,6 +31,7 @@ from grokjax.config import (
     differing_fields,
     sweep_plan_from_mapping,
 )
+from grokjax.files import DamagedFile, read_json
 
 DEFAULTS = SweepConfig()
 INTERRUPTED = 130  # exit status after Ctrl-C, as shells report it
@@ -166,7 +166,10 @@ def read_saved_config(folder: Path) -> dict:
     path = folder / "config.json"
     if not path.is_file():
         raise ConfigError(f"--resume {folder}: no config.json there, so nothing to resume")
-    return json.loads(path.read_text())["config"]
+    record = read_json(path)
+    if not isinstance(record.get("config"), dict):
+        raise DamagedFile(f"{path} lacks its 'config' object; it may have been edited")
+    return record["config"]
 
 
 def resolve(args: argparse.Namespace) -> tuple[SweepPlan, Path | None]:
@@ -246,7 +249,7 @@ def main(argv: list[str] | None = None) -> int:
                               f"(over {', '.join(plan.axes)}): give a number")
         process = join_processes(args) if args.distributed else 0
         out = resume_folder or (prepare_folder(args) if process == 0 else Path(args.out))
-    except (ConfigError, FileExistsError) as error:
+    except (ConfigError, DamagedFile, FileExistsError) as error:
         parser.exit(2, f"{parser.prog}: error: {error}\n")
 
     # Imported after validation so that a bad flag answers at once, before JAX starts.
@@ -281,6 +284,9 @@ def main(argv: list[str] | None = None) -> int:
     try:
         trained = train_plan(plan, out, progress=not args.quiet and process == 0, checkpoint_every=args.checkpoint_every,
                              stop_requested=lambda: bool(interrupts))
+    except DamagedFile as damaged:
+        print(f"{parser.prog}: error: {damaged}", file=sys.stderr)
+        return 2
     except SweepInterrupted as stopped:
         print(f"stopped {stopped.program}before epoch {stopped.next_epoch + 1} of {plan.epochs}; checkpoint saved. "
               f"Continue with: python -m grokjax.sweep --resume {shlex.quote(str(out))}", file=sys.stderr)
@@ -312,7 +318,7 @@ def main(argv: list[str] | None = None) -> int:
     }
     if resume_folder is not None:
         timing["resumed_by"] = command
-        started = json.loads((out / "config.json").read_text())
+        started = read_json(out / "config.json")
         command = started["command"]
         timing.update({key: value for key, value in started.items() if key.startswith("run_group_auto")})
     results.write_metrics(out / "metrics.npz", trained.coordinates, metrics)

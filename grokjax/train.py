@@ -44,7 +44,7 @@ from grokjax.config import SweepConfig, SweepPlan, config_hash, varied_axes
 from grokjax.data import Dataset, batch_schedule, make_dataset, probe_positions
 from grokjax.model import ModularNet, fc1_kernel, fc2_kernel, operand_weights
 from grokjax.optim import make_optimizer
-from grokjax.results import load_checkpoint, read_program_part, save_checkpoint, write_program_part
+from grokjax.results import previous_checkpoint, read_program_part, resume_checkpoint, save_checkpoint, write_program_part
 
 
 def enable_compilation_cache() -> None:
@@ -539,8 +539,8 @@ def run_sweep(
     for rows, _ in local_rows(sweep.hparams.seed, n_runs):
         local_runs[rows] = True
     start_epoch = 0
-    if checkpoint is not None and checkpoint.exists():
-        state, history, start_epoch = load_checkpoint(checkpoint, state, fingerprint)
+    if checkpoint is not None and (checkpoint.exists() or previous_checkpoint(checkpoint).exists()):
+        state, history, start_epoch = resume_checkpoint(checkpoint, state, history, fingerprint)
     if start_epoch == 0 and snapshots:
         record_fourier(sweep, state, history, 0, n_runs)
 
@@ -600,6 +600,12 @@ def checkpoint_path(folder: Path, index: int, n_programs: int) -> Path:
     return folder / ("checkpoint.npz" if n_programs == 1 else f"checkpoint-{index}.npz")
 
 
+def remove_checkpoints(path: Path) -> None:
+    """A finished program's checkpoint and the one before it."""
+    for stale in (path, previous_checkpoint(path)):
+        stale.unlink(missing_ok=True)
+
+
 def train_plan(
     plan: SweepPlan,
     folder: Path | None = None,
@@ -619,8 +625,8 @@ def train_plan(
     for index, program in enumerate(plan.programs):
         finished = folder / f"program-{index}.npz" if folder is not None and n_programs > 1 else None
         if finished is not None and finished.exists():
-            parts.append(PlanResult(*read_program_part(finished)))
-            checkpoint_path(folder, index, n_programs).unlink(missing_ok=True)
+            parts.append(PlanResult(*read_program_part(finished, M.METRIC_NAMES)))
+            remove_checkpoints(checkpoint_path(folder, index, n_programs))
             continue
         info = {name: getattr(program, name) for name in plan.axes}
         if choose_run_group is not None:
@@ -640,7 +646,7 @@ def train_plan(
         part = PlanResult(program_coordinates(plan, index), sweep.metrics, sweep.fourier, sweep.local_runs, [info])
         if finished is not None:
             write_program_part(finished, *part)
-            checkpoint_path(folder, index, n_programs).unlink(missing_ok=True)
+            remove_checkpoints(checkpoint_path(folder, index, n_programs))
         parts.append(part)
     return concatenate_parts(parts)
 
