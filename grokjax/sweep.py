@@ -71,9 +71,10 @@ def build_parser() -> argparse.ArgumentParser:
     d = DEFAULTS
     parser = OneLineErrorParser(
         prog="python -m grokjax.sweep",
-        description="Train every run of a seeds x weight-decay x learning-rate grid of networks "
-        "on (a op b) mod m in one compiled JAX program; print per (wd, lr) how many seeds grokked "
-        "and when; write config.json, metrics.npz, the analysis tables and figures.",
+        description="Train every run of a grid of networks on (a op b) mod m (seeds x data seeds x training "
+        "fractions x weight decays x learning rates) in one compiled JAX program; every task and model flag also "
+        "takes a comma-separated list, one compiled program per combination, all in one results folder. Print per "
+        "group of seeds how many grokked and when; write config.json, metrics.npz, the analysis tables and figures.",
     )
     parser.add_argument("--preset", choices=tuple(PRESETS),
                         help="study: the PyTorch study's ModularNet (the defaults below); study-grid: the study's whole "
