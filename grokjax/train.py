@@ -14,11 +14,13 @@ Shape of the program (read top to bottom):
 * :func:`make_train` vmaps ``init_run`` and ``train_chunk`` over runs (``shard_map`` over
   devices when there are several) and jits them; :func:`prepare_sweep` compiles;
 * :func:`run_sweep` drives the compiled chunk from Python (progress bar, bounded
-  memory, checkpoints) and gathers the ``[runs, epochs]`` metric arrays.
+  memory, checkpoints) and gathers the ``[runs, epochs]`` metric arrays;
+* :func:`train_plan` trains the programs of a :class:`~grokjax.config.SweepPlan` (one per
+  combination of static values) one after another and concatenates their runs.
 
 Everything that varies across runs (seed, data seed, lr, wd, training-set size) is a
 traced array in :class:`Hparams`; everything in :class:`~grokjax.config.SweepConfig` is
-static. A run whose training set is smaller than the configuration's masks the rest.
+static. A run whose training set is smaller than the program's largest masks the rest.
 """
 
 from __future__ import annotations
