@@ -150,9 +150,9 @@ def two_program_folder(tmp_path_factory):
     printed = io.StringIO()
     with contextlib.redirect_stdout(printed):
         assert sweep.main(["--m", "11", "--hidden", "8,12", "--batch-size", "16", "--epochs", "6", "--chunk-epochs", "3",
-                           "--seeds", "2", "--wd", "0,1e-2", "--lr", "1e-2", "--train-frac", "0.3,0.5", "--quiet",
+                           "--seeds", "2", "--wd", "1e-2", "--lr", "1e-2", "--train-frac", "0.3,0.5", "--quiet",
                            "--out", str(out)]) == 0
-    assert "16 runs (2 seeds x 2 train fractions x 2 wd x 1 lr in 2 programs over hidden)" in printed.getvalue()
+    assert "8 runs (2 seeds x 2 train fractions x 1 wd x 1 lr in 2 programs over hidden)" in printed.getvalue()
     return out
 
 
@@ -165,17 +165,17 @@ def test_the_command_writes_one_folder_for_all_programs(two_program_folder):
     assert [p["hidden"] for p in record["programs"]] == [8, 12]
     assert [p["n_train"] for p in record["derived"]["programs"]] == [60, 60]
     with np.load(out / "metrics.npz") as data:
-        assert data["test_acc"].shape == (16, 6)
-        assert data["hidden"].tolist() == [8] * 8 + [12] * 8
-        assert data["train_frac"].tolist() == [0.3, 0.3, 0.5, 0.5] * 4
+        assert data["test_acc"].shape == (8, 6)
+        assert data["hidden"].tolist() == [8] * 4 + [12] * 4
+        assert data["train_frac"].tolist() == [0.3, 0.5] * 4
     groups = (out / "groups.csv").read_text().splitlines()
-    assert groups[0].startswith("hidden,train_frac,wd,lr,runs,") and len(groups) == 9
-    assert groups[1].startswith("8,0.3,0,0.01,2,")
+    assert groups[0].startswith("hidden,train_frac,wd,lr,runs,") and len(groups) == 5
+    assert groups[1].startswith("8,0.3,0.01,0.01,2,")
     figures = {p.name for p in (out / "figures").iterdir()}
     assert "dashboard_wd0.01_lr0.01_hidden12_train_frac0.3.png" in figures
     assert figures - {name for name in figures if name.startswith("dashboard_")} == {"overview.png", "delay_vs_wd.png",
                                                                                      "train_frac.png"}
-    assert len(figures) == 8 + 3
+    assert len(figures) == 4 + 3
 
 
 def test_report_draws_along_any_axis(two_program_folder, tmp_path, capsys):
