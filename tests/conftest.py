@@ -1,6 +1,11 @@
 """Shared small sweeps: compiled once per test session to keep the suite fast."""
 
+import contextlib
+import io
+
 import pytest
+
+from grokjax import sweep
 
 from grokjax.config import SweepConfig
 from grokjax.train import enable_compilation_cache, run_sweep
@@ -19,3 +24,16 @@ def tiny_config() -> SweepConfig:
 @pytest.fixture(scope="session")
 def tiny_sweep(tiny_config):
     return run_sweep(tiny_config)
+
+
+@pytest.fixture(scope="session")
+def two_program_folder(tmp_path_factory):
+    """A finished command-line sweep of two programs (hidden 8, 12) x two training fractions."""
+    out = tmp_path_factory.mktemp("cli-programs") / "run"
+    printed = io.StringIO()
+    with contextlib.redirect_stdout(printed):
+        assert sweep.main(["--m", "11", "--hidden", "8,12", "--batch-size", "16", "--epochs", "6", "--chunk-epochs", "3",
+                           "--seeds", "2", "--wd", "1e-2", "--lr", "1e-2", "--train-frac", "0.3,0.5", "--quiet",
+                           "--out", str(out)]) == 0
+    assert "8 runs (2 seeds x 2 train fractions x 1 wd x 1 lr in 2 programs over hidden)" in printed.getvalue()
+    return out

@@ -144,18 +144,6 @@ def test_the_command_refuses_bad_lists_before_writing(flags, message, tmp_path, 
     assert not out.exists()
 
 
-@pytest.fixture(scope="module")
-def two_program_folder(tmp_path_factory):
-    out = tmp_path_factory.mktemp("axes") / "run"
-    printed = io.StringIO()
-    with contextlib.redirect_stdout(printed):
-        assert sweep.main(["--m", "11", "--hidden", "8,12", "--batch-size", "16", "--epochs", "6", "--chunk-epochs", "3",
-                           "--seeds", "2", "--wd", "1e-2", "--lr", "1e-2", "--train-frac", "0.3,0.5", "--quiet",
-                           "--out", str(out)]) == 0
-    assert "8 runs (2 seeds x 2 train fractions x 1 wd x 1 lr in 2 programs over hidden)" in printed.getvalue()
-    return out
-
-
 def test_the_command_writes_one_folder_for_all_programs(two_program_folder):
     out = two_program_folder
     assert {p.name for p in out.iterdir()} == {"config.json", "metrics.npz", "summary.csv", "groups.csv", "stages.npz",

@@ -16,8 +16,6 @@ from grokjax.metrics import METRIC_NAMES
 from grokjax.results import previous_checkpoint
 from grokjax.train import SweepInterrupted, run_sweep
 
-TINY = ["--m", "11", "--hidden", "8", "--batch-size", "16", "--epochs", "6", "--chunk-epochs", "2", "--seeds", "2",
-        "--wd", "0,1e-2", "--fourier-every", "2", "--quiet"]
 
 
 STOPPED = SweepConfig(m=11, hidden=8, batch_size=16, epochs=6, chunk_epochs=2, seeds=(0, 1), wds=(0.0, 1e-2),
@@ -25,12 +23,13 @@ STOPPED = SweepConfig(m=11, hidden=8, batch_size=16, epochs=6, chunk_epochs=2, s
 
 
 @pytest.fixture(scope="module")
-def folders(tmp_path_factory):
-    """A finished sweep, and the checkpoints of one stopped after its second chunk of three
-    (checkpoint.npz after the second, checkpoint.previous.npz after the first)."""
+def folders(tmp_path_factory, two_program_folder):
+    """A finished sweep (two programs; a stand-in fourier.npz), and the checkpoints of one
+    stopped after its second chunk of three (checkpoint.npz after the second,
+    checkpoint.previous.npz after the first)."""
     root = tmp_path_factory.mktemp("damaged")
-    with contextlib.redirect_stdout(io.StringIO()):
-        assert sweep.main([*TINY, "--out", str(root / "done")]) == 0
+    shutil.copytree(two_program_folder, root / "done")
+    shutil.copy(root / "done" / "metrics.npz", root / "done" / "fourier.npz")  # only ever read damaged here
     (root / "stopped").mkdir()
     calls = []
     with pytest.raises(SweepInterrupted):
@@ -72,7 +71,7 @@ def edited_config(path):
 FOLDER_DAMAGE = [
     ("metrics.npz", truncate, "metrics.npz is not a readable NumPy archive"),
     ("metrics.npz", garbage, "metrics.npz is not a readable NumPy archive"),
-    ("metrics.npz", wrong_shape, "metrics.npz: test_acc has shape [4, 3]; expected it to start with [4, 6]"),
+    ("metrics.npz", wrong_shape, "metrics.npz: test_acc has shape [8, 3]; expected it to start with [8, 6]"),
     ("metrics.npz", missing_key, "metrics.npz lacks w1_norm"),
     ("config.json", truncate, "config.json is not valid JSON"),
     ("config.json", edited_config, "config.json lacks 'derived'"),
@@ -158,12 +157,12 @@ def test_resume_with_a_damaged_checkpoint_gets_one_line(folders, tmp_path, capsy
     folder = tmp_path / "copy"
     shutil.copytree(folders / "done", folder)
     (folder / "metrics.npz").unlink()  # an unfinished sweep whose only checkpoint is damaged
-    garbage(folder / "checkpoint.npz")
+    garbage(folder / "checkpoint-0.npz")  # the first of its two programs
     before = snapshot(folder)
     with contextlib.redirect_stdout(io.StringIO()):
         assert sweep.main(["--resume", str(folder)]) == 2
     err = capsys.readouterr().err.strip().splitlines()
-    assert err == [f"python -m grokjax.sweep: error: {folder / 'checkpoint.npz'} is not a readable NumPy archive "
+    assert err == [f"python -m grokjax.sweep: error: {folder / 'checkpoint-0.npz'} is not a readable NumPy archive "
                    "(it does not start like a .npz file); it may be truncated or damaged; there is no previous checkpoint "
-                   "to fall back to: delete checkpoint.npz to restart this sweep from its first epoch"]
+                   "to fall back to: delete checkpoint-0.npz to restart this sweep from its first epoch"]
     assert snapshot(folder) == before
