@@ -122,12 +122,11 @@ class SweepConfig:
             raise ConfigError("lrs must be positive: a learning rate of 0 trains nothing")
 
     def _check_sizes(self):
-        for frac in self.train_fracs:
-            n_train = int(frac * self.n_pairs)
+        sizes = [int(frac * self.n_pairs) for frac in self.train_fracs]
+        for frac, n_train in zip(self.train_fracs, sizes):
             if n_train < 1 or self.n_pairs - n_train < 1:
                 raise ConfigError(f"train_frac {frac} of {self.n_pairs} pairs leaves {n_train} train and "
                                   f"{self.n_pairs - n_train} test pairs; both must be non-empty")
-        sizes = [int(frac * self.n_pairs) for frac in self.train_fracs]
         if len(set(sizes)) < len(sizes):
             raise ConfigError(f"train_fracs {', '.join(map(str, self.train_fracs))} give the training-set sizes "
                               f"{', '.join(map(str, sizes))} of {self.n_pairs} pairs: some twice")

@@ -126,15 +126,17 @@ def check_figure_axes(config: dict, x: str | None, y: str | None) -> None:
 def write_report(
     folder: Path, config: dict, coordinates: dict[str, np.ndarray], metrics: dict[str, np.ndarray],
     cfg: AnalysisConfig = analysis.DEFAULT, x: str | None = None, y: str | None = None,
+    fourier: tuple[np.ndarray, dict[str, np.ndarray]] | None = None,
 ) -> tuple[dict, list[dict], dict | None]:
     """Analyse a sweep's metrics and write the tables, stage labels, fit and figures (with
     a Fourier figure per representative run when the folder has snapshots). Runs are
     grouped over seeds by every varied axis of ``config``. When the training fraction
     varies, Power et al.'s figure (epochs to generalise and to memorise against it); with
     ``x``, grokking epoch and delay against that axis, and with ``y`` too, the phase
-    diagram over both."""
+    diagram over both. ``fourier`` (see :func:`load_fourier`) is read from the folder when
+    not given."""
     folder = Path(folder)
-    fourier = load_fourier(folder, len(metrics["test_acc"]))
+    fourier = fourier or load_fourier(folder, len(metrics["test_acc"]))
     axes = tuple(varied_axes(config))
     summary = analysis.run_summary(coordinates, metrics, cfg)
     rows = analysis.group_summary(summary, cfg, axes)
@@ -225,10 +227,10 @@ def main(argv: list[str] | None = None) -> int:
         record, coordinates, metrics = load_sweep(Path(args.folder))
         config = record["config"]
         check_figure_axes(config, args.x, args.y)
-        load_fourier(Path(args.folder), len(metrics["test_acc"]))  # a damaged one is refused before anything is written
+        fourier = load_fourier(Path(args.folder), len(metrics["test_acc"]))  # refused before anything is written
     except (ConfigError, FileNotFoundError, ValueError) as error:  # DamagedFile is a ValueError
         parser.exit(2, f"{parser.prog}: error: {error}\n")
-    _, rows, fit = write_report(Path(args.folder), config, coordinates, metrics, cfg, args.x, args.y)
+    _, rows, fit = write_report(Path(args.folder), config, coordinates, metrics, cfg, args.x, args.y, fourier)
     print(analysis.format_group_table(rows, fit, tuple(varied_axes(config))))
     print(f"\nwrote summary.csv, groups.csv, stages.npz, delay_fit.json and figures/ in {args.folder}")
     return 0
