@@ -6,6 +6,8 @@ weight, a neuron is one row of PyTorch's ``fc1.weight`` (a column of the Flax ke
 
 from __future__ import annotations
 
+from typing import Callable
+
 import jax
 import jax.numpy as jnp
 import optax
@@ -119,16 +121,37 @@ def node_similarity(w1: jax.Array) -> jax.Array:
     return mean_pairwise_cosine(w1.T)
 
 
+def one_matrix_per_call(linalg_fn: Callable[[jax.Array], jax.Array]) -> Callable[[jax.Array], jax.Array]:
+    """``linalg_fn`` of one matrix, looped (``lax.map``) rather than batched under ``vmap``.
+
+    jaxlib's CPU LAPACK kernels split a batch of matrices across XLA's intra-op thread pool
+    and wait for the pieces from inside that pool. When several host devices each run
+    such a call at once, every pool thread can end up waiting for the others: the sweep
+    deadlocks (one device per core is enough). With one matrix per call nothing is split,
+    and each matrix's result is the same as in the batched call."""
+    looped = jax.custom_batching.custom_vmap(linalg_fn)
+
+    @looped.def_vmap
+    def loop_over_batch(axis_size, in_batched, matrices):
+        return (jax.lax.map(looped, matrices), True) if in_batched[0] else (looped(matrices), False)
+
+    return looped
+
+
+@one_matrix_per_call
+def singular_values(matrix: jax.Array) -> jax.Array:
+    """Singular values of a [rows, cols] matrix, in no promised order. A tall matrix (full batch:
+    thousands of rows) goes through the eigenvalues of its cols x cols Gram matrix, many
+    times cheaper than an SVD of the matrix itself."""
+    rows, cols = matrix.shape
+    if rows > cols:
+        return jnp.sqrt(jnp.maximum(jnp.linalg.eigvalsh(matrix.T @ matrix), 0.0))
+    return jnp.linalg.svd(matrix, compute_uv=False)
+
+
 def feature_diversity(features: jax.Array) -> jax.Array:
     """Entropy of the normalised singular values of a [batch, h] feature matrix:
-    p = s / sum(s), -sum p log p (0 log 0 = 0).
-
-    For a tall matrix (full batch: thousands of rows) the singular values come from the
-    eigenvalues of the h x h Gram matrix, many times cheaper than an SVD of the matrix."""
-    rows, cols = features.shape
-    if rows > cols:
-        singular_values = jnp.sqrt(jnp.maximum(jnp.linalg.eigvalsh(features.T @ features), 0.0))
-    else:
-        singular_values = jnp.linalg.svd(features, compute_uv=False)
-    p = singular_values / jnp.maximum(jnp.sum(singular_values), NORM_FLOOR)
+    p = s / sum(s), -sum p log p (0 log 0 = 0)."""
+    values = singular_values(features)
+    p = values / jnp.maximum(jnp.sum(values), NORM_FLOOR)
     return -jnp.sum(jnp.where(p > 0, p * jnp.log(jnp.where(p > 0, p, 1.0)), 0.0))

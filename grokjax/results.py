@@ -20,6 +20,7 @@ import jax
 import numpy as np
 
 from grokjax.config import SweepConfig, SweepPlan
+from grokjax.devices import usable_cores
 from grokjax.files import DamagedFile, check_shape, read_npz
 
 PACKAGES = ("grokjax", "jax", "jaxlib", "flax", "optax", "numpy", "matplotlib")
@@ -53,6 +54,8 @@ def environment() -> dict:
         "platform": platform.platform(),
         "cpu": cpu_model(),
         "cpu_count": os.cpu_count(),
+        "usable_cores": usable_cores(),
+        "cpu_devices": len(jax.devices("cpu")),
     }
 
 

@@ -123,6 +123,9 @@ def build_parser() -> argparse.ArgumentParser:
     run.add_argument("--run-group", type=run_group_arg, help="train this many runs at a time, looping over groups inside the "
                      "compiled chunk; on a CPU a group of 16-32 keeps the work in cache for large sweeps; 'auto' times one "
                      "epoch at each of 0, 64, 32, ..., 1 first and takes the fastest (default 0: all runs at once)")
+    run.add_argument("--cpu-devices", type=int, help="split the CPU into N host devices and spread the runs over them "
+                     "(XLA runs a program on about one core per device); 1: one device, as JAX does by default; ignored "
+                     "where there is a GPU (default: one per usable core, unless XLA_FLAGS sets a device count)")
     run.add_argument("--checkpoint-every", type=int, default=1, help="save a checkpoint every N chunks (default 1)")
     run.add_argument("--out", default=None, help="results folder (default: a new results/sweep-<time>); an existing one is refused")
     run.add_argument("--resume", metavar="DIR", help="continue the interrupted sweep in DIR from its last checkpoint")
@@ -248,6 +251,9 @@ def main(argv: list[str] | None = None) -> int:
         if args.run_group == "auto" and len(plan.programs) > 1:
             raise ConfigError(f"--run-group auto times one program; this sweep has {len(plan.programs)} "
                               f"(over {', '.join(plan.axes)}): give a number")
+        from grokjax.devices import use_cpu_devices
+
+        use_cpu_devices(args.cpu_devices)  # before JAX starts, and before jax.distributed joins the processes
         process = join_processes(args) if args.distributed else 0
         out = resume_folder or (prepare_folder(args) if process == 0 else Path(args.out))
     except (ConfigError, DamagedFile, FileExistsError) as error:

@@ -413,6 +413,22 @@ def local_rows(array: jax.Array, n_runs: int) -> list[tuple[slice, np.ndarray]]:
     return rows
 
 
+def without_padding(state: RunState, n_runs: int) -> RunState:
+    """The state of the sweep's own runs as host arrays: what a checkpoint keeps, so that
+    a sweep may resume on another number of devices (which pads the runs differently)."""
+    return jax.tree.map(lambda x: np.asarray(x)[:n_runs], state)
+
+
+def with_padding(saved: RunState, fresh: RunState) -> RunState:
+    """``saved`` (the sweep's own runs) in the place of the first runs of ``fresh``, a
+    freshly initialised state padded and placed for this sweep's devices."""
+    def place(saved_leaf, fresh_leaf):
+        rows = np.concatenate([saved_leaf, np.asarray(fresh_leaf)[len(saved_leaf):]])
+        return jax.device_put(rows, fresh_leaf.sharding)
+
+    return jax.tree.map(place, saved, fresh)
+
+
 class SweepInterrupted(Exception):
     """Training stopped at a chunk boundary on request; the checkpoint holds everything so far."""
 
@@ -492,12 +508,13 @@ RUN_GROUP_CANDIDATES = (0, 64, 32, 16, 8, 4, 2, 1)  # 0: all runs vmapped at onc
 
 def time_run_groups(config: SweepConfig, hparams: Hparams, candidates=RUN_GROUP_CANDIDATES) -> dict[int, float]:
     """Seconds per run-epoch of one steady-state epoch of this sweep, for each run-group
-    size in ``candidates`` smaller than the number of runs (and 0): what a group size
+    size in ``candidates`` smaller than the runs per device (and 0): what a group size
     gains depends on the device's caches and the per-run work, so it is measured, on
     the same runs, each size compiled once and timed on its second epoch."""
     n_runs = len(hparams.seed)
+    runs_per_device = -(-n_runs // jax.device_count())
     timings = {}
-    for group in (g for g in candidates if g < n_runs):
+    for group in (g for g in candidates if g < runs_per_device):
         probe = dataclasses.replace(config, epochs=2, chunk_epochs=1, run_group=group, fourier_every=0)
         sweep = prepare_sweep(probe, hparams)
         state, metrics = sweep.chunk(sweep.hparams, sweep.dataset, sweep.run_data, sweep.state, np.int32(0))
@@ -542,7 +559,8 @@ def run_sweep(
         local_runs[rows] = True
     start_epoch = 0
     if checkpoint is not None and (checkpoint.exists() or previous_checkpoint(checkpoint).exists()):
-        state, history, start_epoch = resume_checkpoint(checkpoint, state, history, fingerprint)
+        saved, history, start_epoch = resume_checkpoint(checkpoint, without_padding(state, n_runs), history, fingerprint)
+        state = with_padding(saved, state)
     if start_epoch == 0 and snapshots:
         record_fourier(sweep, state, history, 0, n_runs)
 
@@ -563,7 +581,7 @@ def run_sweep(
             bar.set_postfix(median_test_acc=f"{np.median(latest):.3f}" if len(latest) else "-")
             stop = stop_requested() and first + n < config.epochs
             if checkpoint is not None and (stop or chunk_index % checkpoint_every == 0):
-                save_checkpoint(checkpoint, state, history, first + n, fingerprint)
+                save_checkpoint(checkpoint, without_padding(state, n_runs), history, first + n, fingerprint)
             if stop:
                 raise SweepInterrupted(first + n)
     train_seconds = time.perf_counter() - start

@@ -3,6 +3,7 @@
 import contextlib
 import io
 
+import jax
 import pytest
 
 from grokjax import sweep
@@ -11,6 +12,10 @@ from grokjax.config import SweepConfig
 from grokjax.train import enable_compilation_cache, run_sweep
 
 enable_compilation_cache()
+# This process trains on one CPU device whatever the machine, also when a test calls the
+# command in-process (whose default would split the CPU); several devices are tested in
+# processes of their own.
+jax.config.update("jax_num_cpu_devices", 1)
 
 # A small task that trains in seconds: 11*11 pairs, 60 train, batch 16 (4 steps, last partial).
 TINY = dict(m=11, hidden=16, train_fracs=(0.5,), batch_size=16, epochs=20, chunk_epochs=20)

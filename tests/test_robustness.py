@@ -1,6 +1,8 @@
 """Failure made cheap and visible: bad input, diverged runs, interrupt and resume, atomic files."""
 
+import contextlib
 import csv
+import io
 import json
 import signal
 import subprocess
@@ -10,15 +12,30 @@ import time
 import numpy as np
 import pytest
 
+from grokjax import sweep as sweep_command
 from grokjax.config import SweepConfig
 from grokjax.metrics import METRIC_NAMES
 from grokjax.results import write_atomic
 from grokjax.train import run_sweep
 
-TINY = ["--m", "11", "--hidden", "8", "--batch-size", "16", "--epochs", "6", "--quiet"]
+TINY = ["--m", "11", "--hidden", "8", "--batch-size", "16", "--epochs", "6", "--seeds", "2", "--wd", "1e-2", "--quiet"]
 
 
-def sweep(*args, timeout=300):
+def sweep(*args) -> subprocess.CompletedProcess:
+    """The command, called in this process (no start-up, programs compiled once per test
+    session): its exit status and what it printed."""
+    printed, errors = io.StringIO(), io.StringIO()
+    with contextlib.redirect_stdout(printed), contextlib.redirect_stderr(errors):
+        try:
+            code = sweep_command.main(list(args))
+        except SystemExit as stop:
+            code = stop.code
+    return subprocess.CompletedProcess(args, code, printed.getvalue(), errors.getvalue())
+
+
+def sweep_process(*args, timeout=300) -> subprocess.CompletedProcess:
+    """The command in a process of its own: for what changes process-wide state (float64,
+    signals) or must match a killed process's device count."""
     return subprocess.run([sys.executable, "-m", "grokjax.sweep", *args], capture_output=True, text=True, timeout=timeout)
 
 
@@ -70,7 +87,7 @@ def test_config_file_with_flag_override(tmp_path):
     path = tmp_path / "sweep.toml"
     path.write_text('m = 11\nhidden = 8\nbatch_size = 16\nepochs = 4\nseeds = 2\nwds = [0.0, 1e-3]\nlrs = 1e-2\ndtype = "float64"\n')
     out = tmp_path / "run"
-    result = sweep("--config", str(path), "--epochs", "3", "--out", str(out), "--quiet")
+    result = sweep_process("--config", str(path), "--epochs", "3", "--out", str(out), "--quiet")
     assert result.returncode == 0, result.stderr
     config = json.loads((out / "config.json").read_text())["config"]
     assert (config["m"], config["hidden"], config["epochs"], config["seeds"], config["wds"]) == (11, 8, 3, [0, 1], [0.0, 1e-3])
@@ -135,7 +152,7 @@ LONG = ["--m", "31", "--hidden", "32", "--batch-size", "32", "--epochs", "400", 
 @pytest.fixture(scope="module")
 def straight(tmp_path_factory):
     out = tmp_path_factory.mktemp("straight") / "run"
-    result = sweep(*LONG, "--out", str(out))
+    result = sweep_process(*LONG, "--out", str(out))
     assert result.returncode == 0, result.stderr
     return np.load(out / "metrics.npz")
 
@@ -164,7 +181,7 @@ def test_kill_and_resume_matches_a_straight_run_bit_for_bit(tmp_path, straight, 
     assert not (out / "metrics.npz").exists()
     with np.load(out / "checkpoint.npz") as checkpoint:
         assert 0 < int(checkpoint["next_epoch"]) < 400  # stopped mid-sweep
-    resumed = sweep("--resume", str(out), "--quiet")
+    resumed = sweep_process("--resume", str(out), "--quiet")
     assert resumed.returncode == 0, resumed.stderr
     assert "resuming" in resumed.stdout and not (out / "checkpoint.npz").exists()
     final = np.load(out / "metrics.npz")
