@@ -26,13 +26,18 @@ def usable_cores() -> int:
         return os.cpu_count() or 1
 
 
+def forced_device_count(xla_flags: str) -> int | None:
+    """The count given by ``--xla_force_host_platform_device_count`` in these XLA flags."""
+    forced = FORCED_DEVICE_COUNT.search(xla_flags)
+    return int(forced.group(1)) if forced else None
+
+
 def configured_cpu_devices() -> int | None:
     """A CPU device count already chosen for this process, by JAX's ``jax_num_cpu_devices``
-    or by ``--xla_force_host_platform_device_count`` in ``XLA_FLAGS``; None if neither."""
+    or in ``XLA_FLAGS``; None if neither."""
     if jax.config.jax_num_cpu_devices > 0:
         return jax.config.jax_num_cpu_devices
-    forced = FORCED_DEVICE_COUNT.search(os.environ.get("XLA_FLAGS", ""))
-    return int(forced.group(1)) if forced else None
+    return forced_device_count(os.environ.get("XLA_FLAGS", ""))
 
 
 def use_cpu_devices(requested: int | None = None) -> None:

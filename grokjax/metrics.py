@@ -91,9 +91,14 @@ def mean_pairwise_cosine(vectors: jax.Array, valid: jax.Array | None = None, abs
     ``valid`` [n] (bool) restricts the pairs to rows that are present; with fewer
     than two valid rows the result is 0. ``absolute`` averages |cos| instead.
     """
-    n = vectors.shape[0]
-    norms = jnp.maximum(jnp.linalg.norm(vectors, axis=1), NORM_FLOOR)
-    cosine = (vectors @ vectors.T) / (norms[:, None] * norms[None, :])
+    return mean_pairwise_cosine_of_gram(vectors @ vectors.T, valid, absolute)
+
+
+def mean_pairwise_cosine_of_gram(gram: jax.Array, valid: jax.Array | None = None, absolute: bool = False) -> jax.Array:
+    """:func:`mean_pairwise_cosine` of vectors given by their Gram matrix [n, n] of dot products."""
+    n = gram.shape[0]
+    norms = jnp.maximum(jnp.sqrt(jnp.maximum(jnp.diagonal(gram), 0.0)), NORM_FLOOR)
+    cosine = gram / (norms[:, None] * norms[None, :])
     if absolute:
         cosine = jnp.abs(cosine)
     valid = jnp.ones(n, bool) if valid is None else valid
@@ -102,12 +107,19 @@ def mean_pairwise_cosine(vectors: jax.Array, valid: jax.Array | None = None, abs
     return jnp.where(count > 0, jnp.sum(jnp.where(pair, cosine, 0.0)) / jnp.maximum(count, 1), 0.0)
 
 
-def grad_cosine_sim(grad_history: jax.Array, n_kept: jax.Array) -> jax.Array:
+def updated_gram(gram: jax.Array, history: jax.Array, new: jax.Array, slot: jax.Array) -> jax.Array:
+    """The Gram matrix of the ring buffer ``history`` [k, ...] once ``new`` replaces its entry
+    ``slot``: one row of k dot products, not a whole new Gram matrix of k x k."""
+    dots = jnp.tensordot(history, new, axes=new.ndim).at[slot].set(jnp.vdot(new, new))
+    return gram.at[slot, :].set(dots).at[:, slot].set(dots)
+
+
+def grad_cosine_sim(grad_gram: jax.Array, n_kept: jax.Array) -> jax.Array:
     """Consistency of fc1's gradient over time: mean pairwise cosine among the kept
-    epochs' flattened last-minibatch gradients (``grad_history`` [GRAD_HISTORY, ...],
-    the first ``n_kept`` slots filled); 0 while fewer than two are kept."""
-    flat = grad_history.reshape(grad_history.shape[0], -1)
-    return mean_pairwise_cosine(flat, valid=jnp.arange(flat.shape[0]) < n_kept)
+    epochs' flattened last-minibatch gradients, from their Gram matrix ``grad_gram``
+    [GRAD_HISTORY, GRAD_HISTORY] (the first ``n_kept`` entries filled; see
+    :func:`updated_gram`); 0 while fewer than two are kept."""
+    return mean_pairwise_cosine_of_gram(grad_gram, valid=jnp.arange(grad_gram.shape[0]) < n_kept)
 
 
 def neuron_grad_cosine(grad_w1: jax.Array) -> jax.Array:
@@ -121,24 +133,40 @@ def node_similarity(w1: jax.Array) -> jax.Array:
     return mean_pairwise_cosine(w1.T)
 
 
-def one_matrix_per_call(linalg_fn: Callable[[jax.Array], jax.Array]) -> Callable[[jax.Array], jax.Array]:
-    """``linalg_fn`` of one matrix, looped (``lax.map``) rather than batched under ``vmap``.
+def looped_on_cpu(fn: Callable) -> Callable:
+    """``fn`` (of arrays), but looped over the batch (``lax.map``) rather than batched when
+    it is vmapped on a CPU; batched as usual elsewhere. Results are the same either way.
 
-    jaxlib's CPU LAPACK kernels split a batch of matrices across XLA's intra-op thread pool
-    and wait for the pieces from inside that pool. When several host devices each run
-    such a call at once, every pool thread can end up waiting for the others: the sweep
-    deadlocks (one device per core is enough). With one matrix per call nothing is split,
-    and each matrix's result is the same as in the batched call."""
-    looped = jax.custom_batching.custom_vmap(linalg_fn)
+    Looping serves two cases on a CPU. An evaluation over thousands of examples, looped,
+    keeps one run's intermediate arrays in the cache instead of every run's at once. And
+    jaxlib's CPU LAPACK kernels split a batch of matrices across XLA's intra-op thread
+    pool and wait for the pieces from inside that pool: when several host devices each
+    run such a call at once, every pool thread can end up waiting for another, and the
+    sweep deadlocks. With one matrix per call nothing is split."""
+    looped = jax.custom_batching.custom_vmap(fn)
 
     @looped.def_vmap
-    def loop_over_batch(axis_size, in_batched, matrices):
-        return (jax.lax.map(looped, matrices), True) if in_batched[0] else (looped(matrices), False)
+    def loop_over_batch(axis_size, in_batched, *args):
+        leaves, tree = jax.tree.flatten(args)
+        is_batched = jax.tree.leaves(in_batched)
+        if not any(is_batched):
+            out = looped(*args)
+            return out, jax.tree.map(lambda _: False, out)
+        if jax.default_backend() != "cpu":
+            out = jax.vmap(fn, in_axes=jax.tree.unflatten(tree, [0 if b else None for b in is_batched]))(*args)
+            return out, jax.tree.map(lambda _: True, out)
+
+        def one(batched_leaves):
+            batched = iter(batched_leaves)
+            return looped(*jax.tree.unflatten(tree, [next(batched) if b else x for x, b in zip(leaves, is_batched)]))
+
+        out = jax.lax.map(one, [x for x, b in zip(leaves, is_batched) if b])
+        return out, jax.tree.map(lambda _: True, out)
 
     return looped
 
 
-@one_matrix_per_call
+@looped_on_cpu  # one matrix per LAPACK call
 def singular_values(matrix: jax.Array) -> jax.Array:
     """Singular values of a [rows, cols] matrix, in no promised order. A tall matrix (full batch:
     thousands of rows) goes through the eigenvalues of its cols x cols Gram matrix, many

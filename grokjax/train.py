@@ -89,6 +89,7 @@ class RunState(NamedTuple):
     opt_state: Any
     prev_w1: jax.Array  # fc1 kernel after the previous epoch, for w1_delta_norm
     grad_history: jax.Array  # [GRAD_HISTORY, 2h, h] ring buffer of last-minibatch fc1 gradients
+    grad_gram: jax.Array  # [GRAD_HISTORY, GRAD_HISTORY] their dot products, updated one row per epoch
     diverged_epoch: jax.Array  # int32: 0-based epoch whose loss or parameters stopped being finite; -1 if none
 
 
@@ -142,7 +143,8 @@ def init_run(config: SweepConfig, hp: Hparams) -> tuple[RunData, RunState]:
     params = make_model(config).init(init_key, dummy, dummy)
     opt_state = make_optimizer(config.optimizer, hp.lr, hp.wd).init(params)
     w1 = fc1_kernel(params)
-    state = RunState(params, opt_state, w1, jnp.zeros((M.GRAD_HISTORY,) + w1.shape, w1.dtype), jnp.int32(-1))
+    state = RunState(params, opt_state, w1, jnp.zeros((M.GRAD_HISTORY,) + w1.shape, w1.dtype),
+                     jnp.zeros((M.GRAD_HISTORY, M.GRAD_HISTORY), w1.dtype), jnp.int32(-1))
     return run_data, state
 
 
@@ -193,6 +195,13 @@ def train_step(
     return StepCarry(params, opt_state, carry.loss_sum + loss * n, carry.correct_sum + n_correct, grad_w1), None
 
 
+def weighted_loss_and_accuracy(model: ModularNet, loss_kind: str, params, a, b, labels, weights) -> tuple[jax.Array, jax.Array]:
+    """Mean loss and accuracy over the examples of weight 1 (a run's test pairs)."""
+    logits, _ = model.apply(params, a, b)
+    mean = lambda x: jnp.sum(weights * x) / jnp.sum(weights)  # noqa: E731
+    return mean(M.per_example_loss(loss_kind, logits, labels)), mean(M.is_correct(logits, labels))
+
+
 def epoch_keys(hp: Hparams, epoch: jax.Array) -> tuple[jax.Array, jax.Array]:
     """(batch order, feature-diversity batch) keys of one epoch, from the run's seed alone."""
     _, _, shuffle_key = run_keys(hp)
@@ -217,7 +226,7 @@ def train_epoch_steps(
 
 
 def geometry_metrics(
-    config: SweepConfig, hp: Hparams, dataset: Dataset, run_data: RunData, params, grad_w1, grad_history, epoch
+    config: SweepConfig, hp: Hparams, dataset: Dataset, run_data: RunData, params, grad_w1, grad_gram, epoch
 ) -> dict[str, jax.Array]:
     """The hidden layer's geometry after an epoch: the GEOMETRY_METRICS, the costly part
     of the study's measurements (an SVD, three pairwise-cosine matrices)."""
@@ -227,7 +236,7 @@ def geometry_metrics(
     _, features = make_model(config).apply(params, dataset.a[pairs], dataset.b[pairs])
     features = features * run_data.train_weight[probe][:, None]  # masked rows: zero, no singular value
     return {
-        "grad_cosine_sim": M.grad_cosine_sim(grad_history, jnp.minimum(epoch + 1, M.GRAD_HISTORY)),
+        "grad_cosine_sim": M.grad_cosine_sim(grad_gram, jnp.minimum(epoch + 1, M.GRAD_HISTORY)),
         "feature_diversity": M.feature_diversity(features),
         "neuron_grad_cosine": M.neuron_grad_cosine(grad_w1),
         "node_similarity": M.node_similarity(fc1_kernel(params)),
@@ -242,27 +251,29 @@ def train_epoch(
     carry = train_epoch_steps(config, hp, dataset, run_data, state.params, state.opt_state, epoch)
     params = carry.params
 
-    test, test_weight = run_data.test_pairs, run_data.test_weight
-    test_logits, _ = make_model(config).apply(params, dataset.a[test], dataset.b[test])
-    test_mean = lambda x: jnp.sum(test_weight * x) / jnp.sum(test_weight)  # noqa: E731
+    test = run_data.test_pairs
+    evaluate = M.looped_on_cpu(partial(weighted_loss_and_accuracy, make_model(config), config.loss))
+    test_loss, test_acc = evaluate(params, dataset.a[test], dataset.b[test], dataset.label[test], run_data.test_weight)
     w1 = fc1_kernel(params)
-    grad_history = state.grad_history.at[epoch % M.GRAD_HISTORY].set(carry.grad_w1)
+    slot = epoch % M.GRAD_HISTORY
+    grad_gram = M.updated_gram(state.grad_gram, state.grad_history, carry.grad_w1, slot)
+    grad_history = state.grad_history.at[slot].set(carry.grad_w1)
     metrics = {
         "train_loss": carry.loss_sum / hp.n_train,
         "train_acc": carry.correct_sum / hp.n_train,
-        "test_loss": test_mean(M.per_example_loss(config.loss, test_logits, dataset.label[test])),
-        "test_acc": test_mean(M.is_correct(test_logits, dataset.label[test])),
+        "test_loss": test_loss,
+        "test_acc": test_acc,
         "w1_norm": M.frobenius_norm(w1),
         "w1_delta_norm": jnp.where(epoch == 0, 0.0, M.frobenius_norm(w1 - state.prev_w1)),
         "grad_norm": M.frobenius_norm(carry.grad_w1),
     }
-    measure = partial(geometry_metrics, config, hp, dataset, run_data, params, carry.grad_w1, grad_history)
+    measure = partial(geometry_metrics, config, hp, dataset, run_data, params, carry.grad_w1, grad_gram)
     skip = lambda epoch: {name: jnp.full((), jnp.nan, w1.dtype) for name in M.GEOMETRY_METRICS}  # noqa: E731
     if config.geometry_every <= 1:
         metrics.update((measure if config.geometry_every == 1 else skip)(epoch))
     else:  # epoch is the same for every run (not batched), so this stays a real branch under vmap
         metrics.update(jax.lax.cond((epoch + 1) % config.geometry_every == 0, measure, skip, epoch))
-    return RunState(params, carry.opt_state, w1, grad_history, state.diverged_epoch), metrics
+    return RunState(params, carry.opt_state, w1, grad_history, grad_gram, state.diverged_epoch), metrics
 
 
 def freeze_diverged(

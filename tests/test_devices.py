@@ -23,11 +23,10 @@ ON_TWO_CORES = ("import os, runpy, sys; os.sched_setaffinity(0, sorted(os.sched_
                 "sys.argv[0] = 'grokjax.sweep'; runpy.run_module('grokjax.sweep', run_name='__main__')")
 
 
-def test_the_count_follows_the_flag_or_the_environment(monkeypatch):
-    monkeypatch.setenv("XLA_FLAGS", "--xla_cpu_enable_fast_math=false --xla_force_host_platform_device_count=3")
-    assert devices.configured_cpu_devices() == 3
-    monkeypatch.setenv("XLA_FLAGS", "")
-    assert devices.configured_cpu_devices() is None
+def test_the_count_set_for_the_process_wins():
+    assert devices.forced_device_count("--xla_cpu_enable_fast_math=false --xla_force_host_platform_device_count=3") == 3
+    assert devices.forced_device_count("--xla_cpu_enable_fast_math=false") is None
+    assert devices.configured_cpu_devices() == 1  # jax_num_cpu_devices, set by conftest, wins over XLA_FLAGS
     assert devices.usable_cores() == len(os.sched_getaffinity(0))
 
 

@@ -33,7 +33,19 @@ def test_mean_pairwise_cosine_with_a_zero_row(absolute):
 def test_grad_cosine_sim_uses_only_kept_epochs(n_kept):
     history = rng.normal(size=(M.GRAD_HISTORY, 6, 4)).astype(np.float32) + 0.5
     expected = mean_pairwise_cosine(history[:n_kept].reshape(n_kept, -1))  # 0 for n_kept == 1
-    np.testing.assert_allclose(M.grad_cosine_sim(jnp.asarray(history), n_kept), expected, atol=1e-6)
+    flat = history.reshape(len(history), -1)
+    np.testing.assert_allclose(M.grad_cosine_sim(jnp.asarray(flat @ flat.T), n_kept), expected, atol=1e-6)
+
+
+def test_the_incremental_gram_equals_the_gram_of_the_ring_buffer():
+    gradients = rng.normal(size=(12, 6, 4)).astype(np.float32)
+    history, gram = jnp.zeros((M.GRAD_HISTORY, 6, 4)), jnp.zeros((M.GRAD_HISTORY, M.GRAD_HISTORY))
+    for epoch, gradient in enumerate(gradients):  # the ring wraps twice
+        slot = epoch % M.GRAD_HISTORY
+        gram = M.updated_gram(gram, history, jnp.asarray(gradient), slot)
+        history = history.at[slot].set(gradient)
+        flat = np.asarray(history, np.float64).reshape(M.GRAD_HISTORY, -1)
+        np.testing.assert_allclose(gram, flat @ flat.T, rtol=1e-5, atol=1e-5, err_msg=f"epoch {epoch}")
 
 
 def test_neuron_metrics_read_neurons_as_kernel_columns():
