@@ -1,11 +1,12 @@
 """``python -m grokjax.bench``: how fast grokjax trains the study's configuration, against
 the PyTorch study loop, on this machine.
 
-Measures, in one process and on one device: the PyTorch reference with its per-epoch
-metrics and the bare PyTorch loop; grokjax with S runs vmapped, with and without
-metrics, minibatch and full batch; compile time apart from the steady state; and the
-fraction of the device's float32 matmul peak (measured here with a large matmul) that
-the model's own training FLOPs reach. Writes a Markdown table to
+Measures, in one process: the PyTorch reference with its per-epoch metrics and the bare
+PyTorch loop; grokjax with S runs spread over 1..N devices (on a CPU: host devices, one
+per core by default), with every metric every epoch and with the optimizer steps alone,
+so that the metrics' share shows; grouped runs and full batch; compile time apart from the
+steady state; and the fraction of the device's float32 matmul peak (measured here with a
+large matmul) that the model's own training FLOPs reach. Writes a Markdown table to
 ``results/bench/<device>.md``.
 """
 
@@ -17,19 +18,19 @@ import platform
 import re
 import sys
 import time
-from functools import partial
 from pathlib import Path
 
 import jax
 import jax.numpy as jnp
 import numpy as np
+from jax.sharding import PartitionSpec
 
-from grokjax.config import OneLineErrorParser, SweepConfig
-from grokjax.data import Dataset, make_dataset
+from grokjax.config import ConfigError, OneLineErrorParser, SweepConfig
+from grokjax.devices import use_cpu_devices
 from grokjax.results import cpu_model, environment, write_atomic
-from grokjax.train import grid_hparams, init_run, make_train, train_epoch_steps
+from grokjax.train import grid_hparams, place_runs, prepare_sweep, runs_mesh, train_epoch_steps
 
-# The study's configuration (BACKGROUND: m 97, hidden 128, batch 128, frac 0.5, Adam lr 1e-3, wd 1e-4).
+# The study's configuration (m 97, hidden 128, batch 128, frac 0.5, Adam lr 1e-3, wd 1e-4).
 STUDY = SweepConfig(m=97, hidden=128, batch_size=128, train_fracs=(0.5,), lrs=(1e-3,), wds=(1e-4,))
 
 
@@ -52,29 +53,42 @@ def training_gflops_per_run_epoch(config: SweepConfig) -> float:
     return 3 * 2 * (2 * config.hidden * config.hidden + config.hidden * config.m) * config.n_train / 1e9
 
 
-def time_grokjax(config: SweepConfig, n_runs: int, epochs: int, metrics: bool, repeats: int) -> tuple[float, float]:
-    """(compile seconds, seconds per run-epoch) for ``n_runs`` vmapped runs, timing chunks of
-    ``epochs`` epochs. ``metrics=False`` times the optimizer steps alone."""
+def steps_only_chunk(config: SweepConfig, epochs: int, devices: list):
+    """The sweep's optimizer steps over ``epochs`` epochs without any metric, vmapped over
+    the runs and spread over ``devices`` like the sweep's own chunk."""
+    def steps_only(hp, dataset, run_data, params, opt_state):
+        def epoch(carry, index):
+            steps = train_epoch_steps(config, hp, dataset, run_data, *carry, index)
+            return (steps.params, steps.opt_state), steps.loss_sum
+
+        return jax.lax.scan(epoch, (params, opt_state), jnp.arange(epochs))
+
+    chunk = jax.vmap(steps_only, in_axes=(0, None, 0, 0, 0))
+    mesh = runs_mesh(devices)
+    if mesh is not None:
+        runs = PartitionSpec("runs")
+        chunk = jax.shard_map(chunk, mesh=mesh, in_specs=(runs, PartitionSpec(), runs, runs, runs), out_specs=runs,
+                              check_vma=False)
+    return jax.jit(chunk)
+
+
+def time_grokjax(config: SweepConfig, n_runs: int, epochs: int, metrics: bool, repeats: int,
+                 n_devices: int = 1) -> tuple[float, float]:
+    """(compile seconds, seconds per run-epoch) for ``n_runs`` runs over the first
+    ``n_devices`` devices, timing chunks of ``epochs`` epochs. ``metrics=False`` times the
+    optimizer steps alone."""
     config = dataclasses.replace(config, seeds=tuple(range(n_runs)), epochs=epochs, chunk_epochs=epochs)
-    hparams = grid_hparams(config)
-    dataset = Dataset(*(jnp.asarray(x) for x in make_dataset(config.m, config.op)))
-    run_data, state = jax.jit(jax.vmap(partial(init_run, config)))(hparams)
+    devices = jax.devices()[:n_devices]
     if metrics:
-        chunk = make_train(config).train_chunk
-        args = (hparams, dataset, run_data, state, np.int32(0))
+        sweep = prepare_sweep(config, grid_hparams(config), devices)
+        compiled, compile_seconds = sweep.chunk, sweep.compile_seconds
+        args = (sweep.hparams, sweep.dataset, sweep.run_data, sweep.state, np.int32(0))
     else:
-        def steps_only(hp, dataset, run_data, params, opt_state):
-            def epoch(carry, index):
-                steps = train_epoch_steps(config, hp, dataset, run_data, *carry, index)
-                return (steps.params, steps.opt_state), steps.loss_sum
-
-            return jax.lax.scan(epoch, (params, opt_state), jnp.arange(epochs))
-
-        chunk = jax.jit(jax.vmap(steps_only, in_axes=(0, None, 0, 0, 0)))
-        args = (hparams, dataset, run_data, state.params, state.opt_state)
-    start = time.perf_counter()
-    compiled = chunk.lower(*args).compile()
-    compile_seconds = time.perf_counter() - start
+        start = time.perf_counter()
+        placed = place_runs(config, grid_hparams(config), devices)
+        args = (placed.hparams, placed.dataset, placed.run_data, placed.state.params, placed.state.opt_state)
+        compiled = steps_only_chunk(config, epochs, devices).lower(*args).compile()
+        compile_seconds = time.perf_counter() - start
     # donation consumes the state, so every call gets a fresh copy made outside the timing
     fresh = lambda: jax.tree.map(lambda x: x.copy(), args)  # noqa: E731
 
@@ -106,53 +120,81 @@ def device_name() -> str:
     return re.sub(r"[^a-z0-9]+", "-", kind.lower()).strip("-") or jax.default_backend()
 
 
+def int_list(text: str) -> tuple[int, ...]:
+    try:
+        return tuple(int(item) for item in text.split(","))
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected comma-separated integers, got {text!r}") from None
+
+
+def machine_peak(peak: float, n_devices: int) -> float:
+    """The matmul peak of ``n_devices`` devices: on a CPU the measured one (one host device's
+    matmul already uses every core), elsewhere one device's times the count."""
+    return peak if jax.default_backend() == "cpu" else peak * n_devices
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = OneLineErrorParser(prog="python -m grokjax.bench", description=__doc__.split("\n\n")[0],
                                 formatter_class=argparse.ArgumentDefaultsHelpFormatter)
-    parser.add_argument("--runs", default="1,8,32,128", help="comma-separated numbers of vmapped runs")
+    parser.add_argument("--runs", type=int_list, default=(8, 32, 128), help="comma-separated numbers of runs")
+    parser.add_argument("--devices", type=int_list, default=None,
+                        help="comma-separated device counts to spread the runs over (default: 1 and all)")
+    parser.add_argument("--cpu-devices", type=int, default=None, help="host devices to split a CPU into (default: one per core)")
     parser.add_argument("--epochs", type=int, default=5, help="epochs per timed grokjax chunk")
     parser.add_argument("--torch-epochs", type=int, default=3, help="epochs per timed PyTorch loop")
-    parser.add_argument("--repeats", type=int, default=2, help="timed chunks per measurement (the best counts)")
+    parser.add_argument("--repeats", type=int, default=3, help="extra timed chunks per measurement (the best counts)")
     parser.add_argument("--no-torch", action="store_true", help="skip the PyTorch loops")
+    parser.add_argument("--m", type=int, default=STUDY.m, help="modulus (smaller: a quick check, not the study)")
+    parser.add_argument("--hidden", type=int, default=STUDY.hidden, help="hidden width")
+    parser.add_argument("--batch-size", type=int, default=STUDY.batch_size, help="minibatch size")
     parser.add_argument("--out", default=None, help="Markdown file (default: results/bench/<device>.md)")
     args = parser.parse_args(argv)
     try:
-        run_counts = [int(x) for x in args.runs.split(",")]
-    except ValueError:
-        parser.error(f"--runs expects comma-separated integers, got {args.runs!r}")
+        config = dataclasses.replace(STUDY, m=args.m, hidden=args.hidden, batch_size=args.batch_size)
+        if min(args.runs) < 1 or args.epochs < 1 or args.repeats < 0:
+            raise ConfigError("--runs and --epochs must be >= 1, --repeats >= 0")
+        use_cpu_devices(args.cpu_devices)  # before JAX starts
+        device_counts = args.devices or tuple(sorted({1, jax.device_count()}))
+        if min(device_counts) < 1 or max(device_counts) > jax.device_count():
+            raise ConfigError(f"--devices: this process has {jax.device_count()} device(s), asked for {device_counts}")
+    except ConfigError as error:
+        parser.exit(2, f"{parser.prog}: error: {error}\n")
     # no persistent compilation cache here: compile times are part of what is measured
 
     peak = matmul_peak_gflops()
-    flops = training_gflops_per_run_epoch(STUDY)
-    print(f"device: {jax.devices()[0].device_kind} ({cpu_model()}); float32 matmul peak {peak:.0f} GFLOP/s; "
-          f"model training FLOPs {flops:.2f} GFLOP per run-epoch", flush=True)
-    rows = []
+    flops = training_gflops_per_run_epoch(config)
+    print(f"device: {jax.devices()[0].device_kind} x {jax.device_count()} ({cpu_model()}); float32 matmul peak "
+          f"{peak:.0f} GFLOP/s; model training FLOPs {flops:.2f} GFLOP per run-epoch", flush=True)
+    rows = []  # (loop, devices, runs, compile seconds, seconds per run-epoch)
+
+    def measure(label, cfg, n_runs, metrics, n_devices, epochs=args.epochs):
+        compile_s, seconds = time_grokjax(cfg, n_runs, epochs, metrics, args.repeats, n_devices)
+        rows.append((label, n_devices, n_runs, compile_s, seconds))
+        print(f"{label}, {n_devices} device(s), {n_runs} runs: compile {compile_s:.1f} s, "
+              f"{1e3 * seconds:.2f} ms per run-epoch", flush=True)
+
     torch_metrics = torch_bare = None
     if not args.no_torch:
-        torch_metrics = time_torch(STUDY, args.torch_epochs, metrics=True)
-        torch_bare = time_torch(STUDY, args.torch_epochs, metrics=False)
-        rows.append(("PyTorch study loop, with metrics", 1, None, torch_metrics))
-        rows.append(("PyTorch bare loop, no metrics", 1, None, torch_bare))
-        for name, _, _, seconds in rows:
+        torch_metrics = time_torch(config, args.torch_epochs, metrics=True)
+        torch_bare = time_torch(config, args.torch_epochs, metrics=False)
+        rows.append(("PyTorch study loop, with metrics", None, 1, None, torch_metrics))
+        rows.append(("PyTorch bare loop, no metrics", None, 1, None, torch_bare))
+        for name, _, _, _, seconds in rows:
             print(f"{name}: {1e3 * seconds:.1f} ms per epoch", flush=True)
-    for n_runs in run_counts:
-        for label, config, metrics in (("grokjax, with metrics", STUDY, True), ("grokjax, steps only", STUDY, False)):
-            compile_s, seconds = time_grokjax(config, n_runs, args.epochs, metrics, args.repeats)
-            rows.append((label, n_runs, compile_s, seconds))
-            print(f"{label}, {n_runs} runs: compile {compile_s:.1f} s, {1e3 * seconds:.2f} ms per run-epoch", flush=True)
-    largest = max(run_counts)
-    if largest >= 64:  # large sweeps on a CPU: vmap groups of 16 runs, looped
-        grouped = dataclasses.replace(STUDY, run_group=16)
-        compile_s, seconds = time_grokjax(grouped, largest, args.epochs, True, args.repeats)
-        rows.append(("grokjax, with metrics, groups of 16", largest, compile_s, seconds))
-        print(f"grokjax, with metrics, groups of 16, {largest} runs: compile {compile_s:.1f} s, {1e3 * seconds:.2f} ms per run-epoch", flush=True)
-    full_batch = dataclasses.replace(STUDY, batch_size=0)
-    n_full = max(n for n in run_counts if n <= 32) if any(n <= 32 for n in run_counts) else run_counts[0]
-    for label, metrics in (("grokjax full batch, with metrics", True), ("grokjax full batch, steps only", False)):
-        compile_s, seconds = time_grokjax(full_batch, n_full, 4 * args.epochs, metrics, args.repeats)
-        rows.append((label, n_full, compile_s, seconds))
-        print(f"{label}, {n_full} runs: compile {compile_s:.1f} s, {1e3 * seconds:.2f} ms per run-epoch", flush=True)
+    for n_runs in args.runs:
+        for n_devices in device_counts:
+            measure("grokjax, with metrics", config, n_runs, True, n_devices)
+            measure("grokjax, steps only", config, n_runs, False, n_devices)
+    most = max(device_counts)
+    if max(args.runs) >= 64:  # large sweeps on a CPU: vmap groups of 16 runs, looped
+        measure("grokjax, with metrics, groups of 16", dataclasses.replace(config, run_group=16), max(args.runs), True, most)
+    full_batch = dataclasses.replace(config, batch_size=0)
+    n_full = max([n for n in args.runs if n <= 32] or [min(args.runs)])
+    measure("grokjax full batch, with metrics", full_batch, n_full, True, most, 4 * args.epochs)
+    measure("grokjax full batch, steps only", full_batch, n_full, False, most, 4 * args.epochs)
 
+    steps_only = {(label.replace("with metrics", "steps only").replace(", groups of 16", ""), n_devices, n_runs): seconds
+                  for label, n_devices, n_runs, _, seconds in rows}
     lines = [
         f"# grokjax benchmark: {jax.devices()[0].device_kind}",
         "",
@@ -161,21 +203,28 @@ def main(argv: list[str] | None = None) -> int:
         "```",
         "",
         f"- Device: {jax.devices()[0].device_kind}, {jax.device_count()} device(s); CPU {cpu_model()}, "
-        f"{environment()['cpu_count']} cores; jax {environment()['versions']['jax']}; Python {platform.python_version()}.",
-        f"- Configuration: the study's (m {STUDY.m}, hidden {STUDY.hidden}, batch {STUDY.batch_size}, train fraction "
-        f"{STUDY.train_fracs[0]}, Adam lr {STUDY.lrs[0]:g}, wd {STUDY.wds[0]:g}); full-batch rows use all {STUDY.n_train} training pairs per step.",
-        f"- float32 matmul peak measured here: {peak:.0f} GFLOP/s (2048 x 2048 product). Model training FLOPs: "
-        f"{flops:.2f} GFLOP per run-epoch (dense count, forward + backward, evaluation not counted).",
-        "- Steady state: the best of several timed chunks after compilation; compile time is separate.",
+        f"{environment()['usable_cores']} usable cores; jax {environment()['versions']['jax']}; Python {platform.python_version()}.",
+        f"- Configuration: m {config.m}, hidden {config.hidden}, batch {config.batch_size}, train fraction "
+        f"{config.train_fracs[0]}, Adam lr {config.lrs[0]:g}, wd {config.wds[0]:g}; every metric every epoch in the "
+        f"'with metrics' rows; full-batch rows use all {config.n_train} training pairs per step.",
+        f"- float32 matmul peak measured here: {peak:.0f} GFLOP/s (2048 x 2048 product on one device; on a CPU "
+        f"that is every core). Model training FLOPs: {flops:.2f} GFLOP per run-epoch (dense count, forward + "
+        "backward, evaluation not counted).",
+        "- Steady state: the best of several timed chunks after compilation; compile time is separate. Metrics' "
+        "share: with metrics over steps only, same devices and runs.",
         "",
-        "| loop | runs | compile (s) | ms per run-epoch | run-epochs per s | × PyTorch with metrics | × bare PyTorch | % of matmul peak |",
-        "|---|---:|---:|---:|---:|---:|---:|---:|",
+        "| loop | devices | runs | compile (s) | ms per run-epoch | run-epochs per s | metrics' share "
+        "| × PyTorch with metrics | × bare PyTorch | % of matmul peak |",
+        "|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|",
     ]
-    for name, n_runs, compile_s, seconds in rows:
+    for name, n_devices, n_runs, compile_s, seconds in rows:
         speedup = lambda ref: "" if ref is None else f"{ref / seconds:.1f}"  # noqa: E731
+        bare = steps_only.get((name.replace("with metrics", "steps only").replace(", groups of 16", ""), n_devices, n_runs))
+        share = f"{100 * (seconds / bare - 1):+.0f} %" if "with metrics" in name and n_devices and bare else ""
         lines.append(
-            f"| {name} | {n_runs} | {'' if compile_s is None else f'{compile_s:.1f}'} | {1e3 * seconds:.2f} | "
-            f"{1 / seconds:.1f} | {speedup(torch_metrics)} | {speedup(torch_bare)} | {100 * flops / seconds / peak:.0f} |"
+            f"| {name} | {n_devices or ''} | {n_runs} | {'' if compile_s is None else f'{compile_s:.1f}'} | "
+            f"{1e3 * seconds:.2f} | {1 / seconds:.1f} | {share} | {speedup(torch_metrics)} | {speedup(torch_bare)} | "
+            f"{100 * flops / seconds / machine_peak(peak, n_devices or 1):.0f} |"
         )
     out = Path(args.out) if args.out else Path("results") / "bench" / f"{device_name()}.md"
     out.parent.mkdir(parents=True, exist_ok=True)

@@ -391,10 +391,12 @@ def in_run_groups(vmapped_chunk: Callable, group: int) -> Callable:
     return grouped
 
 
-def runs_mesh() -> Mesh | None:
-    """All devices on one axis named "runs"; None when there is only one device."""
-    n_devices = jax.device_count()
-    return None if n_devices == 1 else jax.make_mesh((n_devices,), ("runs",), axis_types=(AxisType.Auto,))
+def runs_mesh(devices: list | None = None) -> Mesh | None:
+    """``devices`` (default: all) on one axis named "runs"; None when there is only one."""
+    devices = jax.devices() if devices is None else devices
+    if len(devices) == 1:
+        return None
+    return jax.make_mesh((len(devices),), ("runs",), axis_types=(AxisType.Auto,), devices=devices)
 
 
 def pad_runs(hparams: Hparams, multiple: int) -> Hparams:
@@ -462,8 +464,19 @@ class PreparedSweep(NamedTuple):
     compile_seconds: float
 
 
-def prepare_sweep(config: SweepConfig, hparams: Hparams) -> PreparedSweep:
-    """Initialise every run and compile the chunk for these inputs (once per sweep shape)."""
+class PlacedRuns(NamedTuple):
+    """A sweep's runs initialised on their devices, with the functions to train them."""
+
+    trainer: Trainer
+    hparams: Hparams  # padded to a multiple of the device count (and run group), placed across the devices
+    dataset: Dataset
+    run_data: RunData
+    state: RunState
+
+
+def place_runs(config: SweepConfig, hparams: Hparams, devices: list | None = None) -> PlacedRuns:
+    """Check the runs' sizes, pad the runs axis for ``devices`` (default: all), spread it over
+    them and initialise every run."""
     if np.any(hparams.n_train < config.n_train_min) or np.any(hparams.n_train > config.n_train):
         raise ValueError(f"every run's n_train must lie in [{config.n_train_min}, {config.n_train}] "
                          "(the configuration's min_train_frac and train_fracs)")
@@ -472,20 +485,25 @@ def prepare_sweep(config: SweepConfig, hparams: Hparams) -> PreparedSweep:
                          f"{', '.join(map(str, config.train_sizes))}")
     if config.dtype == "float64" and not jax.config.jax_enable_x64:
         raise ValueError("dtype float64 needs jax.config.update('jax_enable_x64', True) before any JAX call")
-    mesh = runs_mesh()
+    mesh = runs_mesh(devices)
     trainer = make_train(config, mesh)
     dataset = Dataset(*(jnp.asarray(x) for x in make_dataset(config.m, config.op)))
-    start = time.perf_counter()
     # every device needs a whole number of run groups
-    multiple = (mesh.size if mesh is not None else 1) * max(config.run_group, 1)
-    hparams = pad_runs(hparams, multiple)
+    hparams = pad_runs(hparams, (mesh.size if mesh is not None else 1) * max(config.run_group, 1))
     if mesh is not None:
         sharding = NamedSharding(mesh, PartitionSpec("runs"))
         # every process holds the whole grid and places the rows of its own devices
         hparams = Hparams(*(jax.make_array_from_callback(x.shape, sharding, lambda index, x=x: x[index]) for x in hparams))
     else:
-        hparams = jax.device_put(hparams)
-    run_data, state = trainer.init(hparams)
+        hparams = jax.device_put(hparams, devices[0] if devices else None)
+    return PlacedRuns(trainer, hparams, dataset, *trainer.init(hparams))
+
+
+def prepare_sweep(config: SweepConfig, hparams: Hparams, devices: list | None = None) -> PreparedSweep:
+    """Place and initialise every run (:func:`place_runs`) and compile the chunk for these
+    inputs (once per sweep shape)."""
+    start = time.perf_counter()
+    trainer, hparams, dataset, run_data, state = place_runs(config, hparams, devices)
     chunk = trainer.train_chunk.lower(hparams, dataset, run_data, state, np.int32(0)).compile()
     snapshot = trainer.snapshot.lower(dataset, run_data, state.params).compile() if config.fourier_every else None
     return PreparedSweep(hparams, dataset, run_data, state, chunk, snapshot, trainer.chunk_epochs,
