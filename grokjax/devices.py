@@ -46,10 +46,16 @@ def use_cpu_devices(requested: int | None = None) -> None:
     A count this process already configured (see :func:`configured_cpu_devices`) wins over
     the default, and so does a JAX that has started: a notebook or a test keeps the devices
     it has. An explicit ``requested`` count that JAX can no longer take is a ConfigError.
-    GPUs are unaffected: they stay the default devices when there are any."""
+    GPUs are unaffected: they stay the default devices when there are any.
+
+    With several host devices, each keeps to one core, and so does the LAPACK library
+    behind the singular values (OpenBLAS, loaded at the first SVD; unless
+    ``OPENBLAS_NUM_THREADS`` is set): its own threads would compete with the other devices."""
     if requested is not None and requested < 1:
         raise ConfigError(f"--cpu-devices must be >= 1, got {requested}")
     count = requested or configured_cpu_devices() or usable_cores()
+    if count > 1:
+        os.environ.setdefault("OPENBLAS_NUM_THREADS", "1")
     if count == jax.config.jax_num_cpu_devices:
         return
     try:
