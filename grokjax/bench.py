@@ -28,6 +28,7 @@ from jax.sharding import PartitionSpec
 from grokjax.config import ConfigError, OneLineErrorParser, SweepConfig
 from grokjax.devices import use_cpu_devices
 from grokjax.results import cpu_model, environment, write_atomic
+from grokjax.sweep import int_list
 from grokjax.train import grid_hparams, place_runs, prepare_sweep, runs_mesh, train_epoch_steps
 
 # The study's configuration (m 97, hidden 128, batch 128, frac 0.5, Adam lr 1e-3, wd 1e-4).
@@ -118,13 +119,6 @@ def time_torch(config: SweepConfig, epochs: int, metrics: bool) -> float:
 def device_name() -> str:
     kind = jax.devices()[0].device_kind
     return re.sub(r"[^a-z0-9]+", "-", kind.lower()).strip("-") or jax.default_backend()
-
-
-def int_list(text: str) -> tuple[int, ...]:
-    try:
-        return tuple(int(item) for item in text.split(","))
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"expected comma-separated integers, got {text!r}") from None
 
 
 def machine_peak(peak: float, n_devices: int) -> float:
