@@ -40,8 +40,10 @@ def configured_cpu_devices() -> int | None:
     return forced_device_count(os.environ.get("XLA_FLAGS", ""))
 
 
-def use_cpu_devices(requested: int | None = None) -> None:
-    """Split the CPU into ``requested`` host devices, or by default into one per usable core.
+def use_cpu_devices(requested: int | None = None, runs: int | None = None) -> None:
+    """Split the CPU into ``requested`` host devices, or by default into one per usable core
+    but no more than ``runs`` (the runs of the largest program): a device without a run of
+    its own would only train a padding copy.
 
     A count this process already configured (see :func:`configured_cpu_devices`) wins over
     the default, and so does a JAX that has started: a notebook or a test keeps the devices
@@ -53,7 +55,7 @@ def use_cpu_devices(requested: int | None = None) -> None:
     ``OPENBLAS_NUM_THREADS`` is set): its own threads would compete with the other devices."""
     if requested is not None and requested < 1:
         raise ConfigError(f"--cpu-devices must be >= 1, got {requested}")
-    count = requested or configured_cpu_devices() or usable_cores()
+    count = requested or configured_cpu_devices() or min(usable_cores(), runs or usable_cores())
     if count > 1:
         os.environ.setdefault("OPENBLAS_NUM_THREADS", "1")
     if count == jax.config.jax_num_cpu_devices:

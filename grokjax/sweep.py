@@ -125,7 +125,7 @@ def build_parser() -> argparse.ArgumentParser:
                      "epoch at each of 0, 64, 32, ..., 1 first and takes the fastest (default 0: all runs at once)")
     run.add_argument("--cpu-devices", type=int, help="split the CPU into N host devices and spread the runs over them "
                      "(XLA runs a program on about one core per device); 1: one device, as JAX does by default; ignored "
-                     "where there is a GPU (default: one per usable core, unless XLA_FLAGS sets a device count)")
+                     "where there is a GPU (default: one per usable core, at most one per run, unless XLA_FLAGS sets a device count)")
     run.add_argument("--checkpoint-every", type=int, default=1, help="save a checkpoint every N chunks (default 1)")
     run.add_argument("--out", default=None, help="results folder (default: a new results/sweep-<time>); an existing one is refused")
     run.add_argument("--resume", metavar="DIR", help="continue the interrupted sweep in DIR from its last checkpoint")
@@ -253,7 +253,8 @@ def main(argv: list[str] | None = None) -> int:
                               f"(over {', '.join(plan.axes)}): give a number")
         from grokjax.devices import use_cpu_devices
 
-        use_cpu_devices(args.cpu_devices)  # before JAX starts, and before jax.distributed joins the processes
+        # before JAX starts, and before jax.distributed joins the processes
+        use_cpu_devices(args.cpu_devices, runs=max(program.n_runs for program in plan.programs))
         process = join_processes(args) if args.distributed else 0
         out = resume_folder or (prepare_folder(args) if process == 0 else Path(args.out))
     except (ConfigError, DamagedFile, FileExistsError) as error:

@@ -1,5 +1,6 @@
 import csv
 import json
+import os
 import subprocess
 import sys
 
@@ -41,6 +42,9 @@ def test_cli_end_to_end(tiny_folder):
     for name in METRIC_NAMES:
         assert metrics[name].shape == (8, 6)
     np.testing.assert_array_equal(metrics["seed"], [0, 0, 0, 0, 1, 1, 1, 1])
+    # the command split the CPU into one host device per usable core, at most one per run
+    environment = json.loads((out / "config.json").read_text())["environment"]
+    assert environment["device_count"] == environment["cpu_devices"] == min(len(os.sched_getaffinity(0)), 8)
 
     with open(out / "summary.csv") as f:
         rows = list(csv.DictReader(f))
