@@ -23,13 +23,12 @@ from pathlib import Path
 import jax
 import jax.numpy as jnp
 import numpy as np
-from jax.sharding import PartitionSpec
 
 from grokjax.config import ConfigError, OneLineErrorParser, SweepConfig
 from grokjax.devices import use_cpu_devices
 from grokjax.results import cpu_model, environment, write_atomic
 from grokjax.sweep import int_list
-from grokjax.train import grid_hparams, place_runs, prepare_sweep, runs_mesh, train_epoch_steps
+from grokjax.train import grid_hparams, place_runs, prepare_sweep, runs_mesh, spread_over_runs, train_epoch_steps
 
 # The study's configuration (m 97, hidden 128, batch 128, frac 0.5, Adam lr 1e-3, wd 1e-4).
 STUDY = SweepConfig(m=97, hidden=128, batch_size=128, train_fracs=(0.5,), lrs=(1e-3,), wds=(1e-4,))
@@ -65,12 +64,7 @@ def steps_only_chunk(config: SweepConfig, epochs: int, devices: list):
         return jax.lax.scan(epoch, (params, opt_state), jnp.arange(epochs))
 
     chunk = jax.vmap(steps_only, in_axes=(0, None, 0, 0, 0))
-    mesh = runs_mesh(devices)
-    if mesh is not None:
-        runs = PartitionSpec("runs")
-        chunk = jax.shard_map(chunk, mesh=mesh, in_specs=(runs, PartitionSpec(), runs, runs, runs), out_specs=runs,
-                              check_vma=False)
-    return jax.jit(chunk)
+    return jax.jit(spread_over_runs(chunk, runs_mesh(devices), (True, False, True, True, True)))
 
 
 def time_grokjax(config: SweepConfig, n_runs: int, epochs: int, metrics: bool, repeats: int,

@@ -56,13 +56,13 @@ def use_cpu_devices(requested: int | None = None, runs: int | None = None) -> No
     if requested is not None and requested < 1:
         raise ConfigError(f"--cpu-devices must be >= 1, got {requested}")
     count = requested or configured_cpu_devices() or min(usable_cores(), runs or usable_cores())
+    if count != jax.config.jax_num_cpu_devices:
+        try:
+            jax.config.update("jax_num_cpu_devices", count)
+        except RuntimeError:  # JAX has started in this process; its CPU device count is fixed
+            if requested is not None and len(jax.devices("cpu")) != requested:
+                raise ConfigError(f"--cpu-devices {requested}: JAX has already started in this process with "
+                                  f"{len(jax.devices('cpu'))} CPU device(s); choose the count before JAX's first use") from None
+            return
     if count > 1:
         os.environ.setdefault("OPENBLAS_NUM_THREADS", "1")
-    if count == jax.config.jax_num_cpu_devices:
-        return
-    try:
-        jax.config.update("jax_num_cpu_devices", count)
-    except RuntimeError:  # JAX has started in this process; its CPU device count is fixed
-        if requested is not None and len(jax.devices("cpu")) != requested:
-            raise ConfigError(f"--cpu-devices {requested}: JAX has already started in this process with "
-                              f"{len(jax.devices('cpu'))} CPU device(s); choose the count before JAX's first use") from None

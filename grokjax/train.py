@@ -195,13 +195,6 @@ def train_step(
     return StepCarry(params, opt_state, carry.loss_sum + loss * n, carry.correct_sum + n_correct, grad_w1), None
 
 
-def weighted_loss_and_accuracy(model: ModularNet, loss_kind: str, params, a, b, labels, weights) -> tuple[jax.Array, jax.Array]:
-    """Mean loss and accuracy over the examples of weight 1 (a run's test pairs)."""
-    logits, _ = model.apply(params, a, b)
-    mean = lambda x: jnp.sum(weights * x) / jnp.sum(weights)  # noqa: E731
-    return mean(M.per_example_loss(loss_kind, logits, labels)), mean(M.is_correct(logits, labels))
-
-
 def epoch_keys(hp: Hparams, epoch: jax.Array) -> tuple[jax.Array, jax.Array]:
     """(batch order, feature-diversity batch) keys of one epoch, from the run's seed alone."""
     _, _, shuffle_key = run_keys(hp)
@@ -251,9 +244,9 @@ def train_epoch(
     carry = train_epoch_steps(config, hp, dataset, run_data, state.params, state.opt_state, epoch)
     params = carry.params
 
-    test = run_data.test_pairs
-    evaluate = M.looped_on_cpu(partial(weighted_loss_and_accuracy, make_model(config), config.loss))
-    test_loss, test_acc = evaluate(params, dataset.a[test], dataset.b[test], dataset.label[test], run_data.test_weight)
+    test, test_weight = run_data.test_pairs, run_data.test_weight
+    evaluate = M.looped_on_cpu(partial(batch_loss, make_model(config), config.loss))
+    test_loss, test_correct = evaluate(params, dataset.a[test], dataset.b[test], dataset.label[test], test_weight)
     w1 = fc1_kernel(params)
     slot = epoch % M.GRAD_HISTORY
     grad_gram = M.updated_gram(state.grad_gram, state.grad_history, carry.grad_w1, slot)
@@ -262,7 +255,7 @@ def train_epoch(
         "train_loss": carry.loss_sum / hp.n_train,
         "train_acc": carry.correct_sum / hp.n_train,
         "test_loss": test_loss,
-        "test_acc": test_acc,
+        "test_acc": test_correct / jnp.sum(test_weight),
         "w1_norm": M.frobenius_norm(w1),
         "w1_delta_norm": jnp.where(epoch == 0, 0.0, M.frobenius_norm(w1 - state.prev_w1)),
         "grad_norm": M.frobenius_norm(carry.grad_w1),
@@ -365,15 +358,23 @@ def make_train(config: SweepConfig, mesh: Mesh | None = None) -> Trainer:
     snapshot = jax.vmap(partial(fourier_snapshot, config), in_axes=(None, 0, 0))
     if config.run_group:
         chunk = in_run_groups(chunk, config.run_group)
-    if mesh is not None:
-        runs, replicated = PartitionSpec("runs"), PartitionSpec()
-        # check_vma off: the per-run code builds scan carries from constants, which the
-        # replication checker would ask to annotate; nothing here crosses devices anyway
-        init = jax.shard_map(init, mesh=mesh, in_specs=runs, out_specs=runs, check_vma=False)
-        chunk = jax.shard_map(chunk, mesh=mesh, in_specs=(runs, replicated, runs, runs, replicated), out_specs=runs,
-                              check_vma=False)
-        snapshot = jax.shard_map(snapshot, mesh=mesh, in_specs=(replicated, runs, runs), out_specs=runs, check_vma=False)
+    init = spread_over_runs(init, mesh, (True,))
+    chunk = spread_over_runs(chunk, mesh, (True, False, True, True, False))
+    snapshot = spread_over_runs(snapshot, mesh, (False, True, True))
     return Trainer(jax.jit(init), jax.jit(chunk, donate_argnums=3), jax.jit(snapshot), chunk_epochs)
+
+
+def spread_over_runs(vmapped: Callable, mesh: Mesh | None, per_run: tuple[bool, ...]) -> Callable:
+    """``vmapped`` run by every device of ``mesh`` on its own share of the runs
+    (``shard_map``); the arguments marked ``per_run`` are split along their runs axis, the
+    others replicated, the outputs split. Unchanged without a mesh."""
+    if mesh is None:
+        return vmapped
+    runs, replicated = PartitionSpec("runs"), PartitionSpec()
+    in_specs = tuple(runs if split else replicated for split in per_run)
+    # check_vma off: the per-run code builds scan carries from constants, which the
+    # replication checker would ask to annotate; nothing here crosses devices anyway
+    return jax.shard_map(vmapped, mesh=mesh, in_specs=in_specs, out_specs=runs, check_vma=False)
 
 
 def in_run_groups(vmapped_chunk: Callable, group: int) -> Callable:
@@ -588,7 +589,8 @@ def run_sweep(
         local_runs[rows] = True
     start_epoch = 0
     if checkpoint is not None and (checkpoint.exists() or previous_checkpoint(checkpoint).exists()):
-        saved, history, start_epoch = resume_checkpoint(checkpoint, without_padding(state, n_runs), history, fingerprint)
+        own_runs = jax.tree.map(lambda x: jax.ShapeDtypeStruct((n_runs,) + x.shape[1:], x.dtype), state)
+        saved, history, start_epoch = resume_checkpoint(checkpoint, own_runs, history, fingerprint)
         state = with_padding(saved, state)
     if start_epoch == 0 and snapshots:
         record_fourier(sweep, state, history, 0, n_runs)
