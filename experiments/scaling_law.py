@@ -19,7 +19,6 @@ a * M ln M, a * M^1.5 and a * M^2, and by a free power law a * M^beta.
 
 from __future__ import annotations
 
-import argparse
 import dataclasses
 import json
 import shlex
@@ -33,9 +32,10 @@ from matplotlib.ticker import FuncFormatter
 
 from grokjax import results
 from grokjax.analysis import first_epoch
-from grokjax.config import PRESETS, ConfigError, OneLineErrorParser, SweepConfig
-from grokjax.sweep import float_list
-from grokjax.train import Hparams, enable_compilation_cache, run_sweep
+from grokjax.cli import OneLineErrorParser, float_list, int_list
+from grokjax.config import PRESETS, ConfigError, SweepConfig
+from grokjax.driver import enable_compilation_cache, run_sweep
+from grokjax.train import Hparams
 
 CRITICAL_CONSTANT = 2.7482  # the authors' n = c * M * ln M
 GENERALISED = 0.95  # test accuracy that counts as generalised
@@ -267,13 +267,6 @@ def replot(folder: Path) -> None:
     write_results(folder, config, runs, seconds, record["command"])
 
 
-def int_list(text: str) -> tuple[int, ...]:
-    try:
-        return tuple(int(x) for x in text.split(","))
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"expected comma-separated integers, got {text!r}") from None
-
-
 def main(argv: list[str] | None = None) -> int:
     d = ScalingConfig()
     parser = OneLineErrorParser(prog="python experiments/scaling_law.py", description=__doc__.split("\n\n")[0])
@@ -285,7 +278,8 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--wd", type=float, default=d.wd, help="weight decay (default %(default)s)")
     parser.add_argument("--lr", type=float, default=d.lr, help="learning rate (default %(default)s)")
     parser.add_argument("--out", help="results folder (must not exist or be empty)")
-    parser.add_argument("--replot", metavar="DIR", type=Path, help="redo the analysis and figure of DIR from its runs.csv, without training")
+    parser.add_argument("--replot", metavar="DIR", type=Path,
+                        help="redo the analysis and figure of DIR from its runs.csv, without training")
     args = parser.parse_args(argv)
     if args.replot is not None:
         if not (args.replot / "runs.csv").is_file():

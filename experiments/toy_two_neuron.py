@@ -87,8 +87,7 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
-from grokjax.config import OneLineErrorParser
-from grokjax.sweep import float_list
+from grokjax.cli import OneLineErrorParser, float_list
 from grokjax.results import environment, write_atomic
 
 II_CLIMB = 0.1  # Phase II: some |cos(w_j, u_i)| has risen this much above its initial value

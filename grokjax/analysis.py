@@ -397,7 +397,8 @@ def format_group_table(rows: list[dict], fit: dict | None = None, axes: tuple[st
         lines.append(f"diverged (loss or parameters not finite; left out above): {', '.join(diverged)}")
     if fit is not None:
         lines.append(
-            f"\ndelay ∝ wd^-α at {group_label(fit['at'], ', ')}: α = {fit['alpha']:.2f} [95% CI {fit['alpha_low']:.2f}-{fit['alpha_high']:.2f}] "
+            f"\ndelay ∝ wd^-α at {group_label(fit['at'], ', ')}: α = {fit['alpha']:.2f} "
+            f"[95% CI {fit['alpha_low']:.2f}-{fit['alpha_high']:.2f}] "
             f"from {fit['n_points']} runs at {fit['n_levels']} weight decays (runs with a delay above the comprehension gap)"
         )
     return "\n".join(lines)

@@ -24,11 +24,12 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
-from grokjax.config import ConfigError, OneLineErrorParser, SweepConfig
+from grokjax.cli import OneLineErrorParser, int_list
+from grokjax.config import ConfigError, SweepConfig
 from grokjax.devices import use_cpu_devices
+from grokjax.driver import place_runs, prepare_sweep, runs_mesh
 from grokjax.results import cpu_model, environment, write_atomic
-from grokjax.sweep import int_list
-from grokjax.train import grid_hparams, place_runs, prepare_sweep, runs_mesh, spread_over_runs, train_epoch_steps
+from grokjax.train import grid_hparams, spread_over_runs, train_epoch_steps
 
 # The study's configuration (m 97, hidden 128, batch 128, frac 0.5, Adam lr 1e-3, wd 1e-4).
 STUDY = SweepConfig(m=97, hidden=128, batch_size=128, train_fracs=(0.5,), lrs=(1e-3,), wds=(1e-4,))
@@ -205,7 +206,9 @@ def main(argv: list[str] | None = None) -> int:
         "|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|",
     ]
     for name, n_devices, n_runs, compile_s, seconds in rows:
-        speedup = lambda ref: "" if ref is None else f"{ref / seconds:.1f}"  # noqa: E731
+        def speedup(ref, seconds=seconds):
+            return "" if ref is None else f"{ref / seconds:.1f}"
+
         bare = steps_only.get((name.replace("with metrics", "steps only").replace(", groups of 16", ""), n_devices, n_runs))
         share = f"{100 * (seconds / bare - 1):+.0f} %" if "with metrics" in name and n_devices and bare else ""
         lines.append(

@@ -17,7 +17,6 @@ combination.
 
 from __future__ import annotations
 
-import argparse
 import dataclasses
 import hashlib
 import itertools
@@ -418,10 +417,3 @@ def config_hash(config: SweepConfig | SweepPlan) -> str:
 def differing_fields(first: SweepConfig | SweepPlan, second: SweepConfig | SweepPlan) -> list[str]:
     a, b = first.to_dict(), second.to_dict()
     return [name for name in a if a[name] != b[name]]
-
-
-class OneLineErrorParser(argparse.ArgumentParser):
-    """An ArgumentParser whose errors are one line (and exit status 2), not the usage block."""
-
-    def error(self, message: str):
-        self.exit(2, f"{self.prog}: error: {message} (see --help)\n")

@@ -23,13 +23,8 @@ from typing import NamedTuple
 
 import numpy as np
 
-from grokjax.config import OneLineErrorParser
-from grokjax.export import STUDY_HISTORY_KEYS
-
-# The study's history keys, in its order, and grokjax's name for each; neuron_grad_cosine is
-# grokjax's addition, not in the study.
-STUDY_KEYS = {**STUDY_HISTORY_KEYS, "neuron_grad_cosine": "neuron_grad_cosine"}
-
+from grokjax.cli import OneLineErrorParser, int_list
+from grokjax.export import STUDY_KEYS
 
 # float64 parity tolerance (over >= 200 steps) and float32 (over the first 10 steps)
 FLOAT64_BOUND = 1e-9
@@ -70,8 +65,9 @@ def parity(config, torch_optimizer: str | None = None) -> dict[str, np.ndarray]:
     ``torch_optimizer`` overrides the reference's optimizer (to show a mismatch is caught)."""
     import torch
 
+    from grokjax.driver import run_sweep
     from grokjax.torch_ref import train_reference
-    from grokjax.train import Hparams, grid_hparams, init_run, run_sweep
+    from grokjax.train import Hparams, grid_hparams, init_run
 
     hparams = grid_hparams(config)
     hp = Hparams(*(np.asarray(x)[0] for x in hparams))
@@ -93,7 +89,8 @@ def run_parity(args) -> int:
 
     failures = 0
     print(f"parity: m={args.m} hidden={args.hidden} lr={args.lr} wd={args.wd} seed={args.seed}; "
-          f"bounds: float64 <= {FLOAT64_BOUND:g} over >= {FLOAT64_MIN_STEPS} steps, float32 <= {FLOAT32_BOUND:g} over the first {FLOAT32_STEPS}")
+          f"bounds: float64 <= {FLOAT64_BOUND:g} over >= {FLOAT64_MIN_STEPS} steps, "
+          f"float32 <= {FLOAT32_BOUND:g} over the first {FLOAT32_STEPS}")
     for optimizer, batch_size in itertools.product(args.optimizers.split(","), args.batch_sizes):
         for dtype, bound in (("float64", FLOAT64_BOUND), ("float32", FLOAT32_BOUND)):
             base = SweepConfig(m=args.m, hidden=args.hidden, batch_size=batch_size, optimizer=optimizer,
@@ -176,9 +173,14 @@ def compare_samples(ours: np.ndarray, reference: np.ndarray) -> dict:
 def run_seeds(args) -> int:
     from grokjax import analysis, plots
     from grokjax.config import SweepConfig
-    from grokjax.report import save_figure
-    from grokjax.results import environment, new_results_dir, write_atomic, write_metrics
-    from grokjax.train import run_sweep
+    from grokjax.driver import run_sweep
+    from grokjax.results import (
+        environment,
+        new_results_dir,
+        save_figure,
+        write_atomic,
+        write_metrics,
+    )
 
     config = SweepConfig(m=args.m, hidden=args.hidden, epochs=args.epochs, batch_size=args.batch_size,
                          seeds=tuple(range(args.seeds)), wds=(args.wd,), lrs=(args.lr,))
@@ -200,7 +202,8 @@ def run_seeds(args) -> int:
 
     print(f"\n{'quantity':16s} {'grokjax median (min-max)':>28s} {'PyTorch median (min-max)':>28s} {'reached':>9s} {'U':>6s} {'p':>7s}")
     for name, c in comparison.items():
-        cells = [f"{d['median']:.4g} ({d['min']:.4g}-{d['max']:.4g})" if d["median"] is not None else "never" for d in (c["grokjax"], c["pytorch"])]
+        cells = [f"{d['median']:.4g} ({d['min']:.4g}-{d['max']:.4g})" if d["median"] is not None else "never"
+                 for d in (c["grokjax"], c["pytorch"])]
         reached = f"{c['grokjax']['reached']}/{c['pytorch']['reached']}"
         print(f"{name:16s} {cells[0]:>28s} {cells[1]:>28s} {reached:>9s} {c['mann_whitney_u']:6.1f} {c['p_value']:7.3f}")
     print(f"\nverdict: {verdict} (two-sided Mann–Whitney permutation tests at level {args.alpha}; "
@@ -214,7 +217,8 @@ def run_seeds(args) -> int:
     write_metrics(out / "metrics.npz", ours.hparams._asdict(), ours.metrics)
     key = f"m{config.m}_hd{config.hidden}_lr{args.lr}_wd{args.wd}"
     combined = {"hist": {f"{key}_{seed}": h for seed, h in histories.items()},
-                "grok_pt": {f"{key}_{seed}": (None if np.isnan(g) else int(g) - 1) for seed, g in zip(histories, quantities["grok_epoch"][1])}}
+                "grok_pt": {f"{key}_{seed}": (None if np.isnan(g) else int(g) - 1)
+                            for seed, g in zip(histories, quantities["grok_epoch"][1])}}
     write_atomic(out / "pytorch_histories.json", json.dumps(combined).encode())
     title = f"m={config.m} hidden {config.hidden}, lr {args.lr:g}, wd {args.wd:g}: {args.seeds} seeds per framework"
     save_figure(plots.framework_curves({"grokjax": ours.metrics, "PyTorch": theirs}, ("test_acc", "train_acc", "w1_norm"), title),
@@ -290,8 +294,9 @@ def read_study_histories(path: Path) -> list[StudyRun]:
             raise ValueError(f"{path}: 'hist' must be a non-empty object mapping run keys to histories")
         entries = data["hist"].items()
         grok_points = data.get("grok_pt") if isinstance(data.get("grok_pt"), dict) else {}
-    else:
-        entries = [(path.name, data)]
+    else:  # one run's file, named after its run
+        match = KEY_PATTERN.search(path.name)
+        entries = [(match.group(0) if match else path.name, data)]
         grok_points = {}
     runs = []
     for key, raw in entries:
@@ -299,10 +304,8 @@ def read_study_histories(path: Path) -> list[StudyRun]:
         m, hidden, lr, wd = parse_key(key, where)
         history = parse_history(raw, where)
         point = grok_points.get(key)  # the study's 0-based index of the grokking epoch
-        if isinstance(point, (int, float)) and not isinstance(point, bool):
-            point = point + 1
-        else:
-            point = grok_epoch(history["test_acc"][None])[0]
+        has_point = isinstance(point, (int, float)) and not isinstance(point, bool)
+        point = point + 1 if has_point else grok_epoch(history["test_acc"][None])[0]
         runs.append(StudyRun(key, m, hidden, lr, wd, history, float(point)))
     return runs
 
@@ -314,12 +317,22 @@ def percentile_of(value: float, sample: np.ndarray) -> float:
     return float(100 * (np.mean(sample < value) + 0.5 * np.mean(sample == value)))
 
 
+def file_runs_hparams(config, members: list[StudyRun]):
+    """grokjax's runs for a file's runs: every seed of ``config`` for each member's (wd, lr),
+    member fastest; each seed's split, initialisation and batch order as in a sweep."""
+    from grokjax.train import Hparams
+
+    rows = [(seed, run.wd, run.lr) for seed in config.seeds for run in members]
+    seeds = np.array([seed for seed, _, _ in rows], np.int32)
+    return Hparams(seed=seeds, data_seed=seeds, lr=np.array([lr for _, _, lr in rows], config.dtype),
+                   wd=np.array([wd for _, wd, _ in rows], config.dtype), n_train=np.full(len(rows), config.n_train, np.int32))
+
+
 def run_history(args) -> int:
     from grokjax import analysis, plots
     from grokjax.config import SweepConfig
-    from grokjax.report import save_figure
-    from grokjax.results import new_results_dir, write_atomic, write_csv
-    from grokjax.train import run_sweep
+    from grokjax.driver import run_sweep
+    from grokjax.results import new_results_dir, save_figure, write_atomic, write_csv
 
     runs = read_study_histories(Path(args.file))
     out = new_results_dir(args.out, prefix="crosscheck-history")
@@ -332,14 +345,15 @@ def run_history(args) -> int:
         config = SweepConfig(m=m, hidden=hidden, epochs=epochs, op=args.op, batch_size=args.batch_size,
                              train_fracs=(args.train_frac,), seeds=tuple(range(args.seeds)),
                              wds=tuple(sorted({r.wd for r in members})), lrs=tuple(sorted({r.lr for r in members})))
-        print(f"grokjax: m={m} hidden={hidden}, {epochs} epochs, {config.n_runs} runs", flush=True)
-        sweep = run_sweep(config, progress=not args.quiet)
+        hparams = file_runs_hparams(config, members)  # the file's (wd, lr) pairs only, not their cartesian product
+        print(f"grokjax: m={m} hidden={hidden}, {epochs} epochs, {len(hparams.seed)} runs", flush=True)
+        sweep = run_sweep(config, hparams, progress=not args.quiet)
         grok = analysis.grok_epoch(sweep.metrics["test_acc"])
-        for run in members:
-            mine = np.isclose(sweep.hparams.wd, run.wd, rtol=1e-6, atol=0) & np.isclose(sweep.hparams.lr, run.lr, rtol=1e-6)
+        for index, run in enumerate(members):
+            mine = np.arange(len(hparams.seed)) % len(members) == index
             ours = {name: values[mine] for name, values in sweep.metrics.items()}
             names = tuple(name for name in run.history if name in ours)
-            title = f"{args.file}: {run.key} against {mine.sum()} grokjax seeds"
+            title = f"{run.key}: the PyTorch run against {mine.sum()} grokjax seeds"
             save_figure(plots.framework_curves({"grokjax": ours, "PyTorch": {n: run.history[n][None] for n in names}}, names, title),
                         out / f"history_{run.key}.png")
             reached = grok[mine][~np.isnan(grok[mine])]
@@ -385,7 +399,7 @@ def build_parser() -> argparse.ArgumentParser:
     add_configuration_arguments(p)
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--optimizers", default="adam,adamw", help="comma-separated optimizers to check")
-    p.add_argument("--batch-sizes", type=lambda text: [int(x) for x in text.split(",")], default="128,0",
+    p.add_argument("--batch-sizes", type=int_list, default="128,0",
                    help="comma-separated batch sizes to check; 0 = full batch")
     p.add_argument("--torch-optimizer", choices=("adam", "adamw", "sgd"), default=None,
                    help="give the PyTorch side another optimizer (to see a mismatch fail)")
@@ -413,7 +427,7 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 def main(argv: list[str] | None = None) -> int:
-    from grokjax.train import enable_compilation_cache
+    from grokjax.driver import enable_compilation_cache
 
     parser = build_parser()
     args = parser.parse_args(argv)

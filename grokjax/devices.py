@@ -2,7 +2,7 @@
 
 XLA's CPU backend runs one program on about one core per device, so a single host device
 leaves the other cores of a laptop idle. Split into one device per core, the sweep
-spreads its runs over them (:func:`grokjax.train.runs_mesh`) and trains them in parallel.
+spreads its runs over them (:func:`grokjax.driver.runs_mesh`) and trains them in parallel.
 The split must be chosen before JAX starts (its first computation or device query).
 """
 

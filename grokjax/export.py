@@ -20,7 +20,8 @@ from pathlib import Path
 import numpy as np
 
 from grokjax import analysis
-from grokjax.config import OneLineErrorParser, varied_axes
+from grokjax.cli import OneLineErrorParser
+from grokjax.config import varied_axes
 from grokjax.report import load_sweep
 from grokjax.results import new_results_dir, write_atomic
 
@@ -37,6 +38,8 @@ STUDY_HISTORY_KEYS = {
     "feature_diversity": "feature_diversity",
     "node_similarity_mean": "node_similarity",  # the study's later script
 }
+# What the PyTorch reference records: the study's keys and grokjax's neuron_grad_cosine.
+STUDY_KEYS = {**STUDY_HISTORY_KEYS, "neuron_grad_cosine": "neuron_grad_cosine"}
 FORMATS = ("study",)
 
 

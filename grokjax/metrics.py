@@ -6,30 +6,11 @@ weight, a neuron is one row of PyTorch's ``fc1.weight`` (a column of the Flax ke
 
 from __future__ import annotations
 
-from typing import Callable
+from collections.abc import Callable
 
 import jax
 import jax.numpy as jnp
 import optax
-
-# The order in which metrics are stored; every name is a [runs, epochs] array in metrics.npz.
-METRIC_NAMES = (
-    "train_loss",
-    "train_acc",
-    "test_loss",
-    "test_acc",
-    "w1_norm",
-    "w1_delta_norm",
-    "grad_norm",
-    "grad_cosine_sim",
-    "feature_diversity",
-    "neuron_grad_cosine",
-    "node_similarity",
-)
-
-# The metrics of the hidden layer's geometry: by far the costliest to measure, so a sweep
-# may measure them only every few epochs (SweepConfig.geometry_every).
-GEOMETRY_METRICS = ("grad_cosine_sim", "feature_diversity", "neuron_grad_cosine", "node_similarity")
 
 # Epochs of fc1 gradients kept for grad_cosine_sim, as in the study.
 GRAD_HISTORY = 5

@@ -11,7 +11,13 @@ from matplotlib.figure import Figure
 from matplotlib.patches import Patch
 from matplotlib.ticker import LogLocator, NullFormatter, NullLocator, ScalarFormatter
 
-from grokjax.analysis import format_value, group_keys, group_label, group_mask, medians_along
+from grokjax.analysis import (
+    format_value,
+    group_keys,
+    group_label,
+    group_mask,
+    medians_along,
+)
 
 AXIS_NAMES = {"wd": "weight decay", "lr": "learning rate", "train_frac": "training fraction", "hidden": "hidden width",
               "batch_size": "batch size", "m": "modulus m"}

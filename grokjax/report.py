@@ -19,10 +19,16 @@ from pathlib import Path
 import numpy as np
 
 from grokjax import analysis, plots
-from grokjax.config import STAGE3_EVENTS, STAGE_RULES, AnalysisConfig, ConfigError, OneLineErrorParser, varied_axes
-from grokjax.metrics import METRIC_NAMES
+from grokjax.cli import OneLineErrorParser
+from grokjax.config import (
+    STAGE3_EVENTS,
+    STAGE_RULES,
+    AnalysisConfig,
+    ConfigError,
+    varied_axes,
+)
 from grokjax.files import DamagedFile, check_shape, read_json, read_npz
-from grokjax.results import write_atomic, write_csv
+from grokjax.results import METRIC_NAMES, save_figure, write_atomic, write_csv
 
 BASE_COORDINATES = ("seed", "data_seed", "wd", "lr")  # in every metrics.npz; n_train since per-run sizes
 
@@ -94,12 +100,6 @@ def representative_runs(summary: dict[str, np.ndarray], rows: list[dict], axes: 
         else:
             chosen.append(int(members[0]))
     return chosen
-
-
-def save_figure(fig, path: Path) -> None:
-    buffer = io.BytesIO()
-    fig.savefig(buffer, format="png", dpi=100)
-    write_atomic(path, buffer.getvalue())
 
 
 def group_file_suffix(summary: dict[str, np.ndarray], run: int, axes: tuple[str, ...]) -> str:
@@ -200,7 +200,8 @@ def build_parser() -> argparse.ArgumentParser:
     )
     parser.add_argument("folder", help="a results folder written by python -m grokjax.sweep")
     parser.add_argument("--stage-rules", choices=STAGE_RULES, default=d.stage_rules, help="rules that shade the dashboards")
-    parser.add_argument("--stage3-event", choices=STAGE3_EVENTS, default=d.stage3_event, help="what starts Stage III under the events rules")
+    parser.add_argument("--stage3-event", choices=STAGE3_EVENTS, default=d.stage3_event,
+                        help="what starts Stage III under the events rules")
     parser.add_argument("--grok-threshold", type=float, default=d.grok_threshold, help="test accuracy that counts as generalised")
     parser.add_argument("--grok-min-index", type=int, default=d.grok_min_index, help="earliest 0-based epoch index of a grokking crossing")
     parser.add_argument("--grok-window", type=int, default=d.grok_window, help="epochs test accuracy must hold above the threshold")

@@ -16,12 +16,29 @@ import sys
 import time
 from pathlib import Path
 
-import jax
 import numpy as np
 
 from grokjax.config import SweepConfig, SweepPlan
-from grokjax.devices import usable_cores
 from grokjax.files import DamagedFile, check_shape, read_npz
+
+# The order in which metrics are stored; every name is a [runs, epochs] array in metrics.npz.
+METRIC_NAMES = (
+    "train_loss",
+    "train_acc",
+    "test_loss",
+    "test_acc",
+    "w1_norm",
+    "w1_delta_norm",
+    "grad_norm",
+    "grad_cosine_sim",
+    "feature_diversity",
+    "neuron_grad_cosine",
+    "node_similarity",
+)
+
+# The metrics of the hidden layer's geometry: by far the costliest to measure, so a sweep
+# may measure them only every few epochs (SweepConfig.geometry_every).
+GEOMETRY_METRICS = ("grad_cosine_sim", "feature_diversity", "neuron_grad_cosine", "node_similarity")
 
 PACKAGES = ("grokjax", "jax", "jaxlib", "flax", "optax", "numpy", "matplotlib")
 
@@ -40,6 +57,11 @@ def cpu_model() -> str:
 
 def environment() -> dict:
     """Versions, backend and devices: what a reader needs to reproduce a result."""
+    # JAX only here, when a run is recorded: reading and reporting results needs no JAX
+    import jax
+
+    from grokjax.devices import usable_cores
+
     versions = {"python": platform.python_version()}
     for name in PACKAGES:
         try:
@@ -142,28 +164,37 @@ def write_csv(path: Path, columns: dict[str, np.ndarray]) -> None:
     write_atomic(path, text.getvalue().encode())
 
 
+def save_figure(fig, path: Path) -> None:
+    """A matplotlib Figure as a PNG at ``path``, written atomically."""
+    buffer = io.BytesIO()
+    fig.savefig(buffer, format="png", dpi=100)
+    write_atomic(path, buffer.getvalue())
+
+
 def previous_checkpoint(path: Path) -> Path:
     """Where the checkpoint before the latest is kept: ``checkpoint.npz`` -> ``checkpoint.previous.npz``."""
     return path.with_name(f"{path.stem}.previous{path.suffix}")
 
 
-def save_checkpoint(path: Path, state, history: dict[str, np.ndarray], next_epoch: int, config_hash: str) -> None:
-    """The full vmapped training state, the metric history so far and the next epoch to train.
+def save_checkpoint(path: Path, state_leaves: list[np.ndarray], history: dict[str, np.ndarray], next_epoch: int,
+                    config_hash: str) -> None:
+    """The full vmapped training state (its leaves, in pytree order), the metric history so
+    far and the next epoch to train.
     The checkpoint it replaces is kept as :func:`previous_checkpoint`, so that one damaged
     file costs at most one checkpoint's worth of training."""
     buffer = io.BytesIO()
-    leaves = {f"state_{i}": np.asarray(leaf) for i, leaf in enumerate(jax.tree.leaves(state))}
+    leaves = {f"state_{i}": np.asarray(leaf) for i, leaf in enumerate(state_leaves)}
     metrics = {f"metric_{name}": values for name, values in history.items()}
     np.savez(buffer, next_epoch=next_epoch, config_hash=config_hash, **leaves, **metrics)
     write_atomic(path, buffer.getvalue(), previous=previous_checkpoint(path))
 
 
-def load_checkpoint(path: Path, like_state, like_history: dict[str, np.ndarray], config_hash: str
-                    ) -> tuple[object, dict[str, np.ndarray], int]:
-    """Restore what :func:`save_checkpoint` wrote into the structure of ``like_state``, with
-    a history shaped like ``like_history``. DamagedFile for an unreadable, incomplete or
-    wrongly shaped file; ValueError for a checkpoint of another configuration."""
-    leaves, treedef = jax.tree.flatten(like_state)
+def load_checkpoint(path: Path, leaves: list, like_history: dict[str, np.ndarray], config_hash: str
+                    ) -> tuple[list[np.ndarray], dict[str, np.ndarray], int]:
+    """Restore what :func:`save_checkpoint` wrote: state leaves shaped like ``leaves`` (arrays
+    or shape-dtype structs), a history shaped like ``like_history``. DamagedFile for an
+    unreadable, incomplete or wrongly shaped file; ValueError for a checkpoint of another
+    configuration."""
     required = ("next_epoch", "config_hash", *(f"state_{i}" for i in range(len(leaves))),
                 *(f"metric_{name}" for name in like_history))
     data = read_npz(path, required)
@@ -180,15 +211,15 @@ def load_checkpoint(path: Path, like_state, like_history: dict[str, np.ndarray],
     next_epoch = int(data["next_epoch"]) if data["next_epoch"].shape == () else -1
     if not 0 <= next_epoch <= like_history["train_loss"].shape[1]:
         raise DamagedFile(f"{path}: next_epoch {data['next_epoch']} lies outside the sweep's epochs")
-    return jax.tree.unflatten(treedef, restored), history, next_epoch
+    return restored, history, next_epoch
 
 
-def resume_checkpoint(path: Path, like_state, like_history: dict[str, np.ndarray], config_hash: str
-                      ) -> tuple[object, dict[str, np.ndarray], int]:
+def resume_checkpoint(path: Path, leaves: list, like_history: dict[str, np.ndarray], config_hash: str
+                      ) -> tuple[list[np.ndarray], dict[str, np.ndarray], int]:
     """:func:`load_checkpoint` of ``path``, falling back (with a warning line) to the previous
     checkpoint when ``path`` is damaged; DamagedFile saying how to proceed when neither loads."""
     try:
-        return load_checkpoint(path, like_state, like_history, config_hash)
+        return load_checkpoint(path, leaves, like_history, config_hash)
     except DamagedFile as damaged:
         previous = previous_checkpoint(path)
         if not previous.exists():
@@ -196,7 +227,7 @@ def resume_checkpoint(path: Path, like_state, like_history: dict[str, np.ndarray
                               "restart this sweep from its first epoch") from None
         print(f"warning: {damaged}; resuming from the previous checkpoint, {previous.name}", file=sys.stderr, flush=True)
         try:
-            return load_checkpoint(previous, like_state, like_history, config_hash)
+            return load_checkpoint(previous, leaves, like_history, config_hash)
         except DamagedFile as also:
             raise DamagedFile(f"{damaged}; and {also}: delete both to restart this sweep from its first epoch") from None
 

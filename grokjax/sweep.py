@@ -17,6 +17,7 @@ import sys
 import tomllib
 from pathlib import Path
 
+from grokjax.cli import OneLineErrorParser, float_list, int_list, name_list
 from grokjax.config import (
     ACTIVATIONS,
     LOSSES,
@@ -25,7 +26,6 @@ from grokjax.config import (
     OPTIMIZERS,
     PRESETS,
     ConfigError,
-    OneLineErrorParser,
     SweepConfig,
     SweepPlan,
     differing_fields,
@@ -35,25 +35,6 @@ from grokjax.files import DamagedFile, read_json
 
 DEFAULTS = SweepConfig()
 INTERRUPTED = 130  # exit status after Ctrl-C, as shells report it
-
-
-def float_list(text: str) -> tuple[float, ...]:
-    try:
-        return tuple(float(item) for item in text.split(","))
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"expected comma-separated numbers, got {text!r}") from None
-
-
-def int_list(text: str) -> tuple[int, ...]:
-    try:
-        return tuple(int(item) for item in text.split(","))
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"expected comma-separated integers, got {text!r}") from None
-
-
-def name_list(text: str) -> tuple[str, ...]:
-    """Comma-separated names; each is checked against its choices with the configuration."""
-    return tuple(item.strip() for item in text.split(","))
 
 
 def run_group_arg(text: str) -> int | str:
@@ -119,7 +100,8 @@ def build_parser() -> argparse.ArgumentParser:
                      f"(default {d.fourier_every}: none)")
     run.add_argument("--geometry-every", type=int, help="measure feature_diversity and the three cosine metrics every N "
                      f"epochs only, NaN between (they cost most of a sweep's time; 0: never) (default {d.geometry_every})")
-    run.add_argument("--chunk-epochs", type=int, help=f"epochs per compiled call: progress and checkpoint granularity (default {d.chunk_epochs})")
+    run.add_argument("--chunk-epochs", type=int,
+                     help=f"epochs per compiled call: progress and checkpoint granularity (default {d.chunk_epochs})")
     run.add_argument("--run-group", type=run_group_arg, help="train this many runs at a time, looping over groups inside the "
                      "compiled chunk; on a CPU a group of 16-32 keeps the work in cache for large sweeps; 'auto' times one "
                      "epoch at each of 0, 64, 32, ..., 1 first and takes the fastest (default 0: all runs at once)")
@@ -222,10 +204,11 @@ def prepare_folder(args: argparse.Namespace) -> Path:
 def pick_run_group(config, candidates=None):
     """The configuration with the run-group size that trains this sweep fastest here, and
     the measured milliseconds per run-epoch of each size (0: all runs at once);
-    ``candidates`` default to :data:`grokjax.train.RUN_GROUP_CANDIDATES`."""
+    ``candidates`` default to :data:`grokjax.driver.RUN_GROUP_CANDIDATES`."""
     import dataclasses
 
-    from grokjax.train import RUN_GROUP_CANDIDATES, grid_hparams, time_run_groups
+    from grokjax.driver import RUN_GROUP_CANDIDATES, time_run_groups
+    from grokjax.train import grid_hparams
 
     print("--run-group auto: compiling and timing one epoch at each group size", flush=True)
     timings = time_run_groups(config, grid_hparams(config), candidates or RUN_GROUP_CANDIDATES)
@@ -236,27 +219,93 @@ def pick_run_group(config, candidates=None):
     return dataclasses.replace(config, run_group=best), measured
 
 
+def check_flag_combinations(args: argparse.Namespace) -> None:
+    """Refuse flags that cannot go together, before anything is read or started."""
+    if args.resume is not None and (args.out is not None or args.overwrite):
+        raise ConfigError("--resume continues its own folder; it takes neither --out nor --overwrite")
+    if args.distributed and (args.out is None or args.resume is not None):
+        raise ConfigError("--distributed needs --out (one folder that every process names) and cannot --resume")
+    if args.run_group == "auto" and (args.distributed or args.resume is not None):
+        raise ConfigError("--run-group auto times a new single-process sweep; give a number with --distributed, "
+                          "and --resume keeps the folder's own")
+
+
+def prepare(args: argparse.Namespace) -> tuple[SweepPlan, Path, Path | None, int]:
+    """Everything that can fail on bad input, before training: the plan, the devices, the
+    processes and the results folder. Returns (plan, folder, folder resumed or None, process)."""
+    check_flag_combinations(args)
+    plan, resume_folder = resolve(args)
+    if args.run_group == "auto" and len(plan.programs) > 1:
+        raise ConfigError(f"--run-group auto times one program; this sweep has {len(plan.programs)} "
+                          f"(over {', '.join(plan.axes)}): give a number")
+    from grokjax.devices import use_cpu_devices
+
+    # before JAX starts, and before jax.distributed joins the processes
+    use_cpu_devices(args.cpu_devices, runs=max(program.n_runs for program in plan.programs))
+    process = join_processes(args) if args.distributed else 0
+    out = resume_folder or (prepare_folder(args) if process == 0 else Path(args.out))
+    if args.distributed:  # the other processes write into the folder that process 0 has just made
+        from jax.experimental.multihost_utils import sync_global_devices
+
+        sync_global_devices("grokjax: results folder ready")
+    return plan, out, resume_folder, process
+
+
+def train_until_done_or_interrupted(plan: SweepPlan, out: Path, args: argparse.Namespace, progress: bool):
+    """Train the plan; the first Ctrl-C finishes the current chunk and checkpoints (raising
+    SweepInterrupted), a second aborts at once."""
+    from grokjax.driver import train_plan
+
+    interrupts = []
+
+    def on_interrupt(signum, frame):
+        if interrupts:  # a second Ctrl-C aborts at once; the last checkpoint stays
+            raise KeyboardInterrupt
+        interrupts.append(signum)
+        print("\ninterrupt: finishing the current chunk and saving a checkpoint (Ctrl-C again to abort)", file=sys.stderr, flush=True)
+
+    previous_handler = signal.signal(signal.SIGINT, on_interrupt)
+    try:
+        return train_plan(plan, out, progress=progress, checkpoint_every=args.checkpoint_every,
+                          stop_requested=lambda: bool(interrupts))
+    finally:
+        signal.signal(signal.SIGINT, previous_handler)
+
+
+def merge_processes(out: Path, process: int, trained) -> tuple[dict, dict] | None:
+    """In a multi-process sweep every process writes its runs' rows; process 0 waits for all
+    and returns the whole (metrics, fourier); the others return None."""
+    import jax
+
+    from grokjax import results
+
+    rows = {**trained.metrics, **trained.fourier}
+    results.write_process_shard(out, process, trained.local_runs, rows)
+    if process != 0:
+        return None
+    merged = results.merge_process_shards(out, jax.process_count(), rows)
+    return tuple({name: merged[name] for name in part} for part in (trained.metrics, trained.fourier))
+
+
+def timing_record(plan: SweepPlan, programs: list[dict]) -> dict:
+    """config.json's timing: compile and training seconds over the programs, and each program's own."""
+    compile_seconds = sum(info["compile_seconds"] for info in programs)
+    train_seconds = sum(info["train_seconds"] for info in programs)
+    return {
+        "timing": {
+            "compile_seconds": round(compile_seconds, 3),
+            "train_seconds": round(train_seconds, 3),
+            "ms_per_run_epoch": round(1e3 * train_seconds / (plan.n_runs * plan.epochs), 3),
+        },
+        "programs": programs,
+    }
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = build_parser()
     args = parser.parse_args(argv)
     try:
-        if args.resume is not None and (args.out is not None or args.overwrite):
-            raise ConfigError("--resume continues its own folder; it takes neither --out nor --overwrite")
-        if args.distributed and (args.out is None or args.resume is not None):
-            raise ConfigError("--distributed needs --out (one folder that every process names) and cannot --resume")
-        if args.run_group == "auto" and (args.distributed or args.resume is not None):
-            raise ConfigError("--run-group auto times a new single-process sweep; give a number with --distributed, "
-                              "and --resume keeps the folder's own")
-        plan, resume_folder = resolve(args)
-        if args.run_group == "auto" and len(plan.programs) > 1:
-            raise ConfigError(f"--run-group auto times one program; this sweep has {len(plan.programs)} "
-                              f"(over {', '.join(plan.axes)}): give a number")
-        from grokjax.devices import use_cpu_devices
-
-        # before JAX starts, and before jax.distributed joins the processes
-        use_cpu_devices(args.cpu_devices, runs=max(program.n_runs for program in plan.programs))
-        process = join_processes(args) if args.distributed else 0
-        out = resume_folder or (prepare_folder(args) if process == 0 else Path(args.out))
+        plan, out, resume_folder, process = prepare(args)
     except (ConfigError, DamagedFile, FileExistsError) as error:
         parser.exit(2, f"{parser.prog}: error: {error}\n")
 
@@ -267,7 +316,7 @@ def main(argv: list[str] | None = None) -> int:
         jax.config.update("jax_enable_x64", True)
     from grokjax import analysis, report, results
     from grokjax.config import config_hash, varied_axes
-    from grokjax.train import SweepInterrupted, enable_compilation_cache, snapshot_epochs, train_plan
+    from grokjax.driver import SweepInterrupted, enable_compilation_cache, snapshot_epochs
 
     enable_compilation_cache()
     auto_record = {}  # with --run-group auto: what each size measured, kept in config.json
@@ -280,18 +329,8 @@ def main(argv: list[str] | None = None) -> int:
         results.write_config(out / "config.json", plan, command, {"config_hash": config_hash(plan), **auto_record})
     print(describe(plan) + (f"; resuming {out}" if resume_folder else ""), flush=True)
 
-    interrupts = []
-
-    def on_interrupt(signum, frame):
-        if interrupts:  # a second Ctrl-C aborts at once; the last checkpoint stays
-            raise KeyboardInterrupt
-        interrupts.append(signum)
-        print("\ninterrupt: finishing the current chunk and saving a checkpoint (Ctrl-C again to abort)", file=sys.stderr, flush=True)
-
-    previous_handler = signal.signal(signal.SIGINT, on_interrupt)
     try:
-        trained = train_plan(plan, out, progress=not args.quiet and process == 0, checkpoint_every=args.checkpoint_every,
-                             stop_requested=lambda: bool(interrupts))
+        trained = train_until_done_or_interrupted(plan, out, args, progress=not args.quiet and process == 0)
     except DamagedFile as damaged:
         print(f"{parser.prog}: error: {damaged}", file=sys.stderr)
         return 2
@@ -299,31 +338,15 @@ def main(argv: list[str] | None = None) -> int:
         print(f"stopped {stopped.program}before epoch {stopped.next_epoch + 1} of {plan.epochs}; checkpoint saved. "
               f"Continue with: python -m grokjax.sweep --resume {shlex.quote(str(out))}", file=sys.stderr)
         return INTERRUPTED
-    finally:
-        signal.signal(signal.SIGINT, previous_handler)
 
     metrics, fourier = trained.metrics, trained.fourier
     if args.distributed:
-        import jax
-
-        results.write_process_shard(out, process, trained.local_runs, {**metrics, **fourier})
-        if process != 0:
+        merged = merge_processes(out, process, trained)
+        if merged is None:
             print(f"process {process}: wrote its {trained.local_runs.sum()} runs to {out}; process 0 merges")
             return 0
-        merged = results.merge_process_shards(out, jax.process_count(), {**metrics, **fourier})
-        metrics, fourier = ({name: merged[name] for name in part} for part in (metrics, fourier))
-    compile_seconds = sum(info["compile_seconds"] for info in trained.programs)
-    train_seconds = sum(info["train_seconds"] for info in trained.programs)
-    timing = {
-        **auto_record,
-        "config_hash": config_hash(plan),
-        "timing": {
-            "compile_seconds": round(compile_seconds, 3),
-            "train_seconds": round(train_seconds, 3),
-            "ms_per_run_epoch": round(1e3 * train_seconds / (plan.n_runs * plan.epochs), 3),
-        },
-        "programs": trained.programs,
-    }
+        metrics, fourier = merged
+    timing = {**auto_record, "config_hash": config_hash(plan), **timing_record(plan, trained.programs)}
     if resume_folder is not None:
         timing["resumed_by"] = command
         started = read_json(out / "config.json")
@@ -338,10 +361,8 @@ def main(argv: list[str] | None = None) -> int:
 
     print()
     print(analysis.format_group_table(rows, fit, tuple(varied_axes(plan.to_dict()))))
-    print(
-        f"\ncompile {compile_seconds:.1f} s, train {train_seconds:.1f} s "
-        f"({timing['timing']['ms_per_run_epoch']:.1f} ms per run-epoch); results in {out}"
-    )
+    print(f"\ncompile {timing['timing']['compile_seconds']:.1f} s, train {timing['timing']['train_seconds']:.1f} s "
+          f"({timing['timing']['ms_per_run_epoch']:.1f} ms per run-epoch); results in {out}")
     return 0
 
 

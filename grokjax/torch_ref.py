@@ -14,17 +14,18 @@ from __future__ import annotations
 import random
 import time
 from collections import deque
+from collections.abc import Callable
 from dataclasses import dataclass
-from typing import Callable
 
 import numpy as np
 import torch
 import torch.nn.functional as F
 from torch import nn
 
-from grokjax.crosscheck import STUDY_KEYS
 from grokjax.data import make_dataset
+from grokjax.export import STUDY_KEYS
 from grokjax.metrics import GRAD_HISTORY, NORM_FLOOR
+
 
 class ModularNet(nn.Module):
     """The study's network: Embedding(m, h) for a and b, concatenate, Linear(2h, h), ReLU, Linear(h, m)."""

@@ -7,9 +7,8 @@ import jax
 import pytest
 
 from grokjax import sweep
-
 from grokjax.config import SweepConfig
-from grokjax.train import enable_compilation_cache, run_sweep
+from grokjax.driver import enable_compilation_cache, run_sweep
 
 enable_compilation_cache()
 # This process trains on one CPU device whatever the machine, also when a test calls the

@@ -1,10 +1,10 @@
 import numpy as np
 import pytest
+from reference import grok_epoch_loop
 
 from grokjax import analysis
 from grokjax.config import AnalysisConfig
 from grokjax.train import Hparams
-from reference import grok_epoch_loop
 
 
 def curve(n_epochs, segments):
@@ -75,7 +75,8 @@ def test_summary_and_groups():
         wd=np.array([0, 0, 1e-3, 1e-3], np.float32), n_train=np.full(4, 60),
     )
     w1_norm = np.stack([np.linspace(6, 40, n_epochs)] * 4)  # still growing: no W1 peak
-    metrics = {"train_acc": train_acc, "test_acc": test_acc, "w1_norm": w1_norm, "train_loss": np.ones((4, n_epochs)), "w1_delta_norm": np.full((4, n_epochs), 0.2),
+    metrics = {"train_acc": train_acc, "test_acc": test_acc, "w1_norm": w1_norm, "train_loss": np.ones((4, n_epochs)),
+               "w1_delta_norm": np.full((4, n_epochs), 0.2),
                "grad_cosine_sim": np.zeros((4, n_epochs)), "grad_norm": np.full((4, n_epochs), 0.5)}
     summary = analysis.run_summary(hparams._asdict(), metrics)
     np.testing.assert_array_equal(summary["mem_epoch"], [41, 41, 41, 41])

@@ -2,19 +2,18 @@
 training fractions traced per run in minibatch mode, the study-grid preset, the study's
 file format as an output, and the refusals of bad lists."""
 
-import contextlib
 import dataclasses
-import io
 import json
 
 import numpy as np
 import pytest
+from conftest import TINY
 
 from grokjax import crosscheck, export, report, results, sweep
 from grokjax.config import ConfigError, SweepConfig, sweep_plan_from_mapping
-from grokjax.metrics import METRIC_NAMES
-from grokjax.train import SweepInterrupted, grid_hparams, run_sweep, train_plan
-from conftest import TINY
+from grokjax.driver import SweepInterrupted, run_sweep, train_plan
+from grokjax.results import METRIC_NAMES
+from grokjax.train import grid_hparams
 
 SMALL = {**TINY, "hidden": 8, "epochs": 8, "chunk_epochs": 4, "seeds": (0, 1), "wds": (1e-2,), "lrs": (1e-2,)}
 

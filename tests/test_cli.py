@@ -7,7 +7,7 @@ import sys
 import numpy as np
 import pytest
 
-from grokjax.metrics import METRIC_NAMES
+from grokjax.results import METRIC_NAMES
 
 TINY_ARGS = ["--m", "11", "--hidden", "8", "--batch-size", "16", "--epochs", "6", "--chunk-epochs", "4", "--quiet"]
 
@@ -55,9 +55,10 @@ def test_cli_end_to_end(tiny_folder):
     assert {"phase", "w1_peak_epoch", "events_stageII_start", "readme_stageIII_start", "script_stageI_start"} <= set(rows[0])
     with open(out / "groups.csv") as f:
         groups = list(csv.DictReader(f))
-    assert [(g["wd"], g["lr"], g["runs"]) for g in groups] == [("0", "0.003", "2"), ("0", "0.01", "2"), ("0.01", "0.003", "2"), ("0.01", "0.01", "2")]
+    assert [(g["wd"], g["lr"], g["runs"]) for g in groups] == [
+        ("0", "0.003", "2"), ("0", "0.01", "2"), ("0.01", "0.003", "2"), ("0.01", "0.01", "2")]
     with np.load(out / "stages.npz") as stages:
-        assert {name: stages[name].shape for name in stages.files} == {name: (8, 6) for name in ("events", "readme", "script")}
+        assert {name: stages[name].shape for name in stages.files} == dict.fromkeys(("events", "readme", "script"), (8, 6))
 
     record = json.loads((out / "config.json").read_text())
     assert record["config"]["wds"] == [0.0, 0.01] and record["config"]["epochs"] == 6

@@ -7,13 +7,13 @@ import sys
 import numpy as np
 import pytest
 import torch
+from reference import forward
 
 from grokjax import crosscheck
 from grokjax.config import SweepConfig
 from grokjax.torch_ref import ModularNet as TorchNet
 from grokjax.torch_ref import load_flax_params, study_schedule, train_reference
 from grokjax.train import Hparams, grid_hparams, init_run
-from reference import forward
 
 
 def run_cli(*args):
@@ -131,17 +131,30 @@ def test_missing_history_file(tmp_path):
     assert result.returncode == 2 and "no such file" in result.stderr
 
 
-def test_history_end_to_end(tmp_path):
-    acc = [0.0] * 8
-    path = write_json(tmp_path / "grok_mod_full_m11_hd8_lr0.01_wd0.001_hist.json", history(8, test_acc=acc))
+def test_history_end_to_end(tmp_path, capsys):
+    """A one-run file: its figure is named after the run's key, not the file."""
+    path = write_json(tmp_path / "grok_mod_full_m11_hd8_lr0.01_wd0.001_hist.json", history(8, test_acc=[0.0] * 8))
     out = tmp_path / "out"
-    result = run_cli("history", str(path), "--seeds", "2", "--batch-size", "16", "--out", str(out), "--quiet")
-    assert result.returncode == 0, result.stderr
-    assert "m11_hd8_lr0.01_wd0.001" in result.stdout
-    assert (out / "history_grok_mod_full_m11_hd8_lr0.01_wd0.001_hist.json.png").stat().st_size > 10_000
+    assert crosscheck.main(["history", str(path), "--seeds", "2", "--batch-size", "16", "--out", str(out), "--quiet"]) == 0
+    assert "m11_hd8_lr0.01_wd0.001" in capsys.readouterr().out
+    assert {p.name for p in out.iterdir()} == {"history_m11_hd8_lr0.01_wd0.001.png", "history.csv", "history.json"}
     with open(out / "history.csv") as f:
         (row,) = list(csv.DictReader(f))
     assert row["grokjax_grokked"] == "0/2" and row["pytorch_grok_epoch"] == "" and row["pytorch_grok_percentile"] == "50"
+
+
+def test_history_trains_exactly_the_files_configurations():
+    """Two runs (wd 0, lr 1e-2) and (wd 1e-3, lr 3e-3): every seed of each, in the file's
+    pairing, not the four combinations of their wds and lrs."""
+    config = SweepConfig(m=11, hidden=8, batch_size=16, seeds=(0, 1, 2), wds=(0.0, 1e-3), lrs=(3e-3, 1e-2))
+    members = [crosscheck.StudyRun("a", 11, 8, 1e-2, 0.0, {}, np.nan), crosscheck.StudyRun("b", 11, 8, 3e-3, 1e-3, {}, np.nan)]
+    hparams = crosscheck.file_runs_hparams(config, members)
+    np.testing.assert_array_equal(hparams.seed, [0, 0, 1, 1, 2, 2])
+    np.testing.assert_allclose(hparams.lr, [1e-2, 3e-3] * 3, rtol=1e-6)
+    np.testing.assert_allclose(hparams.wd, [0.0, 1e-3] * 3, rtol=1e-6)
+    grid = grid_hparams(config)  # the same seed's split and size as in a sweep
+    np.testing.assert_array_equal(hparams.data_seed, hparams.seed)
+    assert set(hparams.n_train) == set(grid.n_train)
 
 
 def test_seeds_end_to_end(tmp_path):

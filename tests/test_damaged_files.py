@@ -11,12 +11,9 @@ import pytest
 
 from grokjax import export, report, sweep
 from grokjax.config import SweepConfig
+from grokjax.driver import SweepInterrupted, run_sweep
 from grokjax.files import DamagedFile, read_npz
-from grokjax.metrics import METRIC_NAMES
-from grokjax.results import previous_checkpoint
-from grokjax.train import SweepInterrupted, run_sweep
-
-
+from grokjax.results import METRIC_NAMES, previous_checkpoint
 
 STOPPED = SweepConfig(m=11, hidden=8, batch_size=16, epochs=6, chunk_epochs=2, seeds=(0, 1), wds=(0.0, 1e-2),
                       fourier_every=2)

@@ -12,10 +12,8 @@ import pytest
 
 from grokjax import devices
 from grokjax.config import ConfigError, sweep_plan_from_mapping
-from grokjax.metrics import METRIC_NAMES
-from grokjax.results import write_config
-from grokjax.train import SweepInterrupted, run_sweep
-
+from grokjax.driver import SweepInterrupted, run_sweep
+from grokjax.results import METRIC_NAMES, write_config
 
 # The sweep command on two cores at most: XLA sizes its CPU thread pool from the process's
 # affinity, and the deadlock needed as many busy devices as pool threads.

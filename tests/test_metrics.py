@@ -1,9 +1,9 @@
 import jax.numpy as jnp
 import numpy as np
 import pytest
+from reference import cross_entropy, mean_pairwise_cosine, singular_value_entropy
 
 from grokjax import metrics as M
-from reference import cross_entropy, mean_pairwise_cosine, singular_value_entropy
 
 rng = np.random.default_rng(0)
 

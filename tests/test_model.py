@@ -2,9 +2,9 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 import pytest
+from reference import forward
 
 from grokjax.model import ModularNet, operand_weights
-from reference import forward
 
 
 def init(m, hidden, seed=0):

@@ -2,9 +2,9 @@ import jax.numpy as jnp
 import numpy as np
 import optax
 import pytest
+from reference import torch_adam
 
 from grokjax.optim import make_optimizer
-from reference import torch_adam
 
 
 def run_optax(name, theta, grads, lr, wd):

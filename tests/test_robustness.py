@@ -14,9 +14,8 @@ import pytest
 
 from grokjax import sweep as sweep_command
 from grokjax.config import SweepConfig
-from grokjax.metrics import METRIC_NAMES
-from grokjax.results import write_atomic
-from grokjax.train import run_sweep
+from grokjax.driver import run_sweep
+from grokjax.results import METRIC_NAMES, write_atomic
 
 TINY = ["--m", "11", "--hidden", "8", "--batch-size", "16", "--epochs", "6", "--seeds", "2", "--wd", "1e-2", "--quiet"]
 

@@ -8,7 +8,8 @@ from pathlib import Path
 
 import numpy as np
 
-from grokjax.train import grid_hparams, run_sweep
+from grokjax.driver import run_sweep
+from grokjax.train import grid_hparams
 
 SCRIPT = Path(__file__).resolve().parents[1] / "experiments" / "scaling_law.py"
 spec = importlib.util.spec_from_file_location("scaling_law", SCRIPT)

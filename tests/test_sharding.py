@@ -7,8 +7,8 @@ import textwrap
 import numpy as np
 
 from grokjax.config import SweepConfig
-from grokjax.metrics import METRIC_NAMES
-from grokjax.train import run_sweep
+from grokjax.driver import run_sweep
+from grokjax.results import METRIC_NAMES
 
 CONFIG = dict(m=11, hidden=16, batch_size=16, epochs=10, chunk_epochs=5, seeds=(0, 1, 2), wds=(0.0, 1e-2))
 COLLECTIVES = ("all-reduce", "all-gather", "collective-permute", "all-to-all", "reduce-scatter")
@@ -20,7 +20,8 @@ SCRIPT = textwrap.dedent(
     import numpy as np
     from grokjax.config import SweepConfig
     from grokjax.devices import use_cpu_devices
-    from grokjax.train import grid_hparams, prepare_sweep, run_sweep
+    from grokjax.driver import prepare_sweep, run_sweep
+    from grokjax.train import grid_hparams
 
     use_cpu_devices(4)
     config = SweepConfig(**{config})

@@ -3,13 +3,20 @@ import jax.numpy as jnp
 import numpy as np
 import optax
 import pytest
+from conftest import TINY
+from reference import (
+    adam_step,
+    cross_entropy,
+    forward,
+    mean_pairwise_cosine,
+    singular_value_entropy,
+)
 
 from grokjax.config import SweepConfig
 from grokjax.data import batch_schedule, make_dataset, random_subset
-from grokjax.metrics import METRIC_NAMES
-from grokjax.train import Hparams, epoch_keys, grid_hparams, init_run, run_sweep
-from conftest import TINY
-from reference import adam_step, cross_entropy, forward, mean_pairwise_cosine, singular_value_entropy
+from grokjax.driver import run_sweep
+from grokjax.results import METRIC_NAMES
+from grokjax.train import Hparams, epoch_keys, grid_hparams, init_run
 
 
 def take_run(hparams: Hparams, i: int) -> Hparams:
@@ -145,8 +152,8 @@ def test_li2_training_and_fourier_snapshots(tmp_path):
     of the parameters at those epochs (checked on the final and the initial ones), and an
     interrupted sweep resumes with its snapshots."""
     from grokjax import fourier
+    from grokjax.driver import SweepInterrupted, snapshot_epochs
     from grokjax.model import operand_weights
-    from grokjax.train import SweepInterrupted, snapshot_epochs
 
     config = SweepConfig(**LI2_TINY)
     sweep = run_sweep(config)
@@ -158,7 +165,8 @@ def test_li2_training_and_fourier_snapshots(tmp_path):
     for run in range(config.n_runs):
         hp = Hparams(*(np.asarray(x)[run] for x in grid_hparams(config)))
         run_data, state = init_run(config, hp)
-        params_at = {0: state.params, 1: jax.tree.map(lambda x: x[run], after_4), 3: jax.tree.map(lambda x: x[run], sweep.state.params)}
+        params_at = {0: state.params, 1: jax.tree.map(lambda x, run=run: x[run], after_4),
+                     3: jax.tree.map(lambda x, run=run: x[run], sweep.state.params)}
         for index, params in params_at.items():
             expected = fourier.fourier_summary(*operand_weights(params))
             for name in ("spectrum", "dominant_frequency", "concentration", "mean_concentration", "gini", "distinct_frequencies"):
@@ -196,7 +204,7 @@ def test_li2_training_and_fourier_snapshots(tmp_path):
 def test_geometry_every_measures_every_nth_epoch(tiny_config, tiny_sweep):
     """--geometry-every 3: the four geometry metrics after epochs 3, 6, ... equal those of the
     every-epoch sweep, NaN between; the other metrics are untouched."""
-    from grokjax.metrics import GEOMETRY_METRICS
+    from grokjax.results import GEOMETRY_METRICS
 
     sparse = run_sweep(SweepConfig(**{**tiny_config.to_dict(), "geometry_every": 3}))
     measured = (np.arange(tiny_config.epochs) + 1) % 3 == 0
