@@ -89,8 +89,8 @@ def sweep_config(m: int, sizes: np.ndarray, config: ScalingConfig) -> SweepConfi
     frac = lambda n: (n + 0.5) / n_pairs  # noqa: E731
     li2 = {**PRESETS["li2"], "m": m, "hidden": config.hidden, "epochs": config.epochs, "fourier_every": 0,
            "geometry_every": 0, "wds": (config.wd,), "lrs": (config.lr,), "seeds": tuple(range(config.seeds))}
-    # run_group 1 trains the runs one after another inside the compiled chunk: on a 2-core CPU,
-    # 30 runs at M 71 took 21 s per 100 epochs so, against 40 s all at once (cache, not FLOPs)
+    # run_group 1 trains the runs one after another inside the compiled chunk: with m up to 71
+    # and hidden 512, one run's working set fits a CPU's cache and many at once do not
     return SweepConfig(**li2, train_fracs=(frac(sizes.max()),), min_train_frac=frac(sizes.min()), run_group=1)
 
 

@@ -1,6 +1,7 @@
 import csv
 import itertools
 import json
+import re
 import subprocess
 import sys
 
@@ -52,9 +53,16 @@ def test_parity_float64_passes_and_catches_adamw_posing_as_adam():
     args = ["parity", "--m", "11", "--hidden", "8", "--wd", "0.05", "--optimizers", "adam", "--batch-sizes", "16"]
     passed = run_cli(*args)
     assert passed.returncode == 0, passed.stdout + passed.stderr
-    assert "float64: 50 epochs = 200 steps" in passed.stdout and "all parity checks passed" in passed.stdout
+    assert "float64: 50 epochs = 200 steps" in passed.stdout and "every float64 case agrees" in passed.stdout
+    assert "batch   16 float32: 3 epochs = 12 steps; largest deviation" in passed.stdout
+    assert "bound 6.2e-02" in passed.stdout  # float32: 1/16, one example's share of a 16-example step
     failed = run_cli(*args, "--torch-optimizer", "adamw")
-    assert failed.returncode == 1 and "FAIL" in failed.stdout
+    assert failed.returncode == 1 and "1 float64 case(s) failed" in failed.stdout
+
+
+def test_the_float32_bound_is_one_examples_share_of_a_step():
+    assert crosscheck.float32_bound(128) == 1 / 128
+    assert crosscheck.float32_bound(SweepConfig(batch_size=0).effective_batch) == 1 / 4704
 
 
 def test_mann_whitney_permutation_against_brute_force():
@@ -116,19 +124,23 @@ def test_reads_the_combined_file(tmp_path):
         ("all.json", json.dumps({"hist": {"run_a": history()}}), "[run_a]: cannot read the configuration"),
     ],
 )
-def test_bad_history_files_get_a_clear_error(tmp_path, name, content, message):
+def test_bad_history_files_get_a_clear_error(tmp_path, capsys, name, content, message):
     path = tmp_path / name
     path.write_text(content)
-    with pytest.raises(ValueError, match=None) as error:
+    with pytest.raises(ValueError, match=re.escape(message)):
         crosscheck.read_study_histories(path)
-    assert message in str(error.value)
-    result = run_cli("history", str(path), "--out", str(tmp_path / "out"))
-    assert result.returncode == 2 and message in result.stderr and "Traceback" not in result.stderr
+    with pytest.raises(SystemExit) as exited:
+        crosscheck.main(["history", str(path), "--out", str(tmp_path / "out")])
+    assert exited.value.code == 2
+    error = capsys.readouterr().err
+    assert error.startswith("python -m grokjax.crosscheck history: error: ") and message in error and error.count("\n") == 1
+    assert not (tmp_path / "out").exists()
 
 
-def test_missing_history_file(tmp_path):
-    result = run_cli("history", str(tmp_path / "nothing.json"))
-    assert result.returncode == 2 and "no such file" in result.stderr
+def test_missing_history_file(tmp_path, capsys):
+    with pytest.raises(SystemExit) as exited:
+        crosscheck.main(["history", str(tmp_path / "nothing.json")])
+    assert exited.value.code == 2 and "no such file" in capsys.readouterr().err
 
 
 def test_history_end_to_end(tmp_path, capsys):
@@ -157,15 +169,30 @@ def test_history_trains_exactly_the_files_configurations():
     assert set(hparams.n_train) == set(grid.n_train)
 
 
-def test_seeds_end_to_end(tmp_path):
+def test_seeds_end_to_end(tmp_path, capsys, monkeypatch):
+    from grokjax import results
+
+    figures = {}
+    save = results.save_figure
+    monkeypatch.setattr(results, "save_figure", lambda fig, path: figures.setdefault(path.name, fig) and save(fig, path))
     out = tmp_path / "seeds"
-    result = run_cli("seeds", "--m", "11", "--hidden", "8", "--batch-size", "16", "--seeds", "2", "--epochs", "4",
-                     "--out", str(out), "--quiet")
-    assert result.returncode == 0, result.stderr
-    assert "verdict:" in result.stdout
+    assert crosscheck.main(["seeds", "--m", "11", "--hidden", "8", "--batch-size", "16", "--seeds", "2", "--epochs", "4",
+                            "--out", str(out), "--quiet"]) == 0
+    assert "verdict:" in capsys.readouterr().out
     record = json.loads((out / "seeds.json").read_text())
     assert set(record["comparison"]) == {"grok_epoch", "final_w1_norm", "final_test_acc"}
     assert len(record["comparison"]["final_w1_norm"]["pytorch"]["values"]) == 2
     combined = json.loads((out / "pytorch_histories.json").read_text())
     assert len(combined["hist"]) == 2 and len(crosscheck.read_study_histories(out / "pytorch_histories.json")) == 2
-    assert (out / "seeds.png").stat().st_size > 10_000
+    # the figure: one panel per compared metric, each framework's runs and median drawn from its own data
+    assert (out / "seeds.png").exists()
+    panels = [ax for ax in figures["seeds.png"].axes if ax.get_visible()]
+    assert [ax.get_title() for ax in panels] == ["test_acc", "train_acc", "w1_norm"]
+    ours = np.load(out / "metrics.npz")
+    theirs = [combined["hist"][key] for key in sorted(combined["hist"])]
+    for ax, name, study_key in zip(panels, ("test_acc", "train_acc", "w1_norm"), ("test_acc", "train_acc", "w_norm_fc1")):
+        lines = [line.get_ydata() for line in ax.get_lines()]
+        assert len(lines) == 6  # per framework: 2 runs and their median
+        np.testing.assert_allclose(lines[:2], ours[name], rtol=1e-6)
+        np.testing.assert_allclose(lines[2], np.median(ours[name], axis=0), rtol=1e-6)
+        np.testing.assert_allclose(lines[3:5], [h[study_key] for h in theirs], rtol=1e-6)
