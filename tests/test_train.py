@@ -188,7 +188,24 @@ def test_li2_training_and_fourier_snapshots(tmp_path):
     report.write_report(tmp_path, config.to_dict(), sweep.hparams._asdict(), sweep.metrics)
     assert {"fourier_wd0_lr0.01.png", "fourier_wd0.01_lr0.01.png"} <= {p.name for p in (tmp_path / "figures").iterdir()}
     single = {name: values[0] for name, values in sweep.fourier.items()}
-    plots.fourier_features(np.arange(1, 13), snapshot_epochs(config), single, [3], sweep.metrics["test_acc"][0], "one")
+    test_acc = sweep.metrics["test_acc"][0]
+    fig = plots.fourier_features(np.arange(1, 13), snapshot_epochs(config), single, [3], test_acc, "one")
+    heatmap, colour_bar, left, right, signal, left_acc = fig.axes
+    # the heatmap of snapshot 3 (after epoch 12): neurons sorted by their final dominant frequency, among
+    # equals the more concentrated first
+    order = sorted(range(16), key=lambda k: (single["dominant_frequency"][-1][k], -single["concentration"][-1][k]))
+    assert order != list(range(16))
+    np.testing.assert_array_equal(heatmap.images[0].get_array(), single["spectrum"][3][order])
+    assert heatmap.get_title() == f"epoch 12, test acc {test_acc[11]:.2f}\nmean concentration {single['mean_concentration'][3]:.2f}"
+    assert heatmap.get_xlabel() == "frequency class f" and colour_bar.get_ylabel() == "share of the neuron's non-constant power"
+    # the summaries over the four snapshots, each against test accuracy over the twelve epochs
+    drawn = {ax: [(list(line.get_xdata()), list(line.get_ydata())) for line in ax.get_lines()] for ax in (left, right, signal, left_acc)}
+    snapshots, epochs = [0, 4, 8, 12], list(range(1, 13))
+    assert drawn[left] == [(snapshots, list(single["distinct_frequencies"]))]
+    assert drawn[right] == [(snapshots, list(single["mean_concentration"])), (snapshots, list(single["gini"])), (epochs, list(test_acc))]
+    assert drawn[signal] == [(snapshots, list(single["gf_norm"]))] and signal.get_yscale() == "log"
+    assert drawn[left_acc] == [(epochs, list(test_acc))]
+    assert fig.get_suptitle() == "one"
 
     calls = []
     stop_after_first_chunk = lambda: calls.append(1) or len(calls) == 1  # noqa: E731
