@@ -35,7 +35,7 @@ from grokjax.analysis import first_epoch
 from grokjax.cli import OneLineErrorParser, float_list, int_list
 from grokjax.config import PRESETS, ConfigError, SweepConfig
 from grokjax.driver import enable_compilation_cache, run_sweep
-from grokjax.train import Hparams
+from grokjax.train import Hparams, chosen_runs_hparams
 
 CRITICAL_CONSTANT = 2.7482  # the authors' n = c * M * ln M
 GENERALISED = 0.95  # test accuracy that counts as generalised
@@ -97,13 +97,7 @@ def sweep_config(m: int, sizes: np.ndarray, config: ScalingConfig) -> SweepConfi
 def size_seed_hparams(sweep: SweepConfig, sizes: np.ndarray, seeds: int) -> Hparams:
     """One run per (size, seed), size slowest; every run has its own split, init and order."""
     size, seed = (x.ravel() for x in np.meshgrid(sizes, np.arange(seeds), indexing="ij"))
-    return Hparams(
-        seed=seed.astype(np.int32),
-        data_seed=seed.astype(np.int32),
-        lr=np.full(len(seed), sweep.lrs[0], sweep.dtype),
-        wd=np.full(len(seed), sweep.wds[0], sweep.dtype),
-        n_train=size.astype(np.int32),
-    )
+    return chosen_runs_hparams(sweep, seed, np.full(len(seed), sweep.wds[0]), np.full(len(seed), sweep.lrs[0]), size)
 
 
 def critical_size(sizes: np.ndarray, probability: np.ndarray) -> float:

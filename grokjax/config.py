@@ -3,12 +3,14 @@
 Fields fall into two groups, and the split decides what recompiles:
 
 * static (the network, its loss, shapes and counts: ``m``, ``op``, ``model``,
-  ``activation``, ``loss``, ``hidden``, ``min_train_frac``, ``batch_size``,
-  ``epochs``, ``optimizer``, ``fourier_every``, ``geometry_every``, ``chunk_epochs``, ``run_group``, ``dtype``)
-  are baked into the compiled program; changing one compiles a new program;
-* the grid (``seeds``, ``data_seeds``, ``train_fracs``, ``wds``, ``lrs``) becomes per-run
-  traced arrays (:class:`grokjax.train.Hparams`); any values of the same count reuse
-  the compiled program (the training fractions also size its arrays).
+  ``activation``, ``loss``, ``hidden``, ``min_train_frac``, ``batch_size``, ``epochs``,
+  ``optimizer``, ``grokfast``, ``grokfast_window``, ``fourier_every``, ``geometry_every``,
+  ``chunk_epochs``, ``run_group``, ``dtype``) are baked into the compiled program;
+  changing one compiles a new program;
+* the grid (``seeds``, ``data_seeds``, ``train_fracs``, ``init_scales``,
+  ``grokfast_alphas``, ``grokfast_lambdas``, ``wds``, ``lrs``) becomes per-run traced
+  arrays (:class:`grokjax.train.Hparams`); any values of the same count reuse the compiled
+  program (the training fractions also size its arrays).
 
 A :class:`SweepPlan` is what a user asks for: the static fields in :data:`STATIC_AXES` may
 take several values, and the plan holds one SweepConfig, one compiled program, per
@@ -28,8 +30,10 @@ OPS = ("add", "sub", "mul", "div", "x2xyy2")
 MODELS = ("modularnet", "li2")
 ACTIVATIONS = ("relu", "square", "silu")
 LOSSES = ("ce", "mse")
-OPTIMIZERS = ("adam", "adamw", "sgd")
+OPTIMIZERS = ("adam", "adamw", "sgd", "muon")
+GRADIENT_FILTERS = ("none", "ema", "ma")  # grokfast: none, exponential or windowed moving average
 DTYPES = ("float32", "float64")
+FILTER_AXES = ("grokfast_alphas", "grokfast_lambdas")  # the gradient filter's traced settings
 
 
 class ConfigError(ValueError):
@@ -55,6 +59,8 @@ class SweepConfig:
     batch_size: int = 128  # 0 means full batch
     epochs: int = 600
     optimizer: str = "adam"
+    grokfast: str = "none"  # gradient filter before the optimizer: none, ema or ma (Lee et al.'s grokfast)
+    grokfast_window: int = 100  # ma: gradients averaged (sizes the filter's buffer)
     fourier_every: int = 0  # Fourier feature snapshot every N epochs (0: none)
     geometry_every: int = 1  # measure the hidden layer's geometry metrics every N epochs (0: never; NaN between)
     chunk_epochs: int = 50  # epochs per compiled call; the progress bar moves once per chunk
@@ -66,12 +72,15 @@ class SweepConfig:
     train_fracs: tuple[float, ...] = (0.5,)  # each run trains on the first int(frac * pairs) of its permutation
     wds: tuple[float, ...] = (0.0, 1e-4, 3e-4, 1e-3)
     lrs: tuple[float, ...] = (1e-3,)
+    init_scales: tuple[float, ...] = (1.0,)  # every initial parameter multiplied by this (Omnigrok's alpha)
+    grokfast_alphas: tuple[float, ...] = (0.98,)  # ema: h <- alpha h + (1 - alpha) g
+    grokfast_lambdas: tuple[float, ...] = (2.0,)  # the filtered gradient is g + lambda h
 
     def __post_init__(self):
         for check in (self._check_task, self._check_model, self._check_schedule, self._check_grid, self._check_sizes):
             check()
         # one spelling per value, so that equal configurations hash equally (0 and 0.0)
-        for name in ("wds", "lrs", "train_fracs"):
+        for name in ("wds", "lrs", "train_fracs", *FILTER_AXES, "init_scales"):
             object.__setattr__(self, name, tuple(float(v) for v in getattr(self, name)))
         if self.min_train_frac is not None:
             object.__setattr__(self, "min_train_frac", float(self.min_train_frac))
@@ -84,9 +93,10 @@ class SweepConfig:
 
     def _check_model(self):
         for name, choices in (("model", MODELS), ("activation", ACTIVATIONS), ("loss", LOSSES),
-                              ("optimizer", OPTIMIZERS), ("dtype", DTYPES)):
+                              ("optimizer", OPTIMIZERS), ("grokfast", GRADIENT_FILTERS), ("dtype", DTYPES)):
             _check_choice(name, getattr(self, name), choices)
         _check_int("hidden", self.hidden, minimum=1)
+        _check_int("grokfast_window", self.grokfast_window, minimum=1)
 
     def _check_schedule(self):
         for name, minimum in (("epochs", 1), ("chunk_epochs", 1), ("run_group", 0), ("batch_size", 0),
@@ -100,7 +110,8 @@ class SweepConfig:
             )
 
     def _check_grid(self):
-        for name in ("seeds", "train_fracs", "wds", "lrs") + (("data_seeds",) if self.data_seeds is not None else ()):
+        lists = ("seeds", "train_fracs", "wds", "lrs", "init_scales", *FILTER_AXES)
+        for name in lists + (("data_seeds",) if self.data_seeds is not None else ()):
             values = getattr(self, name)
             if not isinstance(values, tuple) or not values:
                 raise ConfigError(f"{name} must be a non-empty tuple, got {values!r}")
@@ -108,7 +119,7 @@ class SweepConfig:
         for name in ("seeds", "data_seeds"):
             for seed in getattr(self, name) or ():
                 _check_int(name, seed, minimum=0)
-        for name in ("train_fracs", "wds", "lrs"):
+        for name in ("train_fracs", "wds", "lrs", "init_scales", *FILTER_AXES):
             for value in getattr(self, name):
                 _check_number(name, value)
         for frac in self.train_fracs:
@@ -119,6 +130,20 @@ class SweepConfig:
                 raise ConfigError(f"{name} must be non-negative, got {min(getattr(self, name))!r}")
         if any(lr == 0 for lr in self.lrs):
             raise ConfigError("lrs must be positive: a learning rate of 0 trains nothing")
+        if any(scale <= 0 for scale in self.init_scales):
+            raise ConfigError(f"init_scales must be positive, got {min(self.init_scales)!r}")
+        self._check_filter()
+
+    def _check_filter(self):
+        if any(not 0 <= alpha < 1 for alpha in self.grokfast_alphas):
+            raise ConfigError(f"grokfast_alphas must lie in [0, 1), got {', '.join(map(str, self.grokfast_alphas))}")
+        if any(lam < 0 for lam in self.grokfast_lambdas):
+            raise ConfigError(f"grokfast_lambdas must be non-negative, got {min(self.grokfast_lambdas)!r}")
+        # a filter's settings without the filter, or alpha with the windowed one, would multiply runs for nothing
+        unused = {"none": FILTER_AXES, "ema": (), "ma": ("grokfast_alphas",)}[self.grokfast]
+        for name in unused:
+            if len(getattr(self, name)) > 1:
+                raise ConfigError(f"{name} lists several values, but grokfast {self.grokfast} does not use them")
 
     def _check_sizes(self):
         sizes = [int(frac * self.n_pairs) for frac in self.train_fracs]
@@ -198,7 +223,8 @@ class SweepConfig:
     @property
     def n_runs(self) -> int:
         n_data_seeds = 1 if self.data_seeds is None else len(self.data_seeds)
-        return len(self.seeds) * n_data_seeds * len(self.train_fracs) * len(self.wds) * len(self.lrs)
+        per_seed = [len(getattr(self, name)) for name in ("train_fracs", "init_scales", *FILTER_AXES, "wds", "lrs")]
+        return len(self.seeds) * n_data_seeds * math.prod(per_seed)
 
     def to_dict(self) -> dict:
         return dataclasses.asdict(self)
@@ -296,9 +322,13 @@ PRESETS = {
 
 # Static fields that may take several values: one compiled program per combination, in this
 # order (the last varies fastest).
-STATIC_AXES = ("m", "op", "model", "activation", "loss", "hidden", "batch_size", "optimizer")
-# Grid fields (lists of traced per-run values) and the coordinate each gives a run.
-GRID_AXES = {"seeds": "seed", "data_seeds": "data_seed", "train_fracs": "train_frac", "wds": "wd", "lrs": "lr"}
+STATIC_AXES = ("m", "op", "model", "activation", "loss", "hidden", "batch_size", "optimizer", "grokfast", "grokfast_window")
+# Grid fields (lists of traced per-run values) and the coordinate each gives a run, in the
+# grid's order (the last varies fastest).
+GRID_AXES = {"seeds": "seed", "data_seeds": "data_seed", "train_fracs": "train_frac", "init_scales": "init_scale",
+             "grokfast_alphas": "grokfast_alpha", "grokfast_lambdas": "grokfast_lambda", "wds": "wd", "lrs": "lr"}
+# Grid fields that are a coordinate of every run only when they list several values.
+OPTIONAL_GRID_AXES = ("train_fracs", "data_seeds", "init_scales", "grokfast_alphas", "grokfast_lambdas")
 # Keys of earlier versions' config files, read as their current names.
 RENAMED_KEYS = {"train_frac": "train_fracs", "data_seed": "data_seeds"}
 
@@ -334,10 +364,11 @@ class SweepPlan:
 
 def varied_axes(config: dict) -> list[str]:
     """The coordinates that set a sweep's groups of seeds apart, from its configuration
-    record: every static axis given several values, then ``train_frac`` and ``data_seed``
-    when several are listed, then ``wd`` and ``lr`` (always)."""
+    record: every static axis given several values, then each of ``train_frac``,
+    ``data_seed``, ``init_scale``, ``grokfast_alpha``, ``grokfast_lambda`` when several are
+    listed, then ``wd`` and ``lr`` (always)."""
     axes = [name for name in STATIC_AXES if isinstance(config.get(name), list)]
-    for field in ("train_fracs", "data_seeds"):
+    for field in OPTIONAL_GRID_AXES:
         if isinstance(config.get(field), (list, tuple)) and len(config[field]) > 1:
             axes.append(GRID_AXES[field])
     return axes + ["wd", "lr"]

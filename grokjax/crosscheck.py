@@ -336,12 +336,11 @@ def percentile_of(value: float, sample: np.ndarray) -> float:
 def file_runs_hparams(config, members: list[StudyRun]):
     """grokjax's runs for a file's runs: every seed of ``config`` for each member's (wd, lr),
     member fastest; each seed's split, initialisation and batch order as in a sweep."""
-    from grokjax.train import Hparams
+    from grokjax.train import chosen_runs_hparams
 
     rows = [(seed, run.wd, run.lr) for seed in config.seeds for run in members]
-    seeds = np.array([seed for seed, _, _ in rows], np.int32)
-    return Hparams(seed=seeds, data_seed=seeds, lr=np.array([lr for _, _, lr in rows], config.dtype),
-                   wd=np.array([wd for _, wd, _ in rows], config.dtype), n_train=np.full(len(rows), config.n_train, np.int32))
+    seed, wd, lr = zip(*rows)
+    return chosen_runs_hparams(config, seed, wd, lr, np.full(len(rows), config.n_train))
 
 
 def run_history(args) -> int:

@@ -26,7 +26,7 @@ import numpy as np
 from jax.sharding import AxisType, Mesh, NamedSharding, PartitionSpec
 from tqdm.auto import tqdm
 
-from grokjax.config import SweepConfig, SweepPlan, config_hash, varied_axes
+from grokjax.config import GRID_AXES, OPTIONAL_GRID_AXES, SweepConfig, SweepPlan, config_hash, varied_axes
 from grokjax.data import Dataset, make_dataset
 from grokjax.results import (
     METRIC_NAMES,
@@ -310,12 +310,17 @@ class PlanResult(NamedTuple):
 
 
 def program_coordinates(plan: SweepPlan, index: int) -> dict[str, np.ndarray]:
-    """The per-run coordinates of program ``index``: its grid's hyperparameters, the
-    training fraction when it varies, and the value of every varied static axis."""
+    """The per-run coordinates of program ``index``: seed, data seed, wd, lr and training-set
+    size, every other grid axis that lists several values, and the value of every varied
+    static axis."""
     program = plan.programs[index]
-    coordinates = {name: np.asarray(values) for name, values in grid_hparams(program)._asdict().items()}
-    if "train_frac" in varied_axes(plan.to_dict()):
-        coordinates["train_frac"] = np.array([frac for _, _, frac, _, _ in grid_rows(program)])
+    hparams = grid_hparams(program)
+    coordinates = {name: np.asarray(getattr(hparams, name)) for name in ("seed", "data_seed", "wd", "lr", "n_train")}
+    varied = varied_axes(plan.to_dict())
+    rows = grid_rows(program)
+    for name in (GRID_AXES[field] for field in OPTIONAL_GRID_AXES):
+        if name in varied and name not in coordinates:
+            coordinates[name] = np.array([row[name] for row in rows])
     for name in plan.axes:
         coordinates[name] = np.full(program.n_runs, getattr(program, name))
     return coordinates

@@ -20,7 +20,8 @@ from grokjax.analysis import (
 )
 
 AXIS_NAMES = {"wd": "weight decay", "lr": "learning rate", "train_frac": "training fraction", "hidden": "hidden width",
-              "batch_size": "batch size", "m": "modulus m"}
+              "batch_size": "batch size", "m": "modulus m", "init_scale": "initialisation scale α",
+              "grokfast_alpha": "grokfast α", "grokfast_lambda": "grokfast λ", "grokfast_window": "grokfast window"}
 STAGE_COLOURS = {1: "#bbbbbb", 2: "#6fa8dc", 3: "#93c47d"}
 STAGE_TITLES = {1: "I lazy", 2: "II independent", 3: "III interactive"}
 

@@ -108,7 +108,7 @@ def group_file_suffix(summary: dict[str, np.ndarray], run: int, axes: tuple[str,
     return "_".join(f"{axis}{analysis.format_value(summary[axis][run])}" for axis in ordered)
 
 
-CATEGORICAL_AXES = ("op", "model", "activation", "loss", "optimizer")  # no numeric order: not an --x
+CATEGORICAL_AXES = ("op", "model", "activation", "loss", "optimizer", "grokfast")  # no numeric order: not an --x
 
 
 def check_figure_axes(config: dict, x: str | None, y: str | None) -> None:

@@ -20,6 +20,7 @@ from pathlib import Path
 from grokjax.cli import OneLineErrorParser, float_list, int_list, name_list
 from grokjax.config import (
     ACTIVATIONS,
+    GRADIENT_FILTERS,
     LOSSES,
     MODELS,
     OPS,
@@ -81,19 +82,34 @@ def build_parser() -> argparse.ArgumentParser:
     model.add_argument("--batch-size", type=int_list, help="minibatch size; 0 means full batch; larger than the smallest "
                        f"training set is refused (default {d.batch_size})")
     model.add_argument("--optimizer", type=name_list, help=f"{', '.join(OPTIMIZERS)}: adam: torch.optim.Adam with coupled L2 "
-                       f"weight decay; adamw: decoupled; sgd: plain SGD with L2 (default {d.optimizer})")
+                       "weight decay; adamw: decoupled; sgd: plain SGD with L2; muon: Muon (optax) on the hidden layer's "
+                       "weight matrix and AdamW on embeddings, biases and the output layer, weight decay decoupled on both "
+                       f"(theta shrinks by lr*wd per step) (default {d.optimizer})")
+    model.add_argument("--grokfast", type=name_list, help=f"gradient filter before the optimizer ({', '.join(GRADIENT_FILTERS)}): "
+                       "grokfast's ema (g + lambda h, h <- alpha h + (1-alpha) g) or ma (g + lambda * mean of the last "
+                       "--grokfast-window gradients, once there are that many); it sees the loss gradient only, weight decay "
+                       f"joins after it (default {d.grokfast})")
+    model.add_argument("--grokfast-window", type=int_list, help=f"ma: gradients averaged (default {d.grokfast_window})")
     grid = parser.add_argument_group(
-        "grid (one run per seed x data seed x training fraction x wd x lr, all trained at once; each flag above "
+        "grid (one run per seed x data seed x training fraction x init scale x grokfast alpha x grokfast lambda x wd x lr, "
+        "all trained at once; each flag above "
         "given a comma-separated list adds a compiled program per value instead, all in one results folder)")
     grid.add_argument("--seeds", type=int, help=f"N: seeds 0..N-1 (split, init and batch order) (default {len(d.seeds)})")
     grid.add_argument("--wd", type=float_list, help=f"comma-separated weight decays (default {','.join(f'{w:g}' for w in d.wds)})")
     grid.add_argument("--lr", type=float_list, help=f"comma-separated learning rates (default {','.join(f'{v:g}' for v in d.lrs)})")
+    grid.add_argument("--init-scale", type=float_list, help="comma-separated factors multiplying every initial parameter "
+                      "(Omnigrok's alpha; default 1)")
+    grid.add_argument("--grokfast-alpha", type=float_list, help="comma-separated EMA decays in [0, 1) for --grokfast ema "
+                      f"(default {d.grokfast_alphas[0]:g})")
+    grid.add_argument("--grokfast-lambda", type=float_list, help="comma-separated filter amplifications >= 0 for --grokfast "
+                      f"(default {d.grokfast_lambdas[0]:g}; 0 trains as without the filter)")
     grid.add_argument("--data-seed", type=int_list, help="comma-separated seeds of the train/test split, a grid axis "
                       "(default: each run's seed fixes its split)")
     run = parser.add_argument_group("running")
     run.add_argument("--config", help="a TOML file of configuration keys (preset and the fields of the flags above: m, op, "
-                     "model, activation, loss, hidden, train_fracs, batch_size, epochs, optimizer, fourier_every, "
-                     "geometry_every, chunk_epochs, run_group, dtype, seeds, wds, lrs, data_seeds; lists where the "
+                     "model, activation, loss, hidden, train_fracs, batch_size, epochs, optimizer, grokfast, grokfast_window, "
+                     "fourier_every, geometry_every, chunk_epochs, run_group, dtype, seeds, wds, lrs, data_seeds, init_scales, "
+                     "grokfast_alphas, grokfast_lambdas; lists where the "
                      "flag takes one); flags override it")
     run.add_argument("--fourier-every", type=int, help="snapshot every run's Fourier features every N epochs into "
                      "fourier.npz, with a figure; snapshots fall on chunk ends, so chunks shrink to a divisor of N "
@@ -129,7 +145,9 @@ def given_fields(args: argparse.Namespace) -> dict:
     fields = {
         "preset": args.preset, "m": args.m, "op": args.op, "model": args.model, "activation": args.activation,
         "loss": args.loss, "hidden": args.hidden, "train_fracs": args.train_frac, "batch_size": args.batch_size,
-        "epochs": args.epochs, "optimizer": args.optimizer, "fourier_every": args.fourier_every,
+        "epochs": args.epochs, "optimizer": args.optimizer, "grokfast": args.grokfast, "grokfast_window": args.grokfast_window,
+        "init_scales": args.init_scale, "grokfast_alphas": args.grokfast_alpha, "grokfast_lambdas": args.grokfast_lambda,
+        "fourier_every": args.fourier_every,
         "geometry_every": args.geometry_every, "chunk_epochs": args.chunk_epochs,
         "run_group": None if args.run_group == "auto" else args.run_group,
         "seeds": args.seeds, "wds": args.wd, "lrs": args.lr, "data_seeds": args.data_seed,
@@ -372,8 +390,10 @@ def describe(plan: SweepPlan) -> str:
     grid = [f"{len(first.seeds)} seeds"]
     if first.data_seeds is not None and len(first.data_seeds) > 1:
         grid.append(f"{len(first.data_seeds)} data seeds")
-    if len(first.train_fracs) > 1:
-        grid.append(f"{len(first.train_fracs)} train fractions")
+    for field, label in (("train_fracs", "train fractions"), ("init_scales", "init scales"),
+                         ("grokfast_alphas", "grokfast alphas"), ("grokfast_lambdas", "grokfast lambdas")):
+        if len(getattr(first, field)) > 1:
+            grid.append(f"{len(getattr(first, field))} {label}")
     grid += [f"{len(first.wds)} wd", f"{len(first.lrs)} lr"]
     programs = f" in {len(plan.programs)} programs over {', '.join(plan.axes)}" if len(plan.programs) > 1 else ""
 
@@ -382,7 +402,10 @@ def describe(plan: SweepPlan) -> str:
         shown = ["full" if name == "batch_size" and v == 0 else v for v in values]
         return f"{'batch' if name == 'batch_size' else name}={','.join(map(str, shown))}"
 
-    settings = " ".join(setting(name) for name in ("m", "op", "model", "activation", "loss", "hidden", "batch_size", "optimizer"))
+    names = ["m", "op", "model", "activation", "loss", "hidden", "batch_size", "optimizer"]
+    if any(program.grokfast != "none" for program in plan.programs):
+        names.append("grokfast")
+    settings = " ".join(setting(name) for name in names)
     return f"grokjax: {plan.n_runs} runs ({' x '.join(grid)}{programs}), {plan.epochs} epochs, {settings}"
 
 

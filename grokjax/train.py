@@ -35,10 +35,10 @@ from jax.sharding import Mesh, PartitionSpec
 
 from grokjax import fourier
 from grokjax import metrics as M
-from grokjax.config import SweepConfig
+from grokjax.config import GRID_AXES, SweepConfig
 from grokjax.data import Dataset, batch_schedule, probe_positions
 from grokjax.model import ModularNet, fc1_kernel, fc2_kernel, operand_weights
-from grokjax.optim import make_optimizer
+from grokjax.optim import gradient_filter, make_optimizer
 from grokjax.results import GEOMETRY_METRICS, METRIC_NAMES
 
 
@@ -50,6 +50,9 @@ class Hparams(NamedTuple):
     lr: Any  # float, in the configuration's dtype
     wd: Any
     n_train: Any  # int32: training pairs, between config.n_train_min and config.n_train
+    init_scale: Any  # float: every initial parameter multiplied by it
+    grokfast_alpha: Any  # float: the EMA filter's decay (unused without it)
+    grokfast_lambda: Any  # float: the filter's amplification (unused without a filter)
 
 
 class RunData(NamedTuple):
@@ -74,23 +77,46 @@ class RunState(NamedTuple):
     diverged_epoch: jax.Array  # int32: 0-based epoch whose loss or parameters stopped being finite; -1 if none
 
 
-def grid_rows(config: SweepConfig) -> list[tuple[int, int | None, float, float, float]]:
-    """The cartesian grid seeds x data_seeds x train_fracs x wds x lrs as (seed, data seed,
-    train fraction, wd, lr) rows, lr fastest; the data seed is None where each run's seed
-    fixes its split."""
-    return list(itertools.product(config.seeds, config.data_seeds or (None,), config.train_fracs, config.wds, config.lrs))
+def grid_rows(config: SweepConfig) -> list[dict]:
+    """The cartesian grid of the configuration's grid fields (:data:`~grokjax.config.GRID_AXES`,
+    lr fastest) as one dict per run, keyed by coordinate name; ``data_seed`` is None where
+    each run's seed fixes its split."""
+    values = [getattr(config, field) or (None,) for field in GRID_AXES]  # data_seeds may be None
+    return [dict(zip(GRID_AXES.values(), row)) for row in itertools.product(*values)]
 
 
 def grid_hparams(config: SweepConfig) -> Hparams:
     """The grid of :func:`grid_rows` as per-run arrays, one runs axis."""
-    seed, data_seed, train_frac, wd, lr = zip(*grid_rows(config))
+    rows = grid_rows(config)
+
+    def column(name, dtype):
+        return np.array([row[name] for row in rows], dtype)
+
+    seed = column("seed", np.int32)
     return Hparams(
-        seed=np.array(seed, np.int32),
-        data_seed=np.array([s if d is None else d for s, d in zip(seed, data_seed)], np.int32),
-        wd=np.array(wd, config.dtype),
-        lr=np.array(lr, config.dtype),
-        n_train=np.array([int(frac * config.n_pairs) for frac in train_frac], np.int32),
+        seed=seed,
+        data_seed=np.array([row["seed"] if row["data_seed"] is None else row["data_seed"] for row in rows], np.int32),
+        wd=column("wd", config.dtype),
+        lr=column("lr", config.dtype),
+        n_train=np.array([int(row["train_frac"] * config.n_pairs) for row in rows], np.int32),
+        init_scale=column("init_scale", config.dtype),
+        grokfast_alpha=column("grokfast_alpha", config.dtype),
+        grokfast_lambda=column("grokfast_lambda", config.dtype),
     )
+
+
+def chosen_runs_hparams(config: SweepConfig, seed, wd, lr, n_train) -> Hparams:
+    """Per-run arrays for runs chosen one by one (not a grid): each run's seed (which also
+    fixes its split), wd, lr and training-set size; the other traced settings at the
+    configuration's first values."""
+    seed = np.asarray(seed, np.int32)
+
+    def same(values):
+        return np.full(len(seed), values[0], config.dtype)
+
+    return Hparams(seed=seed, data_seed=seed, wd=np.asarray(wd, config.dtype), lr=np.asarray(lr, config.dtype),
+                   n_train=np.asarray(n_train, np.int32), init_scale=same(config.init_scales),
+                   grokfast_alpha=same(config.grokfast_alphas), grokfast_lambda=same(config.grokfast_lambdas))
 
 
 def run_keys(hp: Hparams) -> tuple[jax.Array, jax.Array, jax.Array]:
@@ -117,12 +143,22 @@ def split_run(config: SweepConfig, key: jax.Array, n_train: jax.Array) -> RunDat
     )
 
 
+def run_optimizer(config: SweepConfig, hp: Hparams) -> optax.GradientTransformation:
+    """The run's optimizer, after the grokfast filter when there is one: the filter sees the
+    loss gradient alone (weight decay joins later, inside the optimizer)."""
+    optimizer = make_optimizer(config.optimizer, hp.lr, hp.wd)
+    if config.grokfast == "none":
+        return optimizer
+    return optax.chain(gradient_filter(config.grokfast, config.grokfast_window, hp.grokfast_alpha, hp.grokfast_lambda), optimizer)
+
+
 def init_run(config: SweepConfig, hp: Hparams) -> tuple[RunData, RunState]:
+    """A run's split and its initial state: the model's initialisation times ``init_scale``."""
     split_key, init_key, _ = run_keys(hp)
     run_data = split_run(config, split_key, hp.n_train)
     dummy = jnp.zeros((1,), jnp.int32)
-    params = make_model(config).init(init_key, dummy, dummy)
-    opt_state = make_optimizer(config.optimizer, hp.lr, hp.wd).init(params)
+    params = jax.tree.map(lambda p: p * hp.init_scale.astype(p.dtype), make_model(config).init(init_key, dummy, dummy))
+    opt_state = run_optimizer(config, hp).init(params)
     w1 = fc1_kernel(params)
     state = RunState(params, opt_state, w1, jnp.zeros((M.GRAD_HISTORY,) + w1.shape, w1.dtype),
                      jnp.zeros((M.GRAD_HISTORY, M.GRAD_HISTORY), w1.dtype), jnp.int32(-1))
@@ -189,7 +225,7 @@ def train_epoch_steps(
     """One epoch of optimizer steps, minibatch by minibatch, in the epoch's shuffled order."""
     w1 = fc1_kernel(params)
     zero = jnp.zeros((), w1.dtype)
-    optimizer = make_optimizer(config.optimizer, hp.lr, hp.wd)
+    optimizer = run_optimizer(config, hp)
     skip_empty = config.masked_sizes and config.batch_size != 0
     carry, _ = jax.lax.scan(
         partial(train_step, make_model(config), config.loss, optimizer, dataset, run_data, skip_empty),

@@ -4,7 +4,6 @@ from reference import grok_epoch_loop
 
 from grokjax import analysis
 from grokjax.config import AnalysisConfig
-from grokjax.train import Hparams
 
 
 def curve(n_epochs, segments):
@@ -70,15 +69,13 @@ def test_summary_and_groups():
         ]
     )
     train_acc = np.stack([curve(n_epochs, {0: 0.5, 40: 1.0})] * 4)
-    hparams = Hparams(
-        seed=np.array([0, 1, 0, 1]), data_seed=np.array([0, 1, 0, 1]), lr=np.full(4, 1e-3, np.float32),
-        wd=np.array([0, 0, 1e-3, 1e-3], np.float32), n_train=np.full(4, 60),
-    )
+    coordinates = {"seed": np.array([0, 1, 0, 1]), "data_seed": np.array([0, 1, 0, 1]), "lr": np.full(4, 1e-3, np.float32),
+                   "wd": np.array([0, 0, 1e-3, 1e-3], np.float32), "n_train": np.full(4, 60)}
     w1_norm = np.stack([np.linspace(6, 40, n_epochs)] * 4)  # still growing: no W1 peak
     metrics = {"train_acc": train_acc, "test_acc": test_acc, "w1_norm": w1_norm, "train_loss": np.ones((4, n_epochs)),
                "w1_delta_norm": np.full((4, n_epochs), 0.2),
                "grad_cosine_sim": np.zeros((4, n_epochs)), "grad_norm": np.full((4, n_epochs), 0.5)}
-    summary = analysis.run_summary(hparams._asdict(), metrics)
+    summary = analysis.run_summary(coordinates, metrics)
     np.testing.assert_array_equal(summary["mem_epoch"], [41, 41, 41, 41])
     np.testing.assert_array_equal(summary["grok_epoch"], [np.nan, np.nan, 201, 101])
     np.testing.assert_array_equal(summary["delay"], [np.nan, np.nan, 160, 60])
@@ -214,8 +211,9 @@ def test_diverged_runs_are_counted_and_left_out():
     metrics = {"train_acc": np.ones((3, n_epochs)), "test_acc": test_acc, "train_loss": train_loss,
                "w1_norm": np.ones((3, n_epochs)), "w1_delta_norm": np.ones((3, n_epochs)),
                "grad_cosine_sim": np.zeros((3, n_epochs)), "grad_norm": np.ones((3, n_epochs))}
-    hparams = Hparams(seed=np.arange(3), data_seed=np.arange(3), lr=np.full(3, 1e-3), wd=np.full(3, 1e-3), n_train=np.full(3, 60))
-    summary = analysis.run_summary(hparams._asdict(), metrics)
+    coordinates = {"seed": np.arange(3), "data_seed": np.arange(3), "lr": np.full(3, 1e-3), "wd": np.full(3, 1e-3),
+                   "n_train": np.full(3, 60)}
+    summary = analysis.run_summary(coordinates, metrics)
     np.testing.assert_array_equal(summary["diverged_epoch"], [np.nan, np.nan, 41])
     (row,) = analysis.group_summary(summary)
     assert (row["runs"], row["diverged"], row["grokked"]) == (2, 1, 2)

@@ -128,7 +128,7 @@ def test_bad_lists_name_the_field_and_value(mapping, message):
 @pytest.mark.parametrize("flags,message", [
     (["--hidden", "8,8"], "hidden lists 8 twice"),
     (["--hidden", ""], "expected comma-separated integers"),
-    (["--optimizer", "adam,rmsprop"], "optimizer must be one of adam, adamw, sgd, got 'rmsprop'"),
+    (["--optimizer", "adam,rmsprop"], "optimizer must be one of adam, adamw, sgd, muon, got 'rmsprop'"),
     (["--train-frac", "0.1,0.5"], "batch_size 16 exceeds the 12 training pairs of train_frac 0.1"),
     (["--data-seed", "1,1"], "data_seeds lists 1 twice"),
     (["--hidden", "8,16", "--run-group", "auto"], "--run-group auto times one program; this sweep has 2"),

@@ -1,0 +1,175 @@
+"""Muon, grokfast's gradient filters and the initialisation scale, against NumPy
+transcriptions of their definitions and through the command line."""
+
+import dataclasses
+import json
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+import optax
+import pytest
+from conftest import TINY
+from reference import adam_step
+
+from grokjax import sweep
+from grokjax.config import SweepConfig
+from grokjax.driver import run_sweep
+from grokjax.optim import grokfast_ema, grokfast_ma, make_optimizer
+from grokjax.results import METRIC_NAMES
+from grokjax.train import Hparams, grid_hparams, init_run
+
+NS_COEFFS = (3.4445, -4.775, 2.0315)  # the quintic Newton–Schulz iteration of Muon's reference code and optax
+
+
+def newton_schulz(matrix: np.ndarray, steps: int = 5, eps: float = 1e-8) -> np.ndarray:
+    """Muon's orthogonalisation of a matrix: transposed to be wide, scaled to unit Frobenius
+    norm, then X <- a X + (b A + c A^2) X with A = X X^T, ``steps`` times."""
+    a, b, c = NS_COEFFS
+    wide = matrix.shape[0] > matrix.shape[1]
+    x = matrix.T if wide else matrix
+    x = x / (np.linalg.norm(x) + eps)
+    for _ in range(steps):
+        gram = x @ x.T
+        x = a * x + (b * gram + c * gram @ gram) @ x
+    return x.T if wide else x
+
+
+def numpy_muon(theta: np.ndarray, grads: list[np.ndarray], lr: float, wd: float, beta: float = 0.95) -> np.ndarray:
+    """Muon on one [inputs, outputs] matrix: momentum with Nesterov look-ahead (bias-corrected,
+    as optax writes it), Newton–Schulz, width scale sqrt(max(1, outputs / inputs)), decoupled
+    weight decay."""
+    theta = theta.astype(np.float64)
+    momentum = np.zeros_like(theta)
+    for t, g in enumerate(grads, start=1):
+        momentum = beta * momentum + (1 - beta) * g
+        look_ahead = beta * momentum / (1 - beta ** (t + 1)) + (1 - beta) * g / (1 - beta**t)
+        direction = newton_schulz(look_ahead) * np.sqrt(max(1.0, theta.shape[1] / theta.shape[0]))
+        theta = theta - lr * (direction + wd * theta)
+    return theta
+
+
+def run_transformation(transformation, params, grads):
+    state = transformation.init(params)
+    for g in grads:
+        updates, state = transformation.update(g, state, params)
+        params = optax.apply_updates(params, updates)
+    return params
+
+
+def test_muon_orthogonalises_the_hidden_matrix_and_adamw_updates_the_rest():
+    rng = np.random.default_rng(0)
+    shapes = {"embed": {"embedding": (5, 3)}, "fc1": {"kernel": (6, 4), "bias": (4,)}, "fc2": {"kernel": (4, 5), "bias": (5,)}}
+    params = {"params": jax.tree.map(lambda shape: rng.normal(size=shape), shapes, is_leaf=lambda x: isinstance(x, tuple))}
+    grads = [jax.tree.map(lambda p: rng.normal(size=p.shape), params) for _ in range(3)]
+    lr, wd = 0.02, 0.1
+    ours = run_transformation(make_optimizer("muon", jnp.float32(lr), jnp.float32(wd)), jax.tree.map(jnp.float32, params),
+                              [jax.tree.map(jnp.float32, g) for g in grads])
+
+    hidden = [g["params"]["fc1"]["kernel"] for g in grads]
+    expected = numpy_muon(params["params"]["fc1"]["kernel"], hidden, lr, wd)
+    np.testing.assert_allclose(ours["params"]["fc1"]["kernel"], expected, rtol=2e-5, atol=2e-6)
+    # Newton–Schulz makes the step's singular values of order 1, unlike AdamW's elementwise steps
+    adamw = run_transformation(make_optimizer("adamw", lr, wd), params, grads)["params"]["fc1"]["kernel"]
+    assert np.abs(expected - adamw).max() > 1e-3
+
+    for path in (("embed", "embedding"), ("fc1", "bias"), ("fc2", "kernel"), ("fc2", "bias")):
+        theta = np.asarray(params["params"][path[0]][path[1]], np.float64)
+        m, v = np.zeros_like(theta), np.zeros_like(theta)
+        for t, g in enumerate(grads, start=1):
+            theta, m, v = adam_step(theta, g["params"][path[0]][path[1]], m, v, t, lr, wd, decoupled=True)
+        np.testing.assert_allclose(ours["params"][path[0]][path[1]], theta, rtol=1e-5, atol=1e-6, err_msg=str(path))
+
+
+def test_grokfast_filters_follow_their_definitions():
+    rng = np.random.default_rng(1)
+    grads = [rng.normal(size=(3, 2)).astype(np.float32) for _ in range(6)]
+    alpha, lamb, window = 0.8, 1.5, 3
+
+    ema, ma = grokfast_ema(jnp.float32(alpha), jnp.float32(lamb)), grokfast_ma(window, jnp.float32(lamb))
+    states = ema.init(jnp.zeros((3, 2))), ma.init(jnp.zeros((3, 2)))
+    average = None
+    for t, g in enumerate(grads):
+        average = g if average is None else alpha * average + (1 - alpha) * g  # starts at the first gradient
+        recent = grads[max(0, t - window + 1) : t + 1]
+        expected_ma = g + lamb * np.mean(recent, axis=0) if len(recent) == window else g  # only once the window is full
+        filtered_ema, ema_state = ema.update(jnp.asarray(g), states[0])
+        filtered_ma, ma_state = ma.update(jnp.asarray(g), states[1])
+        states = ema_state, ma_state
+        np.testing.assert_allclose(filtered_ema, g + lamb * average, rtol=1e-6, atol=1e-6, err_msg=f"ema step {t}")
+        np.testing.assert_allclose(filtered_ma, expected_ma, rtol=1e-6, atol=1e-6, err_msg=f"ma step {t}")
+
+
+def test_init_scale_multiplies_every_initial_parameter():
+    config = SweepConfig(**TINY, seeds=(0,), wds=(0.0,), lrs=(1e-2,), init_scales=(1.0, 3.0))
+    hparams = grid_hparams(config)
+    np.testing.assert_array_equal(hparams.init_scale, [1.0, 3.0])
+    (_, plain), (_, scaled) = (init_run(config, Hparams(*(np.asarray(x)[i] for x in hparams))) for i in range(2))
+    for a, b in zip(jax.tree.leaves(plain.params), jax.tree.leaves(scaled.params)):
+        np.testing.assert_array_equal(np.asarray(b), 3 * np.asarray(a))
+
+
+def run_command(tmp_path, name, *args):
+    out = tmp_path / name
+    assert sweep.main(["--m", "11", "--hidden", "8", "--batch-size", "16", "--epochs", "4", "--seeds", "2", "--wd", "1e-2",
+                       "--lr", "1e-2", "--geometry-every", "2", "--quiet", "--out", str(out), *args]) == 0
+    return out
+
+
+@pytest.mark.parametrize("kind", ["ema", "ma"])
+def test_lambda_zero_trains_exactly_the_unfiltered_run(kind):
+    """A filter with lambda 0 passes every gradient on bit for bit, so its runs train as
+    without a filter: equal up to float32 round-off (XLA compiles the program around the
+    filter differently, which moves the last bit of some updates), while lambda 1 moves
+    them far more."""
+    base = SweepConfig(**{**TINY, "epochs": 4}, seeds=(0, 1, 2, 3), wds=(1e-2,), lrs=(1e-2,))
+    plain = run_sweep(base)
+    filtered = run_sweep(dataclasses.replace(base, seeds=(0, 1), grokfast=kind, grokfast_window=2, grokfast_lambdas=(0.0, 1.0)))
+    np.testing.assert_array_equal(filtered.hparams.grokfast_lambda, [0, 1, 0, 1])
+    for ours, theirs in zip(jax.tree.leaves(filtered.state.params), jax.tree.leaves(plain.state.params)):
+        ours, theirs = np.asarray(ours), np.asarray(theirs)[:2]
+        np.testing.assert_allclose(ours[[0, 2]], theirs, rtol=2e-6, atol=1e-7)
+        assert np.abs(ours[[1, 3]] - theirs).max() > 1e-3  # lambda 1 does filter
+    for name in METRIC_NAMES:
+        np.testing.assert_allclose(filtered.metrics[name][[0, 2]], plain.metrics[name][:2], rtol=2e-6, atol=1e-7, err_msg=name)
+
+    filters = {"ema": grokfast_ema(jnp.float32(0.9), jnp.float32(0.0)), "ma": grokfast_ma(2, jnp.float32(0.0))}
+    grads = np.random.default_rng(2).normal(size=(3, 5, 4)).astype(np.float32)
+    state = filters[kind].init(jnp.zeros((5, 4)))
+    for g in grads:
+        passed, state = jax.jit(filters[kind].update)(jnp.asarray(g), state)
+        np.testing.assert_array_equal(passed, g)
+
+
+def test_the_filter_settings_are_coordinates_of_every_file(tmp_path, capsys):
+    filtered = run_command(tmp_path, "filtered", "--grokfast", "ema", "--grokfast-lambda", "0,1", "--init-scale", "0.5")
+    data = np.load(filtered / "metrics.npz")
+    np.testing.assert_array_equal(data["grokfast_lambda"], [0, 1, 0, 1])
+    np.testing.assert_array_equal(data["seed"], [0, 0, 1, 1])
+    assert "init_scale" not in data and "grokfast_alpha" not in data  # one value each: not an axis
+    summary = (filtered / "summary.csv").read_text().splitlines()
+    assert summary[0].startswith("run,seed,data_seed,wd,lr,n_train,grokfast_lambda,")
+    config = json.loads((filtered / "config.json").read_text())["config"]
+    assert config["grokfast"] == "ema" and config["grokfast_lambdas"] == [0.0, 1.0] and config["init_scales"] == [0.5]
+    assert "grokfast_lambda" in (filtered / "groups.csv").read_text().splitlines()[0]
+
+
+@pytest.mark.parametrize(
+    "args,message",
+    [
+        (["--init-scale", "0"], "init_scales must be positive, got 0.0"),
+        (["--grokfast", "ema", "--grokfast-alpha", "1"], "grokfast_alphas must lie in [0, 1), got 1.0"),
+        (["--grokfast", "ema", "--grokfast-lambda=-1"], "grokfast_lambdas must be non-negative, got -1.0"),
+        (["--grokfast", "ma", "--grokfast-window", "0"], "grokfast_window must be >= 1, got 0"),
+        (["--grokfast", "fast"], "grokfast must be one of none, ema, ma, got 'fast'"),
+        (["--grokfast-lambda", "1,2"], "grokfast_lambdas lists several values, but grokfast none does not use them"),
+        (["--grokfast", "ma", "--grokfast-alpha", "0.9,0.98"], "grokfast_alphas lists several values, but grokfast ma"),
+        (["--optimizer", "lion"], "optimizer must be one of adam, adamw, sgd, muon, got 'lion'"),
+    ],
+)
+def test_bad_intervention_values_are_refused_in_one_line(tmp_path, capsys, args, message):
+    with pytest.raises(SystemExit) as exited:
+        sweep.main([*args, "--out", str(tmp_path / "out")])
+    error = capsys.readouterr().err
+    assert exited.value.code == 2 and message in error and error.count("\n") == 1
+    assert not (tmp_path / "out").exists()
