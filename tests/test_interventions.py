@@ -2,7 +2,9 @@
 transcriptions of their definitions and through the command line."""
 
 import dataclasses
+import importlib.util
 import json
+from pathlib import Path
 
 import jax
 import jax.numpy as jnp
@@ -173,3 +175,54 @@ def test_bad_intervention_values_are_refused_in_one_line(tmp_path, capsys, args,
     error = capsys.readouterr().err
     assert exited.value.code == 2 and message in error and error.count("\n") == 1
     assert not (tmp_path / "out").exists()
+
+
+# --- experiments/interventions.py: the analyses on made-up summaries ------------------------------
+
+SCRIPT = Path(__file__).resolve().parents[1] / "experiments" / "interventions.py"
+spec = importlib.util.spec_from_file_location("interventions", SCRIPT)
+interventions = importlib.util.module_from_spec(spec)
+spec.loader.exec_module(interventions)
+
+
+def made_up_summary(**columns) -> dict[str, np.ndarray]:
+    n = len(next(iter(columns.values())))
+    base = {"seed": np.arange(n), "wd": np.full(n, 1e-4), "lr": np.full(n, 1e-3), "grokfast": np.full(n, "ema"),
+            "grokfast_window": np.full(n, 100), "grokfast_alpha": np.full(n, 0.98), "grokfast_lambda": np.zeros(n),
+            "init_scale": np.ones(n), "diverged_epoch": np.full(n, np.nan), "final_test_acc": np.ones(n)}
+    return {**base, **{name: np.asarray(values) for name, values in columns.items()}}
+
+
+def test_grokfast_speedup_is_paired_by_seed():
+    """Three seeds without the filter (grok 300, 400, 500) and with lambda 2 (100, 100, never):
+    speed-ups 3 and 4 for the seeds that grokked both ways."""
+    summary = made_up_summary(seed=[0, 1, 2, 0, 1, 2], grokfast_lambda=[0, 0, 0, 2, 2, 2],
+                              grok_epoch=[300.0, 400, 500, 100, 100, np.nan])
+    baseline, filtered = interventions.grokfast_rows(summary)
+    assert (baseline["lambda"], baseline["grokked"], baseline["grok"][0]) == (0.0, 3, 400.0)
+    assert np.isnan(baseline["speedup"][0])
+    assert (filtered["lambda"], filtered["grokked"], filtered["runs"]) == (2.0, 2, 3)
+    assert filtered["grok"][0] == 100.0 and filtered["speedup"][0] == 3.5  # median of 3 and 4
+    assert "| ema | – | 0.98 | 2 | 2/3 | 100 [100–100] | 3.50 [3.00–4.00] |" in interventions.grokfast_table([baseline, filtered])
+
+
+def test_delay_law_recovers_a_known_exponent_and_the_collapse():
+    """delay = 0.5 / (eta lambda): alpha 1 on eta*lambda pooled over both learning rates, and 1
+    on lambda at each learning rate; a run without a delay is left out."""
+    lr = np.repeat([1e-3, 3e-3], 4)
+    wd = np.tile([0.1, 0.3, 1.0, 3.0], 2)
+    delay = 0.5 / (lr * wd)
+    summary = made_up_summary(lr=np.append(lr, 1e-3), wd=np.append(wd, 1.0), delay=np.append(delay, 0.0))
+    fits = interventions.delay_law_fits(summary, n_epochs=2000)
+    assert fits["runs_fitted"] == 8 and fits["runs"] == 9
+    assert fits["eta_lambda"]["alpha"] == pytest.approx(1.0) and fits["eta_lambda"]["prefactor"] == pytest.approx(0.5)
+    assert [fit["alpha"] for fit in fits["per_lr"].values()] == pytest.approx([1.0, 1.0])
+
+
+def test_init_scale_rows_count_per_scale_and_weight_decay():
+    summary = made_up_summary(wd=[0, 0, 1e-4, 1e-4], init_scale=[1, 8, 1, 8], grok_epoch=[np.nan, np.nan, 200.0, 600.0],
+                              mem_epoch=[50.0, np.nan, 50.0, 300.0], delay=[np.nan, np.nan, 150.0, 300.0])
+    rows = interventions.init_scale_rows(summary)
+    assert [(r["wd"], r["init_scale"], r["memorised"], r["grokked"]) for r in rows] == [
+        (0.0, 1.0, 1, 0), (0.0, 8.0, 0, 0), (1e-4, 1.0, 1, 1), (1e-4, 8.0, 1, 1)]
+    assert rows[3]["grok"][0] == 600.0 and rows[3]["delay"][0] == 300.0

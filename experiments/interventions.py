@@ -1,0 +1,269 @@
+"""Tables and figures of the intervention experiments, read from their sweeps' results folders.
+
+* ``grokfast DIR [DIR ...]``: sweeps with ``--grokfast`` and lambda 0 among their lambdas;
+  per filter setting, the grokking epoch and the per-seed speed-up against lambda 0 (the
+  same seed without the filter), medians with 95 % bootstrap intervals;
+* ``delay-law DIR [DIR ...]``: sweeps over wd x lr (one optimizer each); the delay (grokking
+  epoch - memorisation epoch) against eta*lambda, a power law fitted per optimizer on eta*lambda
+  and per learning rate on lambda alone;
+* ``init-scale DIR``: a sweep over ``--init-scale`` x wd; the grokking epoch, fraction grokked
+  and the median W1 norm curve per initialisation scale.
+
+Each writes a Markdown table and a figure into ``--out``::
+
+    python experiments/interventions.py grokfast results/grokfast/ema results/grokfast/ma --out results/grokfast
+"""
+
+from __future__ import annotations
+
+import sys
+from pathlib import Path
+
+import numpy as np
+from matplotlib import colormaps
+from matplotlib.figure import Figure
+
+from grokjax import analysis
+from grokjax.cli import OneLineErrorParser
+from grokjax.files import DamagedFile
+from grokjax.report import load_sweep
+from grokjax.results import save_figure, write_atomic
+
+BOOTSTRAP = dict(samples=2000, seed=0)
+
+
+def load_summary(folder: Path) -> tuple[dict, dict[str, np.ndarray], dict[str, np.ndarray]]:
+    """A folder's configuration, per-run summary (coordinates, events) and metric arrays."""
+    record, coordinates, metrics = load_sweep(folder)
+    config = record["config"]
+    for field, name in (("optimizer", "optimizer"), ("grokfast", "grokfast"), ("grokfast_window", "grokfast_window")):
+        if name not in coordinates:  # one value for the whole folder
+            coordinates[name] = np.full(len(metrics["test_acc"]), config.get(field, "none" if name == "grokfast" else 0))
+    for field, name in (("grokfast_alphas", "grokfast_alpha"), ("grokfast_lambdas", "grokfast_lambda"), ("init_scales", "init_scale")):
+        if name not in coordinates:
+            coordinates[name] = np.full(len(metrics["test_acc"]), float(config.get(field, [1.0])[0]))
+    return config, analysis.run_summary(coordinates, metrics), metrics
+
+
+def median_interval(values: np.ndarray) -> tuple[float, float, float]:
+    """Median of the finite values and its 95 % bootstrap interval (NaNs when there are none)."""
+    values = np.asarray(values, float)
+    rng = np.random.default_rng(BOOTSTRAP["seed"])
+    return analysis.bootstrap_median(values[np.isfinite(values)], BOOTSTRAP["samples"], rng)
+
+
+def cell(median: float, low: float, high: float, digits: str = ".0f") -> str:
+    return "–" if np.isnan(median) else f"{median:{digits}} [{low:{digits}}–{high:{digits}}]"
+
+
+# --- grokfast -----------------------------------------------------------------------------------
+
+
+def grokfast_rows(summary: dict[str, np.ndarray]) -> list[dict]:
+    """Per filter setting (filter, window, alpha, lambda; lambda 0 included): seeds grokked, grokking epoch and
+    the speed-up grok(lambda 0) / grok(setting) of each seed against the same seed's lambda-0 run."""
+    baseline = {}
+    for run in np.flatnonzero(summary["grokfast_lambda"] == 0):
+        baseline.setdefault((summary["grokfast_window"][run], summary["seed"][run]), summary["grok_epoch"][run])
+    keys = sorted({(str(summary["grokfast"][r]), int(summary["grokfast_window"][r]), float(summary["grokfast_alpha"][r]),
+                    float(summary["grokfast_lambda"][r])) for r in range(len(summary["seed"]))})
+    rows = []
+    for kind, window, alpha, lamb in keys:
+        runs = np.flatnonzero((summary["grokfast"] == kind) & (summary["grokfast_window"] == window)
+                              & (summary["grokfast_alpha"] == alpha) & (summary["grokfast_lambda"] == lamb))
+        grok = summary["grok_epoch"][runs]
+        reference = np.array([baseline.get((window, summary["seed"][r]), np.nan) for r in runs])
+        rows.append({"filter": kind, "window": window, "alpha": alpha, "lambda": lamb, "runs": len(runs),
+                     "grokked": int(np.isfinite(grok).sum()), "grok": median_interval(grok),
+                     "speedup": median_interval(reference / grok) if lamb > 0 else (np.nan,) * 3})
+    return rows
+
+
+def grokfast_table(rows: list[dict]) -> str:
+    lines = ["| filter | window | α | λ | grokked | grokking epoch, median [95 % CI] | speed-up vs λ 0, median [95 % CI] |",
+             "|---|---:|---:|---:|---:|---:|---:|"]
+    for row in rows:
+        window = str(row["window"]) if row["filter"] == "ma" else "–"
+        alpha = f"{row['alpha']:g}" if row["filter"] == "ema" else "–"
+        lines.append(f"| {row['filter']} | {window} | {alpha} | {row['lambda']:g} | {row['grokked']}/{row['runs']} | "
+                     f"{cell(*row['grok'])} | {cell(*row['speedup'], digits='.2f')} |")
+    return "\n".join(lines) + "\n"
+
+
+def grokfast_figure(rows: list[dict], title: str) -> Figure:
+    """Grokking epoch against lambda, one line per filter setting (median and interval)."""
+    fig = Figure(figsize=(7, 4.5), layout="constrained")
+    ax = fig.subplots()
+    settings = sorted({(r["filter"], r["window"], r["alpha"]) for r in rows})
+    colours = colormaps["viridis"](np.linspace(0, 0.9, len(settings)))
+    for colour, (kind, window, alpha) in zip(colours, settings):
+        mine = [r for r in rows if (r["filter"], r["window"], r["alpha"]) == (kind, window, alpha)]
+        lambdas = np.array([r["lambda"] for r in mine])
+        median, low, high = (np.array([r["grok"][i] for r in mine]) for i in range(3))
+        label = f"ema α {alpha:g}" if kind == "ema" else f"ma window {window}"
+        ax.errorbar(lambdas, median, yerr=[median - low, high - median], marker="o", capsize=3, color=colour, label=label)
+    ax.set_xlabel("λ (0: no filter)")
+    ax.set_ylabel("grokking epoch (median, 95 % CI)")
+    ax.set_title(title)
+    ax.grid(alpha=0.3)
+    ax.legend(fontsize=8)
+    return fig
+
+
+# --- delay law ----------------------------------------------------------------------------------
+
+
+def delayed_runs(summary: dict[str, np.ndarray], n_epochs: int) -> np.ndarray:
+    """Runs with wd > 0 whose delay exceeds 1 % of the budget (as the sweep's own delay fit)."""
+    waited = summary["delay"] > max(1.0, analysis.DEFAULT.comprehension_gap * n_epochs)
+    return (summary["wd"] > 0) & waited & np.isnan(summary["diverged_epoch"])
+
+
+def delay_law_fits(summary: dict[str, np.ndarray], n_epochs: int) -> dict:
+    """delay = c (eta lambda)^-alpha over every learning rate, and delay = c lambda^-alpha per
+    learning rate; with 95 % bootstrap intervals."""
+    use = delayed_runs(summary, n_epochs)
+    pooled = analysis.fit_power_law(summary["lr"][use] * summary["wd"][use], summary["delay"][use], **BOOTSTRAP)
+    per_lr = {float(lr): analysis.fit_power_law(summary["wd"][use & (summary["lr"] == lr)],
+                                                summary["delay"][use & (summary["lr"] == lr)], **BOOTSTRAP)
+              for lr in np.unique(summary["lr"])}
+    return {"eta_lambda": pooled, "per_lr": per_lr, "runs_fitted": int(use.sum()), "runs": len(use)}
+
+
+def fit_cell(fit: dict | None) -> str:
+    return "–" if fit is None else f"{fit['alpha']:.2f} [{fit['alpha_low']:.2f}–{fit['alpha_high']:.2f}]"
+
+
+def delay_law_table(fits: dict[str, dict]) -> str:
+    lrs = sorted({lr for fit in fits.values() for lr in fit["per_lr"]})
+    lines = ["| optimizer | runs fitted | α on η·λ (pooled lrs) | " + " | ".join(f"α on λ, lr {lr:g}" for lr in lrs) + " |",
+             "|---|---:|---:|" + "---:|" * len(lrs)]
+    for name, fit in fits.items():
+        lines.append(f"| {name} | {fit['runs_fitted']}/{fit['runs']} | {fit_cell(fit['eta_lambda'])} | "
+                     + " | ".join(fit_cell(fit["per_lr"].get(lr)) for lr in lrs) + " |")
+    return "\n".join(lines) + "\n"
+
+
+def delay_law_figure(summaries: dict[str, dict[str, np.ndarray]], fits: dict[str, dict], n_epochs: dict[str, int]) -> Figure:
+    """One panel per optimizer: every delayed run's delay against eta*lambda, coloured by lr,
+    the median per (lr, wd) and the pooled power law."""
+    fig = Figure(figsize=(5.5 * len(summaries), 4.5), layout="constrained")
+    axes = np.atleast_1d(fig.subplots(1, len(summaries), sharey=True))
+    for ax, (name, summary) in zip(axes, summaries.items()):
+        use = delayed_runs(summary, n_epochs[name])
+        lrs = np.unique(summary["lr"])
+        for colour, lr in zip(colormaps["plasma"](np.linspace(0.1, 0.8, len(lrs))), lrs):
+            mine = use & (summary["lr"] == lr)
+            x = summary["lr"][mine] * summary["wd"][mine]
+            ax.scatter(x, summary["delay"][mine], s=12, alpha=0.4, color=colour)
+            levels = np.unique(x)
+            ax.plot(levels, [np.median(summary["delay"][mine][x == v]) for v in levels], "o-", color=colour, label=f"lr {lr:g}")
+        fit = fits[name]["eta_lambda"]
+        if fit is not None:
+            x = np.geomspace(*np.percentile(summary["lr"][use] * summary["wd"][use], [0, 100]), 50)
+            ax.plot(x, fit["prefactor"] * x ** -fit["alpha"], "k--", label=f"fit: α = {fit['alpha']:.2f}")
+        if use.any():
+            ax.set_xscale("log")
+            ax.set_yscale("log")
+        else:
+            ax.text(0.5, 0.5, "no run with wd > 0 grokked after a delay", transform=ax.transAxes, ha="center")
+        ax.set_xlabel("η·λ (lr × weight decay)")
+        ax.set_title(f"{name}: {int(use.sum())} of {len(use)} runs with a delay")
+        ax.grid(alpha=0.3, which="both")
+        ax.legend(fontsize=8)
+    axes[0].set_ylabel("delay: grokking − memorisation epoch")
+    return fig
+
+
+# --- init scale ---------------------------------------------------------------------------------
+
+
+def init_scale_rows(summary: dict[str, np.ndarray]) -> list[dict]:
+    rows = []
+    for wd in np.unique(summary["wd"]):
+        for scale in np.unique(summary["init_scale"]):
+            runs = (summary["wd"] == wd) & (summary["init_scale"] == scale)
+            rows.append({"wd": float(wd), "init_scale": float(scale), "runs": int(runs.sum()),
+                         "grokked": int(np.isfinite(summary["grok_epoch"][runs]).sum()),
+                         "memorised": int(np.isfinite(summary["mem_epoch"][runs]).sum()),
+                         "grok": median_interval(summary["grok_epoch"][runs]), "delay": median_interval(summary["delay"][runs]),
+                         "final_test_acc": float(np.median(summary["final_test_acc"][runs]))})
+    return rows
+
+
+def init_scale_table(rows: list[dict]) -> str:
+    lines = ["| wd | init scale α | memorised | grokked | grokking epoch [95 % CI] | delay [95 % CI] | final test acc (median) |",
+             "|---:|---:|---:|---:|---:|---:|---:|"]
+    for row in rows:
+        lines.append(f"| {row['wd']:g} | {row['init_scale']:g} | {row['memorised']}/{row['runs']} | {row['grokked']}/{row['runs']} | "
+                     f"{cell(*row['grok'])} | {cell(*row['delay'])} | {row['final_test_acc']:.3f} |")
+    return "\n".join(lines) + "\n"
+
+
+def init_scale_figure(summary: dict[str, np.ndarray], w1_norm: np.ndarray, title: str) -> Figure:
+    """Per weight decay: the median W1 norm curve of each initialisation scale, the median
+    grokking epoch marked on it."""
+    wds, scales = np.unique(summary["wd"]), np.unique(summary["init_scale"])
+    fig = Figure(figsize=(5 * len(wds), 4.2), layout="constrained")
+    axes = np.atleast_1d(fig.subplots(1, len(wds), sharey=True))
+    epochs = np.arange(1, w1_norm.shape[1] + 1)
+    for ax, wd in zip(axes, wds):
+        for colour, scale in zip(colormaps["viridis"](np.linspace(0, 0.9, len(scales))), scales):
+            runs = (summary["wd"] == wd) & (summary["init_scale"] == scale)
+            curve = np.median(w1_norm[runs], axis=0)
+            grok = analysis.median_reached(summary["grok_epoch"][runs])
+            grokked = f"{np.isfinite(summary['grok_epoch'][runs]).sum()}/{runs.sum()} grokked"
+            ax.plot(epochs, curve, color=colour, label=f"α {scale:g}: {grokked}")
+            if np.isfinite(grok):
+                ax.plot(grok, curve[int(grok) - 1], "o", color=colour, mec="k")
+        ax.set_yscale("log")
+        ax.set_xlabel("epoch")
+        ax.set_title(f"wd {wd:g} (dot: median grokking epoch)")
+        ax.grid(alpha=0.3, which="both")
+        ax.legend(fontsize=8)
+    axes[0].set_ylabel("‖W1‖_F, median over seeds")
+    fig.suptitle(title)
+    return fig
+
+
+# --- command line -------------------------------------------------------------------------------
+
+
+def write_outputs(out: Path, name: str, table: str, fig: Figure) -> None:
+    out.mkdir(parents=True, exist_ok=True)
+    write_atomic(out / f"{name}.md", table.encode())
+    save_figure(fig, out / f"{name}.png")
+    print(table + f"\nwrote {out / (name + '.md')} and {out / (name + '.png')}")
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = OneLineErrorParser(prog="python experiments/interventions.py", description=__doc__.split("\n\n")[0])
+    parser.add_argument("analysis", choices=("grokfast", "delay-law", "init-scale"))
+    parser.add_argument("folders", nargs="+", type=Path, help="results folders of the experiment's sweeps")
+    parser.add_argument("--out", type=Path, help="where the table and figure go (default: the first folder's parent)")
+    args = parser.parse_args(argv)
+    out = args.out or args.folders[0].parent
+    try:
+        loaded = {folder: load_summary(folder) for folder in args.folders}
+    except DamagedFile as error:
+        parser.exit(2, f"{parser.prog}: error: {error}\n")
+    summaries = {folder: summary for folder, (_, summary, _) in loaded.items()}
+    if args.analysis == "grokfast":
+        rows = [row for summary in summaries.values() for row in grokfast_rows(summary)]
+        write_outputs(out, "grokfast", grokfast_table(rows), grokfast_figure(rows, "grokfast on the study's network"))
+    elif args.analysis == "delay-law":
+        names = {folder: str(config["optimizer"]) for folder, (config, _, _) in loaded.items()}
+        epochs = {names[folder]: int(config["epochs"]) for folder, (config, _, _) in loaded.items()}
+        by_name = {names[folder]: summary for folder, summary in summaries.items()}
+        fits = {name: delay_law_fits(summary, epochs[name]) for name, summary in by_name.items()}
+        write_outputs(out, "delay_law", delay_law_table(fits), delay_law_figure(by_name, fits, epochs))
+    else:
+        (folder,) = args.folders
+        config, summary, metrics = loaded[folder]
+        write_outputs(out, "init_scale", init_scale_table(init_scale_rows(summary)),
+                      init_scale_figure(summary, metrics["w1_norm"], "initialisation scale α × weight decay"))
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
