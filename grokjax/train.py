@@ -13,8 +13,8 @@ Read top to bottom:
 * :func:`make_train` vmaps ``init_run``, ``train_chunk`` and ``fourier_snapshot`` over runs
   (``shard_map`` over devices when there are several) and jits them.
 
-Everything that varies across runs (seed, data seed, lr, wd, training-set size) is a
-traced array in :class:`Hparams`; everything in :class:`~grokjax.config.SweepConfig` is
+Everything that varies across runs (seed, data seed, lr, wd, training-set size, init
+scale, the grokfast filter's alpha and lambda) is a traced array in :class:`Hparams`; everything in :class:`~grokjax.config.SweepConfig` is
 static. A run whose training set is smaller than the program's largest masks the rest.
 The host-side loop that calls the compiled chunk (devices, checkpoints, progress) is
 :mod:`grokjax.driver`.
