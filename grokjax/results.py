@@ -193,13 +193,15 @@ def load_checkpoint(path: Path, leaves: list, like_history: dict[str, np.ndarray
                     ) -> tuple[list[np.ndarray], dict[str, np.ndarray], int]:
     """Restore what :func:`save_checkpoint` wrote: state leaves shaped like ``leaves`` (arrays
     or shape-dtype structs), a history shaped like ``like_history``. DamagedFile for an
-    unreadable, incomplete or wrongly shaped file; ValueError for a checkpoint of another
+    unreadable, incomplete or wrongly shaped file, and for a checkpoint of another
     configuration."""
     required = ("next_epoch", "config_hash", *(f"state_{i}" for i in range(len(leaves))),
                 *(f"metric_{name}" for name in like_history))
     data = read_npz(path, required)
     if str(data["config_hash"]) != config_hash:
-        raise ValueError(f"{path} was written for another configuration (hash {data['config_hash']}, not {config_hash})")
+        # e.g. a sweep started by an earlier grokjax, whose configuration had fewer fields
+        raise DamagedFile(f"{path} was written for another configuration or by another grokjax version "
+                          f"(hash {data['config_hash']}, not {config_hash})")
     restored = [data[f"state_{i}"] for i in range(len(leaves))]
     for i, (old, new) in enumerate(zip(leaves, restored)):
         if old.shape != new.shape or old.dtype != new.dtype:

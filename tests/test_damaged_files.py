@@ -163,3 +163,19 @@ def test_resume_with_a_damaged_checkpoint_gets_one_line(folders, tmp_path, capsy
                    "(it does not start like a .npz file); it may be truncated or damaged; there is no previous checkpoint "
                    "to fall back to: delete checkpoint-0.npz to restart this sweep from its first epoch"]
     assert snapshot(folder) == before
+
+
+def test_a_checkpoint_of_another_configuration_gets_one_line(folders, tmp_path, capsys):
+    """A checkpoint whose configuration hash differs (say, written by an earlier grokjax whose
+    configuration had fewer fields): one line saying what to do, nothing changed."""
+    folder = tmp_path / "copy"
+    shutil.copytree(folders / "done", folder)
+    (folder / "metrics.npz").unlink()
+    shutil.copy(folders / "stopped" / "checkpoint.npz", folder / "checkpoint-0.npz")  # another configuration's
+    before = snapshot(folder)
+    with contextlib.redirect_stdout(io.StringIO()):
+        assert sweep.main(["--resume", str(folder)]) == 2
+    (err,) = capsys.readouterr().err.strip().splitlines()
+    assert "checkpoint-0.npz was written for another configuration or by another grokjax version" in err
+    assert err.endswith("delete checkpoint-0.npz to restart this sweep from its first epoch")
+    assert snapshot(folder) == before
