@@ -26,7 +26,7 @@ from matplotlib.figure import Figure
 from grokjax import analysis
 from grokjax.cli import OneLineErrorParser
 from grokjax.files import DamagedFile
-from grokjax.report import load_sweep
+from grokjax.report import load_sweep, sweep_title
 from grokjax.results import save_figure, write_atomic
 
 BOOTSTRAP = dict(samples=2000, seed=0)
@@ -248,9 +248,12 @@ def main(argv: list[str] | None = None) -> int:
     except DamagedFile as error:
         parser.exit(2, f"{parser.prog}: error: {error}\n")
     summaries = {folder: summary for folder, (_, summary, _) in loaded.items()}
+    first = loaded[args.folders[0]][0]
+    title = f"{sweep_title(first)}, lr {'/'.join(f'{v:g}' for v in first['lrs'])}, {len(first['seeds'])} seeds"
     if args.analysis == "grokfast":
         rows = [row for summary in summaries.values() for row in grokfast_rows(summary)]
-        write_outputs(out, "grokfast", grokfast_table(rows), grokfast_figure(rows, "grokfast on the study's network"))
+        wds = "/".join(f"{w:g}" for w in first["wds"])
+        write_outputs(out, "grokfast", grokfast_table(rows), grokfast_figure(rows, f"{title}, wd {wds}"))
     elif args.analysis == "delay-law":
         names = {folder: str(config["optimizer"]) for folder, (config, _, _) in loaded.items()}
         epochs = {names[folder]: int(config["epochs"]) for folder, (config, _, _) in loaded.items()}
@@ -261,7 +264,7 @@ def main(argv: list[str] | None = None) -> int:
         (folder,) = args.folders
         config, summary, metrics = loaded[folder]
         write_outputs(out, "init_scale", init_scale_table(init_scale_rows(summary)),
-                      init_scale_figure(summary, metrics["w1_norm"], "initialisation scale α × weight decay"))
+                      init_scale_figure(summary, metrics["w1_norm"], f"{title}: initialisation scale α × weight decay"))
     return 0
 
 

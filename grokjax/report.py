@@ -84,6 +84,7 @@ def sweep_title(config: dict) -> str:
     network = "" if config.get("model", "modularnet") == "modularnet" else f"{show('model')} "
     extras = "".join(f", {show(key)}" for key, default in (("activation", "relu"), ("loss", "ce"))
                      if config.get(key, default) != default)
+    extras += f", grokfast {show('grokfast')}" if config.get("grokfast", "none") != "none" else ""
     return (f"m={show('m')} {show('op')}, {network}hidden {show('hidden')}{extras}, {show('optimizer')}, "
             f"batch {show('batch_size')}")
 
