@@ -249,7 +249,8 @@ def main(argv: list[str] | None = None) -> int:
         parser.exit(2, f"{parser.prog}: error: {error}\n")
     summaries = {folder: summary for folder, (_, summary, _) in loaded.items()}
     first = loaded[args.folders[0]][0]
-    title = f"{sweep_title(first)}, lr {'/'.join(f'{v:g}' for v in first['lrs'])}, {len(first['seeds'])} seeds"
+    # the filter is in each figure's legend: the folders of one analysis may use different ones
+    title = f"{sweep_title({**first, 'grokfast': 'none'})}, lr {'/'.join(f'{v:g}' for v in first['lrs'])}, {len(first['seeds'])} seeds"
     if args.analysis == "grokfast":
         rows = [row for summary in summaries.values() for row in grokfast_rows(summary)]
         wds = "/".join(f"{w:g}" for w in first["wds"])
