@@ -114,9 +114,14 @@ def grokfast_figure(rows: list[dict], title: str) -> Figure:
 
 
 def delayed_runs(summary: dict[str, np.ndarray], n_epochs: int) -> np.ndarray:
-    """Runs with wd > 0 whose delay exceeds 1 % of the budget (as the sweep's own delay fit)."""
+    """Runs with wd > 0 whose delay exceeds 1 % of the budget (as the sweep's own delay fit),
+    in (lr, wd) cells where every seed grokked: past the decay at which some seeds no longer
+    generalise within the budget, the delay stops falling and no power law describes it."""
     waited = summary["delay"] > max(1.0, analysis.DEFAULT.comprehension_gap * n_epochs)
-    return (summary["wd"] > 0) & waited & np.isnan(summary["diverged_epoch"])
+    cell = [(lr, wd) for lr, wd in zip(summary["lr"], summary["wd"])]
+    failed = {key for key, grok in zip(cell, summary["grok_epoch"]) if np.isnan(grok)}
+    every_seed = np.array([key not in failed for key in cell])
+    return (summary["wd"] > 0) & waited & every_seed & np.isnan(summary["diverged_epoch"])
 
 
 def delay_law_fits(summary: dict[str, np.ndarray], n_epochs: int) -> dict:
@@ -168,7 +173,7 @@ def delay_law_figure(summaries: dict[str, dict[str, np.ndarray]], fits: dict[str
         else:
             ax.text(0.5, 0.5, "no run with wd > 0 grokked after a delay", transform=ax.transAxes, ha="center")
         ax.set_xlabel("η·λ (lr × weight decay)")
-        ax.set_title(f"{name}: {int(use.sum())} of {len(use)} runs with a delay")
+        ax.set_title(f"{name}: {int(use.sum())} of {len(use)} runs fitted\n(a delay, in a cell where every seed grokked)")
         ax.grid(alpha=0.3, which="both")
         ax.legend(fontsize=8)
     axes[0].set_ylabel("delay: grokking − memorisation epoch")
