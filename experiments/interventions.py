@@ -36,12 +36,15 @@ def load_summary(folder: Path) -> tuple[dict, dict[str, np.ndarray], dict[str, n
     """A folder's configuration, per-run summary (coordinates, events) and metric arrays."""
     record, coordinates, metrics = load_sweep(folder)
     config = record["config"]
-    for field, name in (("optimizer", "optimizer"), ("grokfast", "grokfast"), ("grokfast_window", "grokfast_window")):
-        if name not in coordinates:  # one value for the whole folder
-            coordinates[name] = np.full(len(metrics["test_acc"]), config.get(field, "none" if name == "grokfast" else 0))
-    for field, name in (("grokfast_alphas", "grokfast_alpha"), ("grokfast_lambdas", "grokfast_lambda"), ("init_scales", "init_scale")):
+    n_runs = len(metrics["test_acc"])
+    # settings with one value for the whole folder (folders of earlier versions lack the newer ones)
+    for name, default in (("optimizer", "adam"), ("grokfast", "none"), ("grokfast_window", 100)):
         if name not in coordinates:
-            coordinates[name] = np.full(len(metrics["test_acc"]), float(config.get(field, [1.0])[0]))
+            coordinates[name] = np.full(n_runs, config.get(name, default))
+    for field, name, default in (("grokfast_alphas", "grokfast_alpha", 0.98), ("grokfast_lambdas", "grokfast_lambda", 2.0),
+                                 ("init_scales", "init_scale", 1.0)):
+        if name not in coordinates:
+            coordinates[name] = np.full(n_runs, float(config.get(field, [default])[0]))
     return config, analysis.run_summary(coordinates, metrics), metrics
 
 
