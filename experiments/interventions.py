@@ -117,14 +117,13 @@ def grokfast_figure(rows: list[dict], title: str) -> Figure:
 
 
 def delayed_runs(summary: dict[str, np.ndarray], n_epochs: int) -> np.ndarray:
-    """Runs with wd > 0 whose delay exceeds 1 % of the budget (as the sweep's own delay fit),
-    in (lr, wd) cells where every seed grokked: past the decay at which some seeds no longer
+    """The runs of the sweep's own delay fit (:func:`grokjax.analysis.has_real_delay`) in
+    (lr, wd) cells where every seed grokked: past the decay at which some seeds no longer
     generalise within the budget, the delay stops falling and no power law describes it."""
-    waited = summary["delay"] > max(1.0, analysis.DEFAULT.comprehension_gap * n_epochs)
     cell = [(lr, wd) for lr, wd in zip(summary["lr"], summary["wd"])]
     failed = {key for key, grok in zip(cell, summary["grok_epoch"]) if np.isnan(grok)}
     every_seed = np.array([key not in failed for key in cell])
-    return (summary["wd"] > 0) & waited & every_seed & np.isnan(summary["diverged_epoch"])
+    return analysis.has_real_delay(summary, n_epochs) & every_seed
 
 
 def delay_law_fits(summary: dict[str, np.ndarray], n_epochs: int) -> dict:

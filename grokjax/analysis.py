@@ -331,6 +331,14 @@ def medians_along(summary: dict[str, np.ndarray], x: str, axes: tuple[str, ...],
     return series
 
 
+def has_real_delay(summary: dict[str, np.ndarray], n_epochs: int, cfg: AnalysisConfig = DEFAULT) -> np.ndarray:
+    """Runs with wd > 0, not diverged, whose delay exceeds the comprehension gap
+    (``comprehension_gap`` of the ``n_epochs`` budget, at least one epoch): the runs a delay
+    law can describe (NaN delay, never grokked, is False)."""
+    waited = summary["delay"] > max(1.0, cfg.comprehension_gap * n_epochs)
+    return (summary["wd"] > 0) & waited & np.isnan(summary["diverged_epoch"])
+
+
 def delay_power_law(summary: dict[str, np.ndarray], n_epochs: int, cfg: AnalysisConfig = DEFAULT,
                     axes: tuple[str, ...] = ("wd", "lr")) -> dict | None:
     """delay ∝ wd^(-alpha) over the runs with wd > 0 whose delay exceeds the comprehension
@@ -342,9 +350,7 @@ def delay_power_law(summary: dict[str, np.ndarray], n_epochs: int, cfg: Analysis
     at = {axis: summary[axis].min() if axis == "lr" else group_keys(summary, (axis,))[0][0]
           for axis in axes if axis != "wd"}
     lr = at.get("lr", summary["lr"].min())
-    waited = summary["delay"] > max(1.0, cfg.comprehension_gap * n_epochs)  # False for NaN: never grokked
-    use = group_mask(summary, tuple(at), tuple(at.values())) & (summary["wd"] > 0) & waited
-    use &= np.isnan(summary["diverged_epoch"])
+    use = group_mask(summary, tuple(at), tuple(at.values())) & has_real_delay(summary, n_epochs, cfg)
     fit = fit_power_law(summary["wd"][use], summary["delay"][use], cfg.bootstrap_samples, cfg.bootstrap_seed)
     if fit is None:
         return None
