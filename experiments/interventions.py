@@ -118,8 +118,10 @@ def grokfast_figure(rows: list[dict], title: str) -> Figure:
 
 def delayed_runs(summary: dict[str, np.ndarray], n_epochs: int) -> np.ndarray:
     """The runs of the sweep's own delay fit (:func:`grokjax.analysis.has_real_delay`) in
-    (lr, wd) cells where every seed grokked: past the decay at which some seeds no longer
-    generalise within the budget, the delay stops falling and no power law describes it."""
+    (lr, wd) cells where every seed grokked by the study's rule. In the other cells decay is
+    either too strong to generalise at all, or so strong that runs generalise as they
+    memorise, before the rule's earliest epoch (51), and the rule only counts a later
+    re-crossing after a dip: those delays measure the dips, not the law."""
     cell = [(lr, wd) for lr, wd in zip(summary["lr"], summary["wd"])]
     failed = {key for key, grok in zip(cell, summary["grok_epoch"]) if np.isnan(grok)}
     every_seed = np.array([key not in failed for key in cell])
