@@ -7,7 +7,14 @@
   epoch - memorisation epoch) against eta*lambda, a power law fitted per optimizer on eta*lambda
   and per learning rate on lambda alone;
 * ``init-scale DIR``: a sweep over ``--init-scale`` x wd; the grokking epoch, fraction grokked
-  and the median W1 norm curve per initialisation scale.
+  and the median W1 norm curve per initialisation scale;
+* ``optimizers DIR [DIR ...]``: sweeps over optimizer x hidden x wd x lr (split over folders
+  as they were run); per cell the grokking epoch, delay and fraction grokked, each
+  optimizer's earliest cell per width, and the per-seed speed-up of every optimizer against
+  AdamW in the cells both ran;
+* ``li2-optimizers DIR``: a ``--preset li2`` sweep over optimizer x hidden (with Fourier
+  snapshots); per cell the final test accuracy and the number of distinct frequencies the
+  hidden neurons settled on.
 
 Each writes a Markdown table and a figure into ``--out``::
 
@@ -26,7 +33,7 @@ from matplotlib.figure import Figure
 from grokjax import analysis
 from grokjax.cli import OneLineErrorParser
 from grokjax.files import DamagedFile
-from grokjax.report import load_sweep, sweep_title
+from grokjax.report import load_fourier, load_sweep, sweep_title
 from grokjax.results import save_figure, write_atomic
 
 BOOTSTRAP = dict(samples=2000, seed=0)
@@ -38,7 +45,7 @@ def load_summary(folder: Path) -> tuple[dict, dict[str, np.ndarray], dict[str, n
     config = record["config"]
     n_runs = len(metrics["test_acc"])
     # settings with one value for the whole folder (folders of earlier versions lack the newer ones)
-    for name, default in (("optimizer", "adam"), ("grokfast", "none"), ("grokfast_window", 100)):
+    for name, default in (("optimizer", "adam"), ("hidden", 128), ("grokfast", "none"), ("grokfast_window", 100)):
         if name not in coordinates:
             coordinates[name] = np.full(n_runs, config.get(name, default))
     for field, name, default in (("grokfast_alphas", "grokfast_alpha", 0.98), ("grokfast_lambdas", "grokfast_lambda", 2.0),
@@ -235,6 +242,184 @@ def init_scale_figure(summary: dict[str, np.ndarray], w1_norm: np.ndarray, title
     return fig
 
 
+# --- optimizers ---------------------------------------------------------------------------------
+
+REFERENCE_OPTIMIZER = "adamw"  # Muon's non-matrix part and the decoupled decay it shares
+
+
+def merge_summaries(summaries: list[dict[str, np.ndarray]]) -> dict[str, np.ndarray]:
+    """One summary of several folders' runs: the columns they all have, concatenated."""
+    names = [name for name in summaries[0] if all(name in summary for summary in summaries)]
+    return {name: np.concatenate([summary[name] for summary in summaries]) for name in names}
+
+
+def optimizer_cells(summary: dict[str, np.ndarray]) -> list[tuple]:
+    """The (optimizer, hidden, lr, wd) cells of a summary, sorted."""
+    return sorted({(str(o), int(h), float(lr), float(wd)) for o, h, lr, wd in
+                   zip(summary["optimizer"], summary["hidden"], summary["lr"], summary["wd"])})
+
+
+def cell_runs(summary: dict[str, np.ndarray], optimizer: str, hidden: int, lr: float, wd: float) -> np.ndarray:
+    return np.flatnonzero((summary["optimizer"] == optimizer) & (summary["hidden"] == hidden)
+                          & (summary["lr"] == lr) & (summary["wd"] == wd))
+
+
+def optimizer_rows(summary: dict[str, np.ndarray]) -> list[dict]:
+    """Per (optimizer, hidden, lr, wd): seeds grokked, grokking epoch and delay (medians with
+    95 % intervals over the seeds that grokked), median final test accuracy, and the
+    speed-up grok(AdamW) / grok(optimizer) of each seed against the same seed under AdamW
+    in the same cell (NaNs where AdamW did not run that cell)."""
+    reference = {(int(h), float(lr), float(wd), int(seed)): grok for o, h, lr, wd, seed, grok in zip(
+        summary["optimizer"], summary["hidden"], summary["lr"], summary["wd"], summary["seed"], summary["grok_epoch"])
+        if o == REFERENCE_OPTIMIZER}
+    rows = []
+    for optimizer, hidden, lr, wd in optimizer_cells(summary):
+        runs = cell_runs(summary, optimizer, hidden, lr, wd)
+        grok = summary["grok_epoch"][runs]
+        paired = np.array([reference.get((hidden, lr, wd, int(summary["seed"][r])), np.nan) for r in runs])
+        compared = optimizer != REFERENCE_OPTIMIZER and np.isfinite(paired).any()
+        rows.append({"optimizer": optimizer, "hidden": hidden, "lr": lr, "wd": wd, "runs": len(runs),
+                     "grokked": int(np.isfinite(grok).sum()), "grok": median_interval(grok),
+                     "delay": median_interval(summary["delay"][runs]),
+                     "final_test_acc": float(np.median(summary["final_test_acc"][runs])),
+                     "speedup": median_interval(paired / grok) if compared else (np.nan,) * 3})
+    return rows
+
+
+def earliest_cells(rows: list[dict]) -> list[dict]:
+    """Per (optimizer, hidden): the cell with the earliest median grokking epoch among the
+    cells where every seed grokked (none if no cell did)."""
+    best = {}
+    for row in rows:
+        key = (row["optimizer"], row["hidden"])
+        if row["grokked"] == row["runs"] and (key not in best or row["grok"][0] < best[key]["grok"][0]):
+            best[key] = row
+    return [best[key] for key in sorted(best)]
+
+
+def optimizer_table(rows: list[dict]) -> str:
+    lines = ["| optimizer | hidden | lr | wd | grokked | grokking epoch [95 % CI] | delay [95 % CI] | final test acc (median) "
+             f"| speed-up vs {REFERENCE_OPTIMIZER}, same seed [95 % CI] |", "|---|---:|---:|---:|---:|---:|---:|---:|---:|"]
+    for row in rows:
+        lines.append(f"| {row['optimizer']} | {row['hidden']} | {row['lr']:g} | {row['wd']:g} | {row['grokked']}/{row['runs']} | "
+                     f"{cell(*row['grok'])} | {cell(*row['delay'])} | {row['final_test_acc']:.3f} | "
+                     f"{cell(*row['speedup'], digits='.2f')} |")
+    lines += ["", "Earliest cell of each optimizer and width (every seed grokked):", "",
+              "| optimizer | hidden | lr | wd | grokking epoch [95 % CI] |", "|---|---:|---:|---:|---:|"]
+    for row in earliest_cells(rows):
+        lines.append(f"| {row['optimizer']} | {row['hidden']} | {row['lr']:g} | {row['wd']:g} | {cell(*row['grok'])} |")
+    return "\n".join(lines) + "\n"
+
+
+def optimizer_figure(rows: list[dict], title: str) -> Figure:
+    """One panel per (hidden, lr): grokking epoch against wd, a line per optimizer (median and
+    interval over the seeds that grokked; a cell where not every seed grokked is labelled
+    with how many did, and a cell where none did sits on the top edge as an open marker)."""
+    hiddens, lrs = sorted({r["hidden"] for r in rows}), sorted({r["lr"] for r in rows})
+    optimizers = sorted({r["optimizer"] for r in rows})
+    fig = Figure(figsize=(5 * len(lrs), 3.8 * len(hiddens)), layout="constrained")
+    axes = np.array(fig.subplots(len(hiddens), len(lrs), sharex=True, sharey=True)).reshape(len(hiddens), len(lrs))
+    top = max((r["grok"][2] for r in rows if np.isfinite(r["grok"][2])), default=1.0) * 1.3
+    colours = dict(zip(optimizers, colormaps["tab10"](np.arange(len(optimizers)))))
+    for (i, hidden), (j, lr) in ((a, b) for a in enumerate(hiddens) for b in enumerate(lrs)):
+        ax = axes[i, j]
+        for optimizer in optimizers:
+            mine = [r for r in rows if (r["optimizer"], r["hidden"], r["lr"]) == (optimizer, hidden, lr)]
+            wds = np.array([r["wd"] for r in mine])
+            median, low, high = (np.array([r["grok"][k] for r in mine]) for k in range(3))
+            ax.errorbar(wds, median, yerr=[median - low, high - median], marker="o", capsize=3, color=colours[optimizer],
+                        label=optimizer)
+            never = np.isnan(median)
+            ax.plot(wds[never], np.full(never.sum(), top), "o", mfc="none", color=colours[optimizer])
+            for r in mine:
+                if 0 < r["grokked"] < r["runs"]:
+                    ax.annotate(f"{r['grokked']}/{r['runs']}", (r["wd"], r["grok"][0]), fontsize=7, color=colours[optimizer],
+                                textcoords="offset points", xytext=(4, 4))
+        ax.set_xscale("log")
+        ax.set_yscale("log")
+        ax.set_title(f"hidden {hidden}, lr {lr:g}")
+        ax.grid(alpha=0.3, which="both")
+        ax.set_xlabel("weight decay (adam: coupled L2; adamw, muon: decoupled)")
+        if j == 0:
+            ax.set_ylabel("grokking epoch (median, 95 % CI)")
+    axes[0, 0].legend(fontsize=8, title="open: none grokked", title_fontsize=7)
+    fig.suptitle(title)
+    return fig
+
+
+# --- the Li2 network with few hidden nodes -------------------------------------------------------
+
+FEATURE_CONCENTRATION = 0.5  # a neuron with more than half its power in one frequency class is a Fourier feature
+
+
+def feature_frequencies(dominant: np.ndarray, concentration: np.ndarray) -> np.ndarray:
+    """int [runs] how many distinct frequency classes the Fourier-feature neurons of each run
+    (concentration > FEATURE_CONCENTRATION) have as their dominant one."""
+    return np.array([len(np.unique(d[c > FEATURE_CONCENTRATION])) for d, c in zip(dominant, concentration)])
+
+
+def median_range(counts: np.ndarray) -> tuple[float, int, int]:
+    return float(np.median(counts)), int(counts.min()), int(counts.max())
+
+
+def li2_rows(summary: dict[str, np.ndarray], fourier: dict[str, np.ndarray]) -> list[dict]:
+    """Per (optimizer, hidden, wd) at the last snapshot: final test accuracy (median and
+    interval), seeds grokked, distinct frequencies among the feature neurons and among all
+    neurons (median, min, max), and the number of feature neurons."""
+    features = feature_frequencies(fourier["dominant_frequency"][:, -1], fourier["concentration"][:, -1])
+    n_features = (fourier["concentration"][:, -1] > FEATURE_CONCENTRATION).sum(axis=1)
+    cells = sorted({(str(o), int(h), float(w)) for o, h, w in zip(summary["optimizer"], summary["hidden"], summary["wd"])})
+    rows = []
+    for optimizer, hidden, wd in cells:
+        runs = (summary["optimizer"] == optimizer) & (summary["hidden"] == hidden) & (summary["wd"] == wd)
+        rows.append({"optimizer": optimizer, "hidden": hidden, "wd": wd, "runs": int(runs.sum()),
+                     "grokked": int(np.isfinite(summary["grok_epoch"][runs]).sum()),
+                     "test_acc": median_interval(summary["final_test_acc"][runs]),
+                     "feature_frequencies": median_range(features[runs]), "feature_neurons": median_range(n_features[runs]),
+                     "distinct_frequencies": median_range(fourier["distinct_frequencies"][runs, -1])})
+    return rows
+
+
+def li2_table(rows: list[dict], n_frequencies: int) -> str:
+    def spread(values):
+        return f"{values[0]:g} [{values[1]}–{values[2]}]"
+
+    lines = [f"| optimizer | hidden K | wd | grokked | final test acc [95 % CI] | frequencies of feature neurons (of {n_frequencies}) "
+             "[min–max] | feature neurons [min–max] | dominant frequencies, all neurons [min–max] |",
+             "|---|---:|---:|---:|---:|---:|---:|---:|"]
+    for row in rows:
+        lines.append(f"| {row['optimizer']} | {row['hidden']} | {row['wd']:g} | {row['grokked']}/{row['runs']} | "
+                     f"{cell(*row['test_acc'], digits='.3f')} | {spread(row['feature_frequencies'])} | "
+                     f"{spread(row['feature_neurons'])} | {spread(row['distinct_frequencies'])} |")
+    return "\n".join(lines) + "\n"
+
+
+def li2_figure(rows: list[dict], n_frequencies: int, title: str) -> Figure:
+    """Final test accuracy and the feature neurons' distinct frequencies against the width K,
+    a line per (optimizer, wd)."""
+    fig = Figure(figsize=(11, 4.2), layout="constrained")
+    acc_ax, freq_ax = fig.subplots(1, 2)
+    settings = sorted({(r["optimizer"], r["wd"]) for r in rows})
+    for colour, (optimizer, wd) in zip(colormaps["tab10"](np.arange(len(settings))), settings):
+        mine = [r for r in rows if (r["optimizer"], r["wd"]) == (optimizer, wd)]
+        widths = [r["hidden"] for r in mine]
+        median, low, high = (np.array([r["test_acc"][k] for r in mine]) for k in range(3))
+        acc_ax.errorbar(widths, median, yerr=[median - low, high - median], marker="o", capsize=3, color=colour,
+                        label=f"{optimizer}, wd {wd:g}")
+        median, low, high = (np.array([r["feature_frequencies"][k] for r in mine], float) for k in range(3))
+        freq_ax.errorbar(widths, median, yerr=[median - low, high - median], marker="o", capsize=3, color=colour)
+    for ax in (acc_ax, freq_ax):
+        ax.set_xscale("log", base=2)
+        ax.set_xlabel("hidden nodes K")
+        ax.grid(alpha=0.3, which="both")
+    acc_ax.set_ylabel("final test accuracy (median, 95 % CI)")
+    acc_ax.legend(fontsize=8)
+    freq_ax.axhline(n_frequencies, color="k", lw=0.8, ls=":")
+    freq_ax.set_ylabel(f"distinct frequencies of feature neurons\n(concentration > {FEATURE_CONCENTRATION:g}; median, min–max)")
+    fig.suptitle(title)
+    return fig
+
+
 # --- command line -------------------------------------------------------------------------------
 
 
@@ -247,7 +432,7 @@ def write_outputs(out: Path, name: str, table: str, fig: Figure) -> None:
 
 def main(argv: list[str] | None = None) -> int:
     parser = OneLineErrorParser(prog="python experiments/interventions.py", description=__doc__.split("\n\n")[0])
-    parser.add_argument("analysis", choices=("grokfast", "delay-law", "init-scale"))
+    parser.add_argument("analysis", choices=("grokfast", "delay-law", "init-scale", "optimizers", "li2-optimizers"))
     parser.add_argument("folders", nargs="+", type=Path, help="results folders of the experiment's sweeps")
     parser.add_argument("--out", type=Path, help="where the table and figure go (default: the first folder's parent)")
     args = parser.parse_args(argv)
@@ -270,6 +455,19 @@ def main(argv: list[str] | None = None) -> int:
         by_name = {names[folder]: summary for folder, summary in summaries.items()}
         fits = {name: delay_law_fits(summary, epochs[name]) for name, summary in by_name.items()}
         write_outputs(out, "delay_law", delay_law_table(fits), delay_law_figure(by_name, fits, epochs))
+    elif args.analysis == "optimizers":
+        rows = optimizer_rows(merge_summaries(list(summaries.values())))
+        write_outputs(out, "optimizers", optimizer_table(rows), optimizer_figure(rows, f"m={first['m']} {first['op']}, "
+                      f"batch {first['batch_size']}, {len(first['seeds'])} seeds: grokking epoch per optimizer"))
+    elif args.analysis == "li2-optimizers":
+        (folder,) = args.folders
+        config, summary, _ = loaded[folder]
+        fourier = load_fourier(folder, len(summary["run"]))
+        if fourier is None:
+            parser.exit(2, f"{parser.prog}: error: {folder} has no fourier.npz: run the sweep with --fourier-every\n")
+        n_frequencies = fourier[1]["spectrum"].shape[-1]
+        rows = li2_rows(summary, fourier[1])
+        write_outputs(out, "li2_optimizers", li2_table(rows, n_frequencies), li2_figure(rows, n_frequencies, title))
     else:
         (folder,) = args.folders
         config, summary, metrics = loaded[folder]

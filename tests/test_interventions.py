@@ -229,3 +229,45 @@ def test_init_scale_rows_count_per_scale_and_weight_decay():
     assert [(r["wd"], r["init_scale"], r["memorised"], r["grokked"]) for r in rows] == [
         (0.0, 1.0, 1, 0), (0.0, 8.0, 0, 0), (1e-4, 1.0, 1, 1), (1e-4, 8.0, 1, 1)]
     assert rows[3]["grok"][0] == 600.0 and rows[3]["delay"][0] == 300.0
+
+
+def test_optimizer_rows_pair_each_seed_with_adamw_in_the_same_cell():
+    """Muon and AdamW at one (hidden, lr, wd), two seeds: AdamW groks at 400 and 300, Muon at
+    100 and 200 (speed-ups 4 and 1.5); Muon's second cell has no AdamW twin (no speed-up) and
+    one seed that never grokked; Adam's cell at a coupled wd is compared with nothing."""
+    summary = made_up_summary(
+        optimizer=["adamw", "adamw", "muon", "muon", "muon", "muon", "adam", "adam"],
+        hidden=[128] * 8, lr=[1e-3] * 8, wd=[0.1, 0.1, 0.1, 0.1, 1.0, 1.0, 1e-4, 1e-4], seed=[0, 1, 0, 1, 0, 1, 0, 1],
+        grok_epoch=[400.0, 300, 100, 200, 50, np.nan, 500, 700], delay=[300.0, 200, 50, 150, 10, np.nan, 400, 600],
+        final_test_acc=[1, 1, 1, 1, 1, 0.2, 1, 1])
+    rows = {(r["optimizer"], r["wd"]): r for r in interventions.optimizer_rows(summary)}
+    assert list(rows) == [("adam", 1e-4), ("adamw", 0.1), ("muon", 0.1), ("muon", 1.0)]
+    assert rows["muon", 0.1]["speedup"][0] == pytest.approx(2.75) and rows["muon", 0.1]["grok"][0] == 150.0
+    assert all(np.isnan(rows[key]["speedup"][0]) for key in [("adam", 1e-4), ("adamw", 0.1), ("muon", 1.0)])
+    assert (rows["muon", 1.0]["grokked"], rows["muon", 1.0]["grok"][0], rows["muon", 1.0]["final_test_acc"]) == (1, 50.0, 0.6)
+    earliest = interventions.earliest_cells(list(rows.values()))
+    # Muon's wd 1 is earlier but one seed never grokked there: its earliest complete cell is wd 0.1
+    assert [(r["optimizer"], r["wd"], r["grok"][0]) for r in earliest] == [("adam", 1e-4, 600.0), ("adamw", 0.1, 350.0),
+                                                                           ("muon", 0.1, 150.0)]
+    table = interventions.optimizer_table(list(rows.values()))
+    assert "| muon | 128 | 0.001 | 0.1 | 2/2 | 150 [100–200] | 100 [50–150] | 1.000 | 2.75 [1.50–4.00] |" in table
+    fig = interventions.optimizer_figure(list(rows.values()), "t")
+    (muon_line,) = [line for line in fig.axes[0].get_lines() if list(line.get_xdata()) == [0.1, 1.0] and line.get_marker() == "o"]
+    assert list(muon_line.get_ydata()) == [150.0, 50.0]
+
+
+def test_li2_rows_count_the_frequencies_of_feature_neurons():
+    """Two runs of four neurons: run 0's feature neurons (concentration > 0.5) sit on classes
+    1, 1 and 3 (two frequencies; the 0.4 neuron on class 2 is not a feature); run 1 has one
+    feature neuron."""
+    summary = made_up_summary(optimizer=["adam", "adam"], hidden=[4, 4], wd=[0.0, 0.0], grok_epoch=[np.nan, 900.0],
+                              final_test_acc=[0.3, 0.9])
+    dominant = np.array([[1, 1, 3, 2], [2, 2, 2, 2]])[:, None]  # [runs, snapshots, neurons]
+    concentration = np.array([[0.9, 0.8, 0.7, 0.4], [0.9, 0.2, 0.3, 0.5]])[:, None]
+    fourier = {"dominant_frequency": dominant, "concentration": concentration, "distinct_frequencies": np.array([[3], [1]])}
+    assert list(interventions.feature_frequencies(dominant[:, -1], concentration[:, -1])) == [2, 1]
+    (row,) = interventions.li2_rows(summary, fourier)
+    assert (row["grokked"], row["feature_frequencies"], row["feature_neurons"], row["distinct_frequencies"]) == (
+        1, (1.5, 1, 2), (2.0, 1, 3), (2.0, 1, 3))
+    assert row["test_acc"][0] == pytest.approx(0.6)
+    assert "| adam | 4 | 0 | 1/2 | 0.600 [0.300–0.900] | 1.5 [1–2] | 2 [1–3] | 2 [1–3] |" in interventions.li2_table([row], 11)
