@@ -62,13 +62,18 @@ def dashboard(run_metrics: dict[str, np.ndarray], labels: np.ndarray, grok: floa
     ]
     for ax, (name, series, scale) in zip(axes, panels):
         shade_stages(ax, labels)
+        measured = False
         for label, values in series:
             values = np.asarray(values, float)
             if scale == "log":
                 values = np.where(values > 0, values, np.nan)  # e.g. ΔW1 is 0 at epoch 1 by definition
             shown = ~np.isnan(values)
+            measured |= shown.any()
             ax.plot(epochs[shown], values[shown], lw=1.2, label=label, marker="." if shown.mean() < 0.5 else None)
-        ax.set_yscale(scale)
+        if measured:
+            ax.set_yscale(scale)
+        else:  # a geometry metric of a sweep run with --geometry-every 0
+            ax.text(0.5, 0.5, "not measured in this sweep", transform=ax.transAxes, ha="center", va="center", color="0.4")
         ax.set_title(name, fontsize=11)
         ax.set_xlabel("epoch")
         ax.set_xlim(0.5, epochs[-1] + 0.5)

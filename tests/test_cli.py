@@ -13,7 +13,7 @@ import pytest
 from grokjax import analysis, plots, report, sweep
 from grokjax.analysis import DEFAULT
 from grokjax.config import AnalysisConfig
-from grokjax.results import METRIC_NAMES
+from grokjax.results import GEOMETRY_METRICS, METRIC_NAMES
 
 TINY_ARGS = ["--m", "11", "--hidden", "8", "--batch-size", "16", "--epochs", "6", "--chunk-epochs", "4", "--quiet"]
 TITLE = "m=11 add, hidden 8, adam, batch 16"  # the settings the tiny sweep's runs share, as figure titles show them
@@ -148,6 +148,23 @@ def check_dashboard(fig, metrics, run: int, events: dict[str, np.ndarray], label
     assert suptitle.startswith(f"{TITLE}; wd {metrics['wd'][run]:g}, lr {metrics['lr'][run]:g}, seed {metrics['seed'][run]} (run {run})")
     assert ("never memorised" if np.isnan(mem) else f"memorised at epoch {mem:.0f};") in suptitle
     assert ("never grokked" if np.isnan(grok) else f"grokked at epoch {grok:.0f} (dashed)") in suptitle
+
+
+def test_dashboard_says_which_panels_were_not_measured():
+    """A sweep run with --geometry-every 0 has NaN geometry rows: their panels say so and draw
+    no curve, while the measured panels keep their curves and scales."""
+    epochs = 20
+    rows = {name: np.linspace(0.1, 1.0, epochs) for name in METRIC_NAMES}
+    for name in GEOMETRY_METRICS:
+        rows[name] = np.full(epochs, np.nan)
+    fig = plots.dashboard(rows, np.zeros(epochs, int), np.nan, 5.0, "t", "events")
+    unmeasured = {ax.get_title() for ax in fig.axes if [t.get_text() for t in ax.texts] == ["not measured in this sweep"]}
+    assert unmeasured == {"gradient cosine over last 5 epochs", "feature diversity (singular-value entropy)",
+                          "neuron-gradient |cos| across neurons"}
+    for ax in fig.axes:
+        drawn = [line for line in ax.get_lines() if len(line.get_xdata())]
+        assert (len(drawn) == 0) == (ax.get_title() in unmeasured), ax.get_title()
+    assert fig.axes[1].get_yscale() == "log"
 
 
 def check_overview(fig, metrics) -> None:
