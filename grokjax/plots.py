@@ -74,6 +74,7 @@ def dashboard(run_metrics: dict[str, np.ndarray], labels: np.ndarray, grok: floa
             ax.set_yscale(scale)
         else:  # a geometry metric of a sweep run with --geometry-every 0
             ax.text(0.5, 0.5, "not measured in this sweep", transform=ax.transAxes, ha="center", va="center", color="0.4")
+            ax.set_yticks([])
         ax.set_title(name, fontsize=11)
         ax.set_xlabel("epoch")
         ax.set_xlim(0.5, epochs[-1] + 0.5)
