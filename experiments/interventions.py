@@ -12,9 +12,9 @@
   as they were run); per cell the grokking epoch, delay and fraction grokked, each
   optimizer's earliest cell per width, and the per-seed speed-up of every optimizer against
   AdamW in the cells both ran;
-* ``li2-optimizers DIR``: a ``--preset li2`` sweep over optimizer x hidden (with Fourier
+* ``li2-optimizers DIR``: a ``--preset li2`` sweep over optimizer x hidden x lr (with Fourier
   snapshots); per cell the final test accuracy and the number of distinct frequencies the
-  hidden neurons settled on.
+  hidden neurons settled on, per learning rate.
 
 Each writes a Markdown table and a figure into ``--out``::
 
@@ -363,16 +363,15 @@ def median_range(counts: np.ndarray) -> tuple[float, int, int]:
 
 
 def li2_rows(summary: dict[str, np.ndarray], fourier: dict[str, np.ndarray]) -> list[dict]:
-    """Per (optimizer, hidden, wd) at the last snapshot: final test accuracy (median and
+    """Per (optimizer, hidden, lr, wd) at the last snapshot: final test accuracy (median and
     interval), seeds grokked, distinct frequencies among the feature neurons and among all
     neurons (median, min, max), and the number of feature neurons."""
     features = feature_frequencies(fourier["dominant_frequency"][:, -1], fourier["concentration"][:, -1])
     n_features = (fourier["concentration"][:, -1] > FEATURE_CONCENTRATION).sum(axis=1)
-    cells = sorted({(str(o), int(h), float(w)) for o, h, w in zip(summary["optimizer"], summary["hidden"], summary["wd"])})
     rows = []
-    for optimizer, hidden, wd in cells:
-        runs = (summary["optimizer"] == optimizer) & (summary["hidden"] == hidden) & (summary["wd"] == wd)
-        rows.append({"optimizer": optimizer, "hidden": hidden, "wd": wd, "runs": int(runs.sum()),
+    for optimizer, hidden, lr, wd in optimizer_cells(summary):
+        runs = cell_runs(summary, optimizer, hidden, lr, wd)
+        rows.append({"optimizer": optimizer, "hidden": hidden, "lr": lr, "wd": wd, "runs": len(runs),
                      "grokked": int(np.isfinite(summary["grok_epoch"][runs]).sum()),
                      "test_acc": median_interval(summary["final_test_acc"][runs]),
                      "feature_frequencies": median_range(features[runs]), "feature_neurons": median_range(n_features[runs]),
@@ -384,38 +383,42 @@ def li2_table(rows: list[dict], n_frequencies: int) -> str:
     def spread(values):
         return f"{values[0]:g} [{values[1]}–{values[2]}]"
 
-    lines = [f"| optimizer | hidden K | wd | grokked | final test acc [95 % CI] | frequencies of feature neurons (of {n_frequencies}) "
+    lines = [f"| optimizer | hidden K | lr | wd | grokked | final test acc [95 % CI] | frequencies of feature neurons (of {n_frequencies}) "
              "[min–max] | feature neurons [min–max] | dominant frequencies, all neurons [min–max] |",
-             "|---|---:|---:|---:|---:|---:|---:|---:|"]
+             "|---|---:|---:|---:|---:|---:|---:|---:|---:|"]
     for row in rows:
-        lines.append(f"| {row['optimizer']} | {row['hidden']} | {row['wd']:g} | {row['grokked']}/{row['runs']} | "
+        lines.append(f"| {row['optimizer']} | {row['hidden']} | {row['lr']:g} | {row['wd']:g} | {row['grokked']}/{row['runs']} | "
                      f"{cell(*row['test_acc'], digits='.3f')} | {spread(row['feature_frequencies'])} | "
                      f"{spread(row['feature_neurons'])} | {spread(row['distinct_frequencies'])} |")
     return "\n".join(lines) + "\n"
 
 
 def li2_figure(rows: list[dict], n_frequencies: int, title: str) -> Figure:
-    """Final test accuracy and the feature neurons' distinct frequencies against the width K,
-    a line per (optimizer, wd)."""
-    fig = Figure(figsize=(11, 4.2), layout="constrained")
-    acc_ax, freq_ax = fig.subplots(1, 2)
+    """One column per learning rate: final test accuracy (top) and the feature neurons'
+    distinct frequencies (bottom) against the width K, a line per (optimizer, wd)."""
+    lrs = sorted({r["lr"] for r in rows})
     settings = sorted({(r["optimizer"], r["wd"]) for r in rows})
-    for colour, (optimizer, wd) in zip(colormaps["tab10"](np.arange(len(settings))), settings):
-        mine = [r for r in rows if (r["optimizer"], r["wd"]) == (optimizer, wd)]
-        widths = [r["hidden"] for r in mine]
-        median, low, high = (np.array([r["test_acc"][k] for r in mine]) for k in range(3))
-        acc_ax.errorbar(widths, median, yerr=[median - low, high - median], marker="o", capsize=3, color=colour,
-                        label=f"{optimizer}, wd {wd:g}")
-        median, low, high = (np.array([r["feature_frequencies"][k] for r in mine], float) for k in range(3))
-        freq_ax.errorbar(widths, median, yerr=[median - low, high - median], marker="o", capsize=3, color=colour)
-    for ax in (acc_ax, freq_ax):
-        ax.set_xscale("log", base=2)
-        ax.set_xlabel("hidden nodes K")
-        ax.grid(alpha=0.3, which="both")
-    acc_ax.set_ylabel("final test accuracy (median, 95 % CI)")
-    acc_ax.legend(fontsize=8)
-    freq_ax.axhline(n_frequencies, color="k", lw=0.8, ls=":")
-    freq_ax.set_ylabel(f"distinct frequencies of feature neurons\n(concentration > {FEATURE_CONCENTRATION:g}; median, min–max)")
+    colours = dict(zip(settings, colormaps["tab10"](np.arange(len(settings)))))
+    fig = Figure(figsize=(4.2 * len(lrs), 7.5), layout="constrained")
+    axes = np.array(fig.subplots(2, len(lrs), sharex=True, sharey="row")).reshape(2, len(lrs))
+    for column, lr in enumerate(lrs):
+        acc_ax, freq_ax = axes[:, column]
+        for optimizer, wd in settings:
+            mine = [r for r in rows if (r["optimizer"], r["lr"], r["wd"]) == (optimizer, lr, wd)]
+            widths = [r["hidden"] for r in mine]
+            for ax, name in ((acc_ax, "test_acc"), (freq_ax, "feature_frequencies")):
+                median, low, high = (np.array([r[name][k] for r in mine], float) for k in range(3))
+                ax.errorbar(widths, median, yerr=[median - low, high - median], marker="o", capsize=3,
+                            color=colours[optimizer, wd], label=f"{optimizer}, wd {wd:g}")
+        acc_ax.set_title(f"lr {lr:g}")
+        freq_ax.axhline(n_frequencies, color="k", lw=0.8, ls=":")
+        freq_ax.set_xlabel("hidden nodes K")
+        for ax in (acc_ax, freq_ax):
+            ax.set_xscale("log", base=2)
+            ax.grid(alpha=0.3, which="both")
+    axes[0, 0].set_ylabel("final test accuracy (median, 95 % CI)")
+    axes[1, 0].set_ylabel(f"distinct frequencies of feature neurons\n(concentration > {FEATURE_CONCENTRATION:g}; median, min–max)")
+    axes[0, 0].legend(fontsize=8)
     fig.suptitle(title)
     return fig
 

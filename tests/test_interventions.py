@@ -260,7 +260,7 @@ def test_li2_rows_count_the_frequencies_of_feature_neurons():
     """Two runs of four neurons: run 0's feature neurons (concentration > 0.5) sit on classes
     1, 1 and 3 (two frequencies; the 0.4 neuron on class 2 is not a feature); run 1 has one
     feature neuron."""
-    summary = made_up_summary(optimizer=["adam", "adam"], hidden=[4, 4], wd=[0.0, 0.0], grok_epoch=[np.nan, 900.0],
+    summary = made_up_summary(optimizer=["adam", "adam"], hidden=[4, 4], wd=[0.0, 0.0], lr=[1e-2, 1e-2], grok_epoch=[np.nan, 900.0],
                               final_test_acc=[0.3, 0.9])
     dominant = np.array([[1, 1, 3, 2], [2, 2, 2, 2]])[:, None]  # [runs, snapshots, neurons]
     concentration = np.array([[0.9, 0.8, 0.7, 0.4], [0.9, 0.2, 0.3, 0.5]])[:, None]
@@ -270,4 +270,7 @@ def test_li2_rows_count_the_frequencies_of_feature_neurons():
     assert (row["grokked"], row["feature_frequencies"], row["feature_neurons"], row["distinct_frequencies"]) == (
         1, (1.5, 1, 2), (2.0, 1, 3), (2.0, 1, 3))
     assert row["test_acc"][0] == pytest.approx(0.6)
-    assert "| adam | 4 | 0 | 1/2 | 0.600 [0.300–0.900] | 1.5 [1–2] | 2 [1–3] | 2 [1–3] |" in interventions.li2_table([row], 11)
+    assert "| adam | 4 | 0.01 | 0 | 1/2 | 0.600 [0.300–0.900] | 1.5 [1–2] | 2 [1–3] | 2 [1–3] |" in interventions.li2_table([row], 11)
+    fig = interventions.li2_figure([row], 11, "t")
+    curves = [line for line in fig.axes[1].get_lines() if line.get_marker() == "o"]
+    assert [list(line.get_ydata()) for line in curves] == [[1.5]] and fig.axes[0].get_title() == "lr 0.01"
