@@ -403,9 +403,10 @@ def li2_figure(rows: list[dict], n_frequencies: int, title: str) -> Figure:
     axes = np.array(fig.subplots(2, len(lrs), sharex=True, sharey="row")).reshape(2, len(lrs))
     for column, lr in enumerate(lrs):
         acc_ax, freq_ax = axes[:, column]
-        for optimizer, wd in settings:
+        for index, (optimizer, wd) in enumerate(settings):
             mine = [r for r in rows if (r["optimizer"], r["lr"], r["wd"]) == (optimizer, lr, wd)]
-            widths = [r["hidden"] for r in mine]
+            # settings side by side around each width, so that equal results stay visible
+            widths = np.array([r["hidden"] for r in mine]) * 2 ** (0.06 * (index - (len(settings) - 1) / 2))
             for ax, name in ((acc_ax, "test_acc"), (freq_ax, "feature_frequencies")):
                 median, low, high = (np.array([r[name][k] for r in mine], float) for k in range(3))
                 ax.errorbar(widths, median, yerr=[median - low, high - median], marker="o", capsize=3,
@@ -415,6 +416,7 @@ def li2_figure(rows: list[dict], n_frequencies: int, title: str) -> Figure:
         freq_ax.set_xlabel("hidden nodes K")
         for ax in (acc_ax, freq_ax):
             ax.set_xscale("log", base=2)
+            ax.set_xticks(sorted({r["hidden"] for r in rows}), [str(k) for k in sorted({r["hidden"] for r in rows})])
             ax.grid(alpha=0.3, which="both")
     axes[0, 0].set_ylabel("final test accuracy (median, 95 % CI)")
     axes[1, 0].set_ylabel(f"distinct frequencies of feature neurons\n(concentration > {FEATURE_CONCENTRATION:g}; median, min–max)")

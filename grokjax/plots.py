@@ -329,7 +329,9 @@ def fourier_features(
     Fourier feature shows as one bright cell per row."""
     spectrum = np.asarray(snapshots["spectrum"], np.float32)  # [snapshots, K, F]
     final = snapshots["dominant_frequency"][-1]
-    order = np.lexsort((-snapshots["concentration"][-1], final))
+    # a folder of several widths pads the narrower runs' neurons with NaN: those are not drawn
+    neurons = np.flatnonzero(~np.isnan(snapshots["concentration"][-1]))
+    order = neurons[np.lexsort((-snapshots["concentration"][-1][neurons], final[neurons]))]
     columns = max(len(shown), 2)  # the bottom row needs two panels even when one snapshot is shown
     fig = Figure(figsize=(5 * columns, 9), layout="constrained")
     grid = fig.add_gridspec(2, columns, height_ratios=(3, 2))

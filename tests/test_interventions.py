@@ -274,3 +274,4 @@ def test_li2_rows_count_the_frequencies_of_feature_neurons():
     fig = interventions.li2_figure([row], 11, "t")
     curves = [line for line in fig.axes[1].get_lines() if line.get_marker() == "o"]
     assert [list(line.get_ydata()) for line in curves] == [[1.5]] and fig.axes[0].get_title() == "lr 0.01"
+    assert list(curves[0].get_xdata()) == [4.0]  # one setting: not shifted

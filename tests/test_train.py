@@ -206,6 +206,12 @@ def test_li2_training_and_fourier_snapshots(tmp_path):
     assert drawn[signal] == [(snapshots, list(single["gf_norm"]))] and signal.get_yscale() == "log"
     assert drawn[left_acc] == [(epochs, list(test_acc))]
     assert fig.get_suptitle() == "one"
+    # in a folder of several widths a narrower run's neurons are padded with NaN: only its own are drawn
+    padded = dict(single, spectrum=np.concatenate([single["spectrum"], np.full((4, 4, single["spectrum"].shape[-1]), np.nan)], 1),
+                  concentration=np.concatenate([single["concentration"], np.full((4, 4), np.nan)], 1),
+                  dominant_frequency=np.concatenate([single["dominant_frequency"], np.ones((4, 4), int)], 1))
+    heatmap = plots.fourier_features(np.arange(1, 13), snapshot_epochs(config), padded, [3], test_acc, "one").axes[0]
+    np.testing.assert_array_equal(heatmap.images[0].get_array(), single["spectrum"][3][order])
 
     calls = []
     stop_after_first_chunk = lambda: calls.append(1) or len(calls) == 1  # noqa: E731
