@@ -63,7 +63,11 @@ def median_interval(values: np.ndarray) -> tuple[float, float, float]:
 
 
 def cell(median: float, low: float, high: float, digits: str = ".0f") -> str:
-    return "–" if np.isnan(median) else f"{median:{digits}} [{low:{digits}}–{high:{digits}}]"
+    def show(value: float) -> str:
+        text = f"{value:{digits}}"
+        return text.lstrip("-") if float(text) == 0 else text  # no "-0" for a value that rounds to zero
+
+    return "–" if np.isnan(median) else f"{show(median)} [{show(low)}–{show(high)}]"
 
 
 # --- grokfast -----------------------------------------------------------------------------------
@@ -339,7 +343,8 @@ def optimizer_figure(rows: list[dict], title: str) -> Figure:
         ax.set_yscale("log")
         ax.set_title(f"hidden {hidden}, lr {lr:g}")
         ax.grid(alpha=0.3, which="both")
-        ax.set_xlabel("weight decay (adam: coupled L2; adamw, muon: decoupled)")
+        if i == len(hiddens) - 1:
+            ax.set_xlabel("weight decay (adam: coupled L2; adamw, muon: decoupled)")
         if j == 0:
             ax.set_ylabel("grokking epoch (median, 95 % CI)")
     axes[0, 0].legend(fontsize=8, title="open: none grokked", title_fontsize=7)

@@ -251,6 +251,7 @@ def test_optimizer_rows_pair_each_seed_with_adamw_in_the_same_cell():
                                                                            ("muon", 0.1, 150.0)]
     table = interventions.optimizer_table(list(rows.values()))
     assert "| muon | 128 | 0.001 | 0.1 | 2/2 | 150 [100–200] | 100 [50–150] | 1.000 | 2.75 [1.50–4.00] |" in table
+    assert interventions.cell(-0.4, -11.0, 1.0) == "0 [-11–1]"  # a delay that rounds to zero has no sign
     fig = interventions.optimizer_figure(list(rows.values()), "t")
     (muon_line,) = [line for line in fig.axes[0].get_lines() if list(line.get_xdata()) == [0.1, 1.0] and line.get_marker() == "o"]
     assert list(muon_line.get_ydata()) == [150.0, 50.0]
