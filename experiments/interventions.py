@@ -133,9 +133,11 @@ def delayed_runs(summary: dict[str, np.ndarray], n_epochs: int) -> np.ndarray:
     either too strong to generalise at all, or so strong that runs generalise as they
     memorise, before the rule's earliest epoch (51), and the rule only counts a later
     re-crossing after a dip: those delays measure the dips, not the law."""
-    cell = [(lr, wd) for lr, wd in zip(summary["lr"], summary["wd"])]
-    failed = {key for key, grok in zip(cell, summary["grok_epoch"]) if np.isnan(grok)}
-    every_seed = np.array([key not in failed for key in cell])
+    every_seed = np.ones(len(summary["wd"]), bool)
+    for key in analysis.group_keys(summary, ("lr", "wd")):
+        runs = analysis.group_mask(summary, ("lr", "wd"), key)
+        if np.isnan(summary["grok_epoch"][runs]).any():
+            every_seed &= ~runs
     return analysis.has_real_delay(summary, n_epochs) & every_seed
 
 
@@ -200,14 +202,13 @@ def delay_law_figure(summaries: dict[str, dict[str, np.ndarray]], fits: dict[str
 
 def init_scale_rows(summary: dict[str, np.ndarray]) -> list[dict]:
     rows = []
-    for wd in np.unique(summary["wd"]):
-        for scale in np.unique(summary["init_scale"]):
-            runs = (summary["wd"] == wd) & (summary["init_scale"] == scale)
-            rows.append({"wd": float(wd), "init_scale": float(scale), "runs": int(runs.sum()),
-                         "grokked": int(np.isfinite(summary["grok_epoch"][runs]).sum()),
-                         "memorised": int(np.isfinite(summary["mem_epoch"][runs]).sum()),
-                         "grok": median_interval(summary["grok_epoch"][runs]), "delay": median_interval(summary["delay"][runs]),
-                         "final_test_acc": float(np.median(summary["final_test_acc"][runs]))})
+    for wd, scale in analysis.group_keys(summary, ("wd", "init_scale")):
+        runs = analysis.group_mask(summary, ("wd", "init_scale"), (wd, scale))
+        rows.append({"wd": wd, "init_scale": scale, "runs": int(runs.sum()),
+                     "grokked": int(np.isfinite(summary["grok_epoch"][runs]).sum()),
+                     "memorised": int(np.isfinite(summary["mem_epoch"][runs]).sum()),
+                     "grok": median_interval(summary["grok_epoch"][runs]), "delay": median_interval(summary["delay"][runs]),
+                     "final_test_acc": float(np.median(summary["final_test_acc"][runs]))})
     return rows
 
 
@@ -249,23 +250,13 @@ def init_scale_figure(summary: dict[str, np.ndarray], w1_norm: np.ndarray, title
 # --- optimizers ---------------------------------------------------------------------------------
 
 REFERENCE_OPTIMIZER = "adamw"  # Muon's non-matrix part and the decoupled decay it shares
+CELL_AXES = ("optimizer", "hidden", "lr", "wd")  # a cell: the runs that differ only by seed
 
 
 def merge_summaries(summaries: list[dict[str, np.ndarray]]) -> dict[str, np.ndarray]:
     """One summary of several folders' runs: the columns they all have, concatenated."""
     names = [name for name in summaries[0] if all(name in summary for summary in summaries)]
     return {name: np.concatenate([summary[name] for summary in summaries]) for name in names}
-
-
-def optimizer_cells(summary: dict[str, np.ndarray]) -> list[tuple]:
-    """The (optimizer, hidden, lr, wd) cells of a summary, sorted."""
-    return sorted({(str(o), int(h), float(lr), float(wd)) for o, h, lr, wd in
-                   zip(summary["optimizer"], summary["hidden"], summary["lr"], summary["wd"])})
-
-
-def cell_runs(summary: dict[str, np.ndarray], optimizer: str, hidden: int, lr: float, wd: float) -> np.ndarray:
-    return np.flatnonzero((summary["optimizer"] == optimizer) & (summary["hidden"] == hidden)
-                          & (summary["lr"] == lr) & (summary["wd"] == wd))
 
 
 def optimizer_rows(summary: dict[str, np.ndarray]) -> list[dict]:
@@ -277,8 +268,8 @@ def optimizer_rows(summary: dict[str, np.ndarray]) -> list[dict]:
         summary["optimizer"], summary["hidden"], summary["lr"], summary["wd"], summary["seed"], summary["grok_epoch"])
         if o == REFERENCE_OPTIMIZER}
     rows = []
-    for optimizer, hidden, lr, wd in optimizer_cells(summary):
-        runs = cell_runs(summary, optimizer, hidden, lr, wd)
+    for optimizer, hidden, lr, wd in analysis.group_keys(summary, CELL_AXES):
+        runs = np.flatnonzero(analysis.group_mask(summary, CELL_AXES, (optimizer, hidden, lr, wd)))
         grok = summary["grok_epoch"][runs]
         paired = np.array([reference.get((hidden, lr, wd, int(summary["seed"][r])), np.nan) for r in runs])
         compared = optimizer != REFERENCE_OPTIMIZER and np.isfinite(paired).any()
@@ -374,8 +365,8 @@ def li2_rows(summary: dict[str, np.ndarray], fourier: dict[str, np.ndarray]) -> 
     features = feature_frequencies(fourier["dominant_frequency"][:, -1], fourier["concentration"][:, -1])
     n_features = (fourier["concentration"][:, -1] > FEATURE_CONCENTRATION).sum(axis=1)
     rows = []
-    for optimizer, hidden, lr, wd in optimizer_cells(summary):
-        runs = cell_runs(summary, optimizer, hidden, lr, wd)
+    for optimizer, hidden, lr, wd in analysis.group_keys(summary, CELL_AXES):
+        runs = np.flatnonzero(analysis.group_mask(summary, CELL_AXES, (optimizer, hidden, lr, wd)))
         rows.append({"optimizer": optimizer, "hidden": hidden, "lr": lr, "wd": wd, "runs": len(runs),
                      "grokked": int(np.isfinite(summary["grok_epoch"][runs]).sum()),
                      "test_acc": median_interval(summary["final_test_acc"][runs]),
