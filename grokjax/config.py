@@ -329,8 +329,9 @@ GRID_AXES = {"seeds": "seed", "data_seeds": "data_seed", "train_fracs": "train_f
              "grokfast_alphas": "grokfast_alpha", "grokfast_lambdas": "grokfast_lambda", "wds": "wd", "lrs": "lr"}
 # Grid fields that are a coordinate of every run only when they list several values.
 OPTIONAL_GRID_AXES = ("train_fracs", "data_seeds", "init_scales", "grokfast_alphas", "grokfast_lambdas")
-# Keys of earlier versions' config files, read as their current names.
-RENAMED_KEYS = {"train_frac": "train_fracs", "data_seed": "data_seeds"}
+# The command's flag names of the grid fields (wd for wds, ...; they are also the keys of
+# earlier versions' config files), read as the field names wherever keys are read.
+KEY_ALIASES = {axis: field for field, axis in GRID_AXES.items() if field != "seeds"}
 
 
 @dataclass(frozen=True)
@@ -410,11 +411,34 @@ def sweep_plan_from_mapping(mapping: dict, source: str, base: dict | None = None
     return SweepPlan(tuple(programs), tuple(name for name in static if len(static[name]) > 1))
 
 
+def field_names(mapping: dict, source: str) -> dict:
+    """``mapping`` with the flags' names of the grid fields (``wd``, ``lr``, ``train_frac``, ...)
+    as the field names (``wds``, ...); ConfigError when two keys name one field."""
+    values, named = {}, {}
+    for key, value in mapping.items():
+        field = KEY_ALIASES.get(key, key)
+        if field in values:
+            raise ConfigError(f"{source}: {named[field]} and {key} are one setting ({field}); give it once")
+        values[field], named[field] = value, key
+    return values
+
+
+def grid_plan(mapping: dict, source: str, base: dict | None = None) -> SweepPlan:
+    """:func:`sweep_plan_from_mapping` for a sweep whose runs are its grid, as the command
+    and :func:`grokjax.run` train: ``min_train_frac`` (per-run training-set sizes, which
+    only :func:`grokjax.train.chosen_runs_hparams` gives) is refused."""
+    if field_names(mapping, source).get("min_train_frac") is not None:
+        raise ConfigError(f"{source}: min_train_frac sizes arrays for runs with their own training-set sizes (run_sweep "
+                          "with chosen_runs_hparams, as experiments/scaling_law.py does); every run of a grid trains on "
+                          "one of train_fracs")
+    return sweep_plan_from_mapping(mapping, source, base)
+
+
 def canonical_mapping(mapping: dict, source: str) -> dict:
-    """Field names as SweepConfig spells them and list values as tuples (a count of seeds
-    as the seeds 0..N-1); unknown keys refused."""
+    """Field names as SweepConfig spells them (see :func:`field_names`) and list values as
+    tuples (a count of seeds as the seeds 0..N-1); unknown keys refused."""
     fields = {f.name for f in dataclasses.fields(SweepConfig)}
-    values = {RENAMED_KEYS.get(key, key): value for key, value in mapping.items()}
+    values = field_names(mapping, source)
     unknown = sorted(set(values) - fields - {"preset"})
     if unknown:
         raise ConfigError(f"{source}: unknown key(s) {', '.join(unknown)}; known keys: {', '.join(sorted(fields | {'preset'}))}")

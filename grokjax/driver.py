@@ -47,6 +47,14 @@ from grokjax.train import (
 )
 
 
+def configure_jax(plan: SweepPlan) -> None:
+    """What a process sets before training ``plan``: float64 arithmetic when the plan asks
+    for it (``jax_enable_x64``), and the persistent compilation cache."""
+    if plan.programs[0].dtype == "float64":
+        jax.config.update("jax_enable_x64", True)
+    enable_compilation_cache()
+
+
 def enable_compilation_cache() -> None:
     """Keep compiled programs on disk (JAX's persistent cache), so that a second sweep of
     the same shape skips XLA compilation. ``GROKJAX_CACHE_DIR`` chooses the folder

@@ -15,8 +15,10 @@ import io
 import json
 import sys
 from pathlib import Path
+from typing import NamedTuple
 
 import numpy as np
+from matplotlib.figure import Figure
 
 from grokjax import analysis, plots
 from grokjax.cli import OneLineErrorParser
@@ -25,10 +27,20 @@ from grokjax.config import (
     STAGE_RULES,
     AnalysisConfig,
     ConfigError,
+    SweepPlan,
     varied_axes,
 )
 from grokjax.files import DamagedFile, check_shape, read_json, read_npz
-from grokjax.results import METRIC_NAMES, save_figure, write_atomic, write_csv
+from grokjax.results import (
+    METRIC_NAMES,
+    remove_partial_files,
+    save_figure,
+    write_atomic,
+    write_config,
+    write_csv,
+    write_fourier,
+    write_metrics,
+)
 
 BASE_COORDINATES = ("seed", "data_seed", "wd", "lr")  # in every metrics.npz; n_train since per-run sizes
 
@@ -109,6 +121,7 @@ def group_file_suffix(summary: dict[str, np.ndarray], run: int, axes: tuple[str,
     return "_".join(f"{axis}{analysis.format_value(summary[axis][run])}" for axis in ordered)
 
 
+GROK_QUANTITIES = {"grok_epoch": "grokking epoch", "delay": "delay (grokking − memorisation)"}  # an --x figure's panels
 CATEGORICAL_AXES = ("op", "model", "activation", "loss", "optimizer", "grokfast")  # no numeric order: not an --x
 
 
@@ -124,30 +137,78 @@ def check_figure_axes(config: dict, x: str | None, y: str | None) -> None:
         raise ConfigError("--y draws a phase diagram over two axes: give a different --x with it")
 
 
+class Analysis(NamedTuple):
+    """A sweep's analysis: what the tables, stage labels, fit and figures are drawn from."""
+
+    axes: tuple[str, ...]  # the runs' grouping: every varied axis but the seed
+    summary: dict[str, np.ndarray]  # per run (summary.csv)
+    rows: list[dict]  # per group of seeds (groups.csv)
+    fit: dict | None  # the delay's power law in wd (delay_fit.json)
+    labels: dict[str, np.ndarray]  # per rule set, the stage label of every run and epoch (stages.npz)
+
+
+def analyse(config: dict, coordinates: dict[str, np.ndarray], metrics: dict[str, np.ndarray],
+            cfg: AnalysisConfig = analysis.DEFAULT) -> Analysis:
+    """The analysis of a sweep's metrics, runs grouped over seeds by every varied axis of ``config``."""
+    axes = tuple(varied_axes(config))
+    summary = analysis.run_summary(coordinates, metrics, cfg)
+    return Analysis(axes, summary, analysis.group_summary(summary, cfg, axes),
+                    analysis.delay_power_law(summary, metrics["test_acc"].shape[1], cfg, axes),
+                    {rules: analysis.stage_labels(metrics, rules, cfg) for rules in STAGE_RULES})
+
+
+def run_title(config: dict, analysed: Analysis, run: int) -> str:
+    """The figure title of one run: the shared settings, its group and its seed."""
+    group = analysis.group_label({axis: analysed.summary[axis][run] for axis in analysed.axes}, ", ")
+    return f"{sweep_title(config)}; {group}, seed {analysed.summary['seed'][run]} (run {run})"
+
+
+def dashboard_figure(config: dict, metrics: dict[str, np.ndarray], analysed: Analysis, run: int,
+                     rules: str = analysis.DEFAULT.stage_rules) -> Figure:
+    """The study's 3x3 figure of one run, shaded by the stages of ``rules``."""
+    return plots.dashboard(
+        {name: values[run] for name, values in metrics.items()},
+        analysed.labels[rules][run],
+        analysed.summary["grok_epoch"][run],
+        analysed.summary["mem_epoch"][run],
+        run_title(config, analysed, run),
+        rules,
+        "centred MSE" if config.get("loss") == "mse" else "cross-entropy",
+    )
+
+
+def fourier_figure(config: dict, metrics: dict[str, np.ndarray], analysed: Analysis,
+                   fourier: tuple[np.ndarray, dict[str, np.ndarray]], run: int) -> Figure:
+    """One run's Fourier features: heatmaps before, during and after grokking, and the measures over the epochs."""
+    snapshot_epochs, snapshots = fourier
+    shown = analysis.fourier_moments(snapshot_epochs, metrics["test_acc"][run], analysed.summary["mem_epoch"][run])
+    return plots.fourier_features(
+        np.arange(1, metrics["test_acc"].shape[1] + 1), snapshot_epochs,
+        {name: values[run] for name, values in snapshots.items()}, shown, metrics["test_acc"][run],
+        f"{run_title(config, analysed, run)}: Fourier features of the hidden layer",
+    )
+
+
 def write_report(
     folder: Path, config: dict, coordinates: dict[str, np.ndarray], metrics: dict[str, np.ndarray],
     cfg: AnalysisConfig = analysis.DEFAULT, x: str | None = None, y: str | None = None,
     fourier: tuple[np.ndarray, dict[str, np.ndarray]] | None = None,
-) -> tuple[dict, list[dict], dict | None]:
-    """Analyse a sweep's metrics and write the tables, stage labels, fit and figures (with
-    a Fourier figure per representative run when the folder has snapshots). Runs are
-    grouped over seeds by every varied axis of ``config``. When the training fraction
-    varies, Power et al.'s figure (epochs to generalise and to memorise against it); with
-    ``x``, grokking epoch and delay against that axis, and with ``y`` too, the phase
-    diagram over both. ``fourier`` (see :func:`load_fourier`) is read from the folder when
-    not given."""
+) -> Analysis:
+    """Analyse a sweep's metrics (:func:`analyse`) and write the tables, stage labels, fit
+    and figures: a dashboard (and with snapshots a Fourier figure) of each group's
+    representative run. When the training fraction varies, Power et al.'s figure (epochs to
+    generalise and to memorise against it); with ``x``, grokking epoch and delay against
+    that axis, and with ``y`` too, the phase diagram over both. ``fourier`` (see
+    :func:`load_fourier`) is read from the folder when not given."""
     folder = Path(folder)
     fourier = fourier or load_fourier(folder, len(metrics["test_acc"]))
-    axes = tuple(varied_axes(config))
-    summary = analysis.run_summary(coordinates, metrics, cfg)
-    rows = analysis.group_summary(summary, cfg, axes)
-    fit = analysis.delay_power_law(summary, metrics["test_acc"].shape[1], cfg, axes)
-    labels = {rules: analysis.stage_labels(metrics, rules, cfg) for rules in STAGE_RULES}
+    analysed = analyse(config, coordinates, metrics, cfg)
+    axes, summary, rows, fit = analysed.axes, analysed.summary, analysed.rows, analysed.fit
 
     write_csv(folder / "summary.csv", summary)
     write_csv(folder / "groups.csv", {key: [row[key] for row in rows] for key in rows[0]})
     buffer = io.BytesIO()
-    np.savez_compressed(buffer, **labels)
+    np.savez_compressed(buffer, **analysed.labels)
     write_atomic(folder / "stages.npz", buffer.getvalue())
     write_atomic(folder / "delay_fit.json", (json.dumps({"fit": fit, "analysis": dataclasses.asdict(cfg)}, indent=2) + "\n").encode())
 
@@ -155,27 +216,10 @@ def write_report(
     figures.mkdir(exist_ok=True)
     title = sweep_title(config)
     for run in representative_runs(summary, rows, axes):
-        group, seed = analysis.group_label({axis: summary[axis][run] for axis in axes}, ", "), summary["seed"][run]
         suffix = group_file_suffix(summary, run, axes)
-        fig = plots.dashboard(
-            {name: values[run] for name, values in metrics.items()},
-            labels[cfg.stage_rules][run],
-            summary["grok_epoch"][run],
-            summary["mem_epoch"][run],
-            f"{title}; {group}, seed {seed} (run {run})",
-            cfg.stage_rules,
-            "centred MSE" if config.get("loss") == "mse" else "cross-entropy",
-        )
-        save_figure(fig, figures / f"dashboard_{suffix}.png")
+        save_figure(dashboard_figure(config, metrics, analysed, run, cfg.stage_rules), figures / f"dashboard_{suffix}.png")
         if fourier is not None:
-            snapshot_epochs, snapshots = fourier
-            shown = analysis.fourier_moments(snapshot_epochs, metrics["test_acc"][run], summary["mem_epoch"][run])
-            fig = plots.fourier_features(
-                np.arange(1, metrics["test_acc"].shape[1] + 1), snapshot_epochs,
-                {name: values[run] for name, values in snapshots.items()}, shown, metrics["test_acc"][run],
-                f"{title}; {group}, seed {seed} (run {run}): Fourier features of the hidden layer",
-            )
-            save_figure(fig, figures / f"fourier_{suffix}.png")
+            save_figure(fourier_figure(config, metrics, analysed, fourier, run), figures / f"fourier_{suffix}.png")
     save_figure(plots.overview(metrics["test_acc"], summary, axes, title), figures / "overview.png")
     if (summary["wd"] > 0).any():
         save_figure(plots.delay_vs_wd(summary, rows, fit, title, axes), figures / "delay_vs_wd.png")
@@ -185,11 +229,25 @@ def write_report(
         reach = {"generalised_epoch": f"{cfg.grok_threshold:.0%} test accuracy", "mem_epoch": f"{cfg.mem_threshold:.0%} train accuracy"}
         save_figure(plots.epochs_vs_axis(summary, axes, "train_frac", reach, title), figures / "train_frac.png")
     if x is not None:
-        grok = {"grok_epoch": "grokking epoch", "delay": "delay (grokking − memorisation)"}
-        save_figure(plots.epochs_vs_axis(summary, axes, x, grok, title), figures / f"epochs_vs_{x}.png")
+        save_figure(plots.epochs_vs_axis(summary, axes, x, GROK_QUANTITIES, title), figures / f"epochs_vs_{x}.png")
     if y is not None:
         save_figure(plots.phase_diagram(rows, axes, x, y, title), figures / f"phase_{y}_{x}.png")
-    return summary, rows, fit
+    return analysed
+
+
+def write_results(folder: Path, plan: SweepPlan, command: str, extra: dict, coordinates: dict[str, np.ndarray],
+                  metrics: dict[str, np.ndarray], fourier: tuple[np.ndarray, dict[str, np.ndarray]] | None) -> Analysis:
+    """Everything a finished sweep leaves in its folder: ``metrics.npz``, ``fourier.npz`` (with
+    snapshots), ``config.json`` (with ``extra``: timings), the report; then the checkpoints
+    and finished programs' parts are removed."""
+    folder = Path(folder)
+    write_metrics(folder / "metrics.npz", coordinates, metrics)
+    if fourier is not None:
+        write_fourier(folder / "fourier.npz", *fourier)
+    write_config(folder / "config.json", plan, command, extra)
+    analysed = write_report(folder, plan.to_dict(), coordinates, metrics, fourier=fourier)
+    remove_partial_files(folder)  # the results are complete; checkpoints and finished programs are not needed
+    return analysed
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -232,8 +290,8 @@ def main(argv: list[str] | None = None) -> int:
         fourier = load_fourier(Path(args.folder), len(metrics["test_acc"]))  # refused before anything is written
     except (ConfigError, FileNotFoundError, ValueError) as error:  # DamagedFile is a ValueError
         parser.exit(2, f"{parser.prog}: error: {error}\n")
-    _, rows, fit = write_report(Path(args.folder), config, coordinates, metrics, cfg, args.x, args.y, fourier)
-    print(analysis.format_group_table(rows, fit, tuple(varied_axes(config))))
+    analysed = write_report(Path(args.folder), config, coordinates, metrics, cfg, args.x, args.y, fourier)
+    print(analysis.format_group_table(analysed.rows, analysed.fit, analysed.axes))
     print(f"\nwrote summary.csv, groups.csv, stages.npz, delay_fit.json and figures/ in {args.folder}")
     return 0
 

@@ -12,6 +12,7 @@ import io
 import json
 import os
 import platform
+import shutil
 import sys
 import time
 from pathlib import Path
@@ -81,9 +82,14 @@ def environment() -> dict:
     }
 
 
-def new_results_dir(out: str | None, prefix: str = "sweep", root: str = "results") -> Path:
-    """``out`` if given (it must not exist yet, or be empty), else a new folder
+def new_results_dir(out: str | Path | None, prefix: str = "sweep", root: str = "results", overwrite: bool = False) -> Path:
+    """``out`` if given (it must not exist yet, or be empty; with ``overwrite``, an existing
+    results folder, one that holds a config.json, is removed first), else a new folder
     ``root/prefix-<time>``; never an existing non-empty folder."""
+    if out is not None and overwrite and Path(out).exists():
+        if not (Path(out) / "config.json").exists():
+            raise FileExistsError(f"--overwrite: {out} is not a grokjax results folder (no config.json); remove it yourself")
+        shutil.rmtree(out)
     if out is None:
         stamp = datetime.datetime.now().strftime("%Y%m%d-%H%M%S")
         path = Path(root) / f"{prefix}-{stamp}"
@@ -118,16 +124,34 @@ def derived_sizes(config: SweepConfig) -> dict:
             "steps_per_epoch": config.steps_per_epoch, "n_runs": config.n_runs}
 
 
-def write_config(path: Path, plan: SweepPlan, command: str, extra: dict | None = None) -> None:
-    """The resolved configuration, its derived sizes (per program when there are several),
-    the command that ran, the environment and ``extra`` (timings)."""
+def config_record(plan: SweepPlan, command: str, extra: dict | None = None) -> dict:
+    """What config.json holds: the resolved configuration, its derived sizes (per program
+    when there are several), the command that ran, the environment and ``extra`` (timings)."""
     if len(plan.programs) == 1:
         derived = derived_sizes(plan.programs[0])
     else:
         derived = {"n_runs": plan.n_runs, "programs": [
             {**{name: getattr(program, name) for name in plan.axes}, **derived_sizes(program)} for program in plan.programs]}
-    record = {"config": plan.to_dict(), "derived": derived, "command": command, "environment": environment(), **(extra or {})}
-    write_atomic(path, (json.dumps(record, indent=2) + "\n").encode())
+    return {"config": plan.to_dict(), "derived": derived, "command": command, "environment": environment(), **(extra or {})}
+
+
+def write_config(path: Path, plan: SweepPlan, command: str, extra: dict | None = None) -> None:
+    """The :func:`config_record` as config.json."""
+    write_atomic(path, (json.dumps(config_record(plan, command, extra), indent=2) + "\n").encode())
+
+
+def timing_record(plan: SweepPlan, programs: list[dict]) -> dict:
+    """config.json's timing: compile and training seconds over the programs, and each program's own."""
+    compile_seconds = sum(info["compile_seconds"] for info in programs)
+    train_seconds = sum(info["train_seconds"] for info in programs)
+    return {
+        "timing": {
+            "compile_seconds": round(compile_seconds, 3),
+            "train_seconds": round(train_seconds, 3),
+            "ms_per_run_epoch": round(1e3 * train_seconds / (plan.n_runs * plan.epochs), 3),
+        },
+        "programs": programs,
+    }
 
 
 def write_metrics(path: Path, coordinates: dict[str, np.ndarray], metrics: dict[str, np.ndarray]) -> None:

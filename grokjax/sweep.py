@@ -11,7 +11,6 @@ from __future__ import annotations
 
 import argparse
 import shlex
-import shutil
 import signal
 import sys
 import tomllib
@@ -30,6 +29,8 @@ from grokjax.config import (
     SweepConfig,
     SweepPlan,
     differing_fields,
+    field_names,
+    grid_plan,
     sweep_plan_from_mapping,
 )
 from grokjax.files import DamagedFile, read_json
@@ -140,20 +141,21 @@ def build_parser() -> argparse.ArgumentParser:
     return parser
 
 
+# The flags that set configuration fields, by their own names (read as the field names:
+# wd as wds, train_frac as train_fracs, ...; see grokjax.config.field_names).
+CONFIG_FLAGS = ("preset", "m", "op", "train_frac", "model", "activation", "loss", "hidden", "epochs", "batch_size",
+                "optimizer", "grokfast", "grokfast_window", "seeds", "wd", "lr", "init_scale", "grokfast_alpha",
+                "grokfast_lambda", "data_seed", "fourier_every", "geometry_every", "chunk_epochs", "run_group")
+
+
 def given_fields(args: argparse.Namespace) -> dict:
-    """The configuration fields set by flags on the command line."""
-    fields = {
-        "preset": args.preset, "m": args.m, "op": args.op, "model": args.model, "activation": args.activation,
-        "loss": args.loss, "hidden": args.hidden, "train_fracs": args.train_frac, "batch_size": args.batch_size,
-        "epochs": args.epochs, "optimizer": args.optimizer, "grokfast": args.grokfast, "grokfast_window": args.grokfast_window,
-        "init_scales": args.init_scale, "grokfast_alphas": args.grokfast_alpha, "grokfast_lambdas": args.grokfast_lambda,
-        "fourier_every": args.fourier_every,
-        "geometry_every": args.geometry_every, "chunk_epochs": args.chunk_epochs,
-        "run_group": None if args.run_group == "auto" else args.run_group,
-        "seeds": args.seeds, "wds": args.wd, "lrs": args.lr, "data_seeds": args.data_seed,
-    }
+    """The configuration fields set by flags on the command line, by their field names."""
+    given = {name: getattr(args, name) for name in CONFIG_FLAGS if getattr(args, name) is not None}
+    if given.get("run_group") == "auto":  # timed once the sweep starts
+        del given["run_group"]
     # a flag given one value sets the field; several make a list (a grid axis or a static axis)
-    return {name: list(value) if isinstance(value, tuple) else value for name, value in fields.items() if value is not None}
+    return field_names({name: list(value) if isinstance(value, tuple) else value for name, value in given.items()},
+                       "the command line")
 
 
 def read_toml(path: str) -> dict:
@@ -180,19 +182,16 @@ def resolve(args: argparse.Namespace) -> tuple[SweepPlan, Path | None]:
     """The configuration and, with --resume, the folder to continue."""
     if args.checkpoint_every < 1:
         raise ConfigError(f"--checkpoint-every must be >= 1, got {args.checkpoint_every}")
-    from_file = read_toml(args.config) if args.config else {}
+    from_file = field_names(read_toml(args.config), args.config) if args.config else {}
     if from_file:
-        sweep_plan_from_mapping(from_file, args.config)  # errors in the file name the file
+        grid_plan(from_file, args.config)  # errors in the file name the file
     overrides = {**from_file, **given_fields(args)}
-    if overrides.get("min_train_frac") is not None:
-        raise ConfigError("min_train_frac sizes arrays for runs with their own training-set sizes (the Python API, "
-                          "as experiments/scaling_law.py uses it); every run of this command trains on one of train_fracs")
     if args.resume is None:
-        return sweep_plan_from_mapping(overrides, "the command line"), None
+        return grid_plan(overrides, "the command line"), None
     folder = Path(args.resume)
     saved_record = read_saved_config(folder)
     saved = sweep_plan_from_mapping(saved_record, str(folder / "config.json"))
-    differ = differing_fields(saved, sweep_plan_from_mapping(overrides, "the command line", base=saved_record))
+    differ = differing_fields(saved, grid_plan(overrides, "the command line", base=saved_record))
     if differ:
         raise ConfigError(f"--resume {folder}: its configuration differs from the one given in {', '.join(differ)}")
     if (folder / "metrics.npz").exists() and not any(folder.glob("checkpoint*.npz")) and not any(folder.glob("program-*.npz")):
@@ -207,16 +206,6 @@ def join_processes(args: argparse.Namespace) -> int:
     jax.distributed.initialize(coordinator_address=args.coordinator, num_processes=args.num_processes,
                                process_id=args.process_id)
     return jax.process_index()
-
-
-def prepare_folder(args: argparse.Namespace) -> Path:
-    from grokjax import results
-
-    if args.out is not None and args.overwrite and Path(args.out).exists():
-        if not (Path(args.out) / "config.json").exists():
-            raise FileExistsError(f"--overwrite: {args.out} is not a grokjax results folder (no config.json); remove it yourself")
-        shutil.rmtree(args.out)
-    return results.new_results_dir(args.out)
 
 
 def pick_run_group(config, candidates=None):
@@ -256,12 +245,13 @@ def prepare(args: argparse.Namespace) -> tuple[SweepPlan, Path, Path | None, int
     if args.run_group == "auto" and len(plan.programs) > 1:
         raise ConfigError(f"--run-group auto times one program; this sweep has {len(plan.programs)} "
                           f"(over {', '.join(plan.axes)}): give a number")
+    from grokjax import results
     from grokjax.devices import use_cpu_devices
 
     # before JAX starts, and before jax.distributed joins the processes
     use_cpu_devices(args.cpu_devices, runs=max(program.n_runs for program in plan.programs))
     process = join_processes(args) if args.distributed else 0
-    out = resume_folder or (prepare_folder(args) if process == 0 else Path(args.out))
+    out = resume_folder or (results.new_results_dir(args.out, overwrite=args.overwrite) if process == 0 else Path(args.out))
     if args.distributed:  # the other processes write into the folder that process 0 has just made
         from jax.experimental.multihost_utils import sync_global_devices
 
@@ -305,20 +295,6 @@ def merge_processes(out: Path, process: int, trained) -> tuple[dict, dict] | Non
     return tuple({name: merged[name] for name in part} for part in (trained.metrics, trained.fourier))
 
 
-def timing_record(plan: SweepPlan, programs: list[dict]) -> dict:
-    """config.json's timing: compile and training seconds over the programs, and each program's own."""
-    compile_seconds = sum(info["compile_seconds"] for info in programs)
-    train_seconds = sum(info["train_seconds"] for info in programs)
-    return {
-        "timing": {
-            "compile_seconds": round(compile_seconds, 3),
-            "train_seconds": round(train_seconds, 3),
-            "ms_per_run_epoch": round(1e3 * train_seconds / (plan.n_runs * plan.epochs), 3),
-        },
-        "programs": programs,
-    }
-
-
 def main(argv: list[str] | None = None) -> int:
     parser = build_parser()
     args = parser.parse_args(argv)
@@ -328,15 +304,11 @@ def main(argv: list[str] | None = None) -> int:
         parser.exit(2, f"{parser.prog}: error: {error}\n")
 
     # Imported after validation so that a bad flag answers at once, before JAX starts.
-    if plan.programs[0].dtype == "float64":
-        import jax
-
-        jax.config.update("jax_enable_x64", True)
     from grokjax import analysis, report, results
-    from grokjax.config import config_hash, varied_axes
-    from grokjax.driver import SweepInterrupted, enable_compilation_cache, snapshot_epochs
+    from grokjax.config import config_hash
+    from grokjax.driver import SweepInterrupted, configure_jax, snapshot_epochs
 
-    enable_compilation_cache()
+    configure_jax(plan)
     auto_record = {}  # with --run-group auto: what each size measured, kept in config.json
     if args.run_group == "auto":
         program, measured = pick_run_group(plan.programs[0])
@@ -364,21 +336,17 @@ def main(argv: list[str] | None = None) -> int:
             print(f"process {process}: wrote its {trained.local_runs.sum()} runs to {out}; process 0 merges")
             return 0
         metrics, fourier = merged
-    timing = {**auto_record, "config_hash": config_hash(plan), **timing_record(plan, trained.programs)}
+    timing = {**auto_record, "config_hash": config_hash(plan), **results.timing_record(plan, trained.programs)}
     if resume_folder is not None:
         timing["resumed_by"] = command
         started = read_json(out / "config.json")
         command = started["command"]
         timing.update({key: value for key, value in started.items() if key.startswith("run_group_auto")})
-    results.write_metrics(out / "metrics.npz", trained.coordinates, metrics)
-    if fourier:
-        results.write_fourier(out / "fourier.npz", snapshot_epochs(plan.programs[0]), fourier)
-    results.write_config(out / "config.json", plan, command, timing)
-    _, rows, fit = report.write_report(out, plan.to_dict(), trained.coordinates, metrics)
-    results.remove_partial_files(out)  # the results are complete; checkpoints and finished programs are not needed
+    analysed = report.write_results(out, plan, command, timing, trained.coordinates, metrics,
+                                    (snapshot_epochs(plan.programs[0]), fourier) if fourier else None)
 
     print()
-    print(analysis.format_group_table(rows, fit, tuple(varied_axes(plan.to_dict()))))
+    print(analysis.format_group_table(analysed.rows, analysed.fit, analysed.axes))
     print(f"\ncompile {timing['timing']['compile_seconds']:.1f} s, train {timing['timing']['train_seconds']:.1f} s "
           f"({timing['timing']['ms_per_run_epoch']:.1f} ms per run-epoch); results in {out}")
     return 0

@@ -60,8 +60,8 @@ def test_no_module_imports_another_in_a_cycle():
 
 
 def test_report_runs_without_jax(two_program_folder, tmp_path):
-    """``python -m grokjax.report`` re-draws a folder in a process where JAX, Flax and optax
-    cannot be imported at all."""
+    """``python -m grokjax.report`` re-draws a folder, and ``grokjax.load`` reads it, in a
+    process where JAX, Flax and optax cannot be imported at all."""
     folder = tmp_path / "run"
     shutil.copytree(two_program_folder, folder)
     shutil.rmtree(folder / "figures")
@@ -74,3 +74,7 @@ def test_report_runs_without_jax(two_program_folder, tmp_path):
                           timeout=120)
     assert done.returncode == 0, done.stderr
     assert (folder / "figures" / "overview.png").exists() and (folder / "groups.csv").exists()
+    read = subprocess.run([sys.executable, "-c", f"import grokjax; print(grokjax.load({str(folder)!r}).to_xarray().test_acc.shape)"],
+                          env=env, capture_output=True, text=True, timeout=120)
+    assert read.returncode == 0, read.stderr
+    assert read.stdout.strip() == "(2, 2, 2, 1, 1, 6)"  # seed, hidden, train_frac, wd, lr, epoch
