@@ -2,7 +2,7 @@
 
 import pytest
 
-from grokjax.config import PRESETS, ConfigError, SweepConfig, sweep_plan_from_mapping
+from grokjax.config import PRESETS, ConfigError, SweepConfig, grid_plan, sweep_plan_from_mapping
 
 
 def plan(mapping, source):
@@ -45,3 +45,15 @@ def test_x2xyy2_takes_any_modulus():
 @pytest.mark.parametrize("every,chunk", [(100, 50), (30, 30), (10, 10), (75, 25), (120, 40)])
 def test_snapshots_fall_on_chunk_ends(every, chunk):
     assert SweepConfig(fourier_every=every, chunk_epochs=50).snapshot_chunk == chunk
+
+
+def test_the_flags_names_of_grid_fields_read_as_the_field_names():
+    config = plan({"wd": [1e-4, 1e-3], "lr": 3e-3, "train_frac": 0.3, "init_scale": [1, 2], "seeds": 2}, "sweep.toml")
+    assert (config.wds, config.lrs, config.train_fracs, config.init_scales) == ((1e-4, 1e-3), (3e-3,), (0.3,), (1.0, 2.0))
+    with pytest.raises(ConfigError, match=r"sweep.toml: wds and wd are one setting \(wds\); give it once"):
+        plan({"wds": [1e-4], "wd": [1e-3]}, "sweep.toml")
+
+
+def test_a_grid_refuses_per_run_sizes():
+    with pytest.raises(ConfigError, match="the command line: min_train_frac sizes arrays for runs with their own"):
+        grid_plan({"min_train_frac": 0.3, "batch_size": 0}, "the command line")
