@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import dataclasses
 import functools
+import json
 from pathlib import Path
 
 import numpy as np
@@ -17,7 +18,19 @@ import pandas as pd
 from matplotlib.figure import Figure
 
 from grokjax import plots, report
-from grokjax.config import GRID_AXES, STATIC_AXES, AnalysisConfig, ConfigError, SweepConfig, SweepPlan, config_hash, grid_plan, varied_axes
+from grokjax.analysis import group_mask
+from grokjax.config import (
+    GRID_AXES,
+    STATIC_AXES,
+    AnalysisConfig,
+    ConfigError,
+    SweepConfig,
+    SweepPlan,
+    config_hash,
+    grid_plan,
+    read_config_file,
+    varied_axes,
+)
 from grokjax.files import DamagedFile, read_json
 from grokjax.results import config_record, new_results_dir, timing_record, write_config
 
@@ -25,14 +38,16 @@ from grokjax.results import config_record, new_results_dir, timing_record, write
 FOURIER_DIMS = {"spectrum": ("neuron", "frequency"), "dominant_frequency": ("neuron",), "concentration": ("neuron",)}
 
 
-def as_given(values: np.ndarray) -> np.ndarray:
-    """Per-run coordinates as the decimals they were given as: metrics.npz stores wd and lr
-    in float32, whose float64 value (9.99999975e-05 for 1e-4) ``== 1e-4`` would not find;
-    each becomes the shortest decimal that round-trips in float32. Other dtypes unchanged."""
+def as_given(values: np.ndarray, given: list | tuple | None) -> np.ndarray:
+    """Per-run coordinates as the values they were given as: metrics.npz stores wd and lr in
+    float32, whose float64 value (9.99999975e-05 for 1e-4) ``== 1e-4`` would not find. Each
+    becomes the entry of ``given`` (the configuration's list) with the same float32 value,
+    else the shortest decimal that round-trips in float32. Other dtypes unchanged."""
     values = np.asarray(values)
     if values.dtype != np.float32:
         return values
-    return np.array([float(str(value)) for value in values], np.float64)
+    listed = {np.float32(value): float(value) for value in given or ()}
+    return np.array([listed.get(value, float(str(value))) for value in values], np.float64)
 
 
 def summary_frame(summary: dict[str, np.ndarray]) -> pd.DataFrame:
@@ -70,11 +85,15 @@ class Results:
     folder: Path | None = None
 
     def __post_init__(self):
-        object.__setattr__(self, "coordinates", {name: as_given(values) for name, values in self.coordinates.items()})
+        fields = {axis: field for field, axis in GRID_AXES.items()}
+        object.__setattr__(self, "coordinates", {name: as_given(values, self.config.get(fields.get(name, name)))
+                                                 for name, values in self.coordinates.items()})
 
     @functools.cached_property
     def analysed(self) -> report.Analysis:
-        """Summary, groups, fit and stage labels, as the report computes them."""
+        """Summary, groups, fit and stage labels, as the report computes them (from the
+        coordinates as given, so numbers that depend on wd or lr, such as the fit's, may
+        differ from the files' in float32's last digits)."""
         return report.analyse(self.config, self.coordinates, self.metrics, self.analysis)
 
     @property
@@ -94,7 +113,7 @@ class Results:
 
     @property
     def fit(self) -> dict | None:
-        """The power-law fit of the delay against wd (delay_fit.json's ``fit``), None without one."""
+        """The power-law fit of the delay against wd (as delay_fit.json's ``fit``), None without one."""
         return self.analysed.fit
 
     @functools.cached_property
@@ -107,14 +126,12 @@ class Results:
         unknown = sorted(set(where) - set(self.coordinates))
         if unknown:
             raise ValueError(f"{', '.join(unknown)}: not a coordinate of this sweep (it has {', '.join(self.coordinates)})")
-        chosen = np.ones(len(self.metrics["test_acc"]), bool)
-        for name, value in where.items():
-            chosen &= self.coordinates[name] == value
-        return np.flatnonzero(chosen)
+        return np.flatnonzero(group_mask(self.coordinates, tuple(where), tuple(where.values())))
 
     def to_xarray(self):
         """An ``xarray.Dataset``: one variable per metric over the sweep's grid (``seed``,
-        ``wd``, ``lr`` and every other varied axis) and ``epoch`` (1-based); the Fourier
+        ``wd``, ``lr`` and every other varied axis, each in ascending order) and ``epoch``
+        (1-based); the Fourier
         snapshots over ``snapshot_epoch`` (completed epochs; 0 is the initialisation), and
         per neuron ``neuron`` and ``frequency`` (classes 1..m//2), NaN where a narrower
         program has no such neuron (the spectrum, float16 in fourier.npz, in float32, which
@@ -146,9 +163,10 @@ class Results:
         return dataset
 
     def constant_settings(self) -> dict:
-        """The configuration that every run shares, one value per key (netCDF-compatible)."""
+        """The configuration that every run shares, one value per key (netCDF-compatible);
+        keys an older folder's config.json lacks take their defaults."""
         settings = {}
-        for name, value in self.config.items():
+        for name, value in {**SweepConfig().to_dict(), **self.config}.items():
             axis = GRID_AXES.get(name, name)
             if axis in self.dims or value is None or (name in STATIC_AXES and isinstance(value, list)):
                 continue
@@ -229,18 +247,6 @@ def load(folder: str | Path, analysis: AnalysisConfig | None = None) -> Results:
     results folder or its sweep has not finished; DamagedFile (a ValueError) when a file is
     unreadable or disagrees with config.json."""
     folder = Path(folder)
-    if not folder.is_dir():
-        raise FileNotFoundError(f"{folder}: no such folder")
-    if not (folder / "config.json").is_file():
-        raise FileNotFoundError(f"{folder} has no config.json: not a grokjax results folder")
-    if not (folder / "metrics.npz").is_file():
-        if any(folder.glob("checkpoint*.npz")) or any(folder.glob("program-*.npz")):
-            why = f"its sweep has not finished (continue it with python -m grokjax.sweep --resume {folder})"
-        elif "derived" not in read_json(folder / "config.json"):
-            why = "it is not a sweep's folder (its config.json was written by something else, an experiment's script?)"
-        else:
-            why = "its sweep did not finish, or the file was not kept"
-        raise FileNotFoundError(f"{folder} has no metrics.npz: {why}")
     record, coordinates, metrics = report.load_sweep(folder)
     config = record["config"]
     if config.get("fourier_every") and not (folder / "fourier.npz").is_file():
@@ -267,29 +273,35 @@ def recorded_analysis(folder: Path) -> AnalysisConfig:
         raise DamagedFile(f"{path}: its analysis thresholds are invalid ({error})") from None
 
 
-def run(config: SweepConfig | SweepPlan | None = None, *, out: str | Path | None = None, overwrite: bool = False,
-        progress: bool = False, cpu_devices: int | None = None, **options) -> Results:
+def run(config: SweepConfig | SweepPlan | str | Path | None = None, *, out: str | Path | None = None,
+        overwrite: bool = False, progress: bool = False, cpu_devices: int | None = None, **options) -> Results:
     """Train a sweep in this process and return its :class:`Results`.
 
     ``options`` are the command's settings by the flags' names or the config keys
     (``wd=[0, 1e-4]`` or ``wds=...``, ``seeds=8``, ``hidden=[64, 128]``, ``preset="li2"``, ...),
     one value or a list each, with the command's defaults; they override ``config`` (a
-    :class:`SweepConfig` or :class:`SweepPlan`) where one is given. ``out`` writes the
-    results folder the command writes (an existing non-empty one is refused, unless
-    ``overwrite`` and it is a results folder); ``progress`` shows the bar; ``cpu_devices``
-    as ``--cpu-devices`` (a JAX already started in this process keeps its devices).
-    An unknown option or a bad value raises a ValueError with the command's message."""
-    base = None if config is None else (config if isinstance(config, SweepPlan) else SweepPlan((config,))).to_dict()
+    :class:`SweepConfig`, a :class:`SweepPlan`, or the path of a TOML config file) where one
+    is given. ``out`` writes the results folder the command writes (an existing non-empty
+    one is refused, unless ``overwrite`` and it is a results folder); ``progress`` shows the
+    bar; ``cpu_devices`` as ``--cpu-devices`` (a JAX already started in this process keeps
+    its devices). An unknown option or a bad value raises a ValueError with the command's
+    message, before anything is written."""
+    if isinstance(config, (str, Path)):
+        base = read_config_file(config)
+        grid_plan(base, str(config))  # errors in the file name the file
+    else:
+        base = None if config is None else (config if isinstance(config, SweepPlan) else SweepPlan((config,))).to_dict()
     given = {name: list(value) if isinstance(value, tuple) else value for name, value in options.items()}
     plan = grid_plan(given, "grokjax.run", base=base)
-    folder = None if out is None else new_results_dir(out, overwrite=overwrite)
 
     from grokjax.devices import use_cpu_devices
     from grokjax.driver import configure_jax, snapshot_epochs, train_plan
 
     use_cpu_devices(cpu_devices, runs=max(program.n_runs for program in plan.programs))
     configure_jax(plan)
-    arguments = (["config"] if config is not None else []) + [f"{name}={value!r}" for name, value in options.items()]
+    folder = None if out is None else new_results_dir(out, overwrite=overwrite)  # the last check: it may remove a folder
+    arguments = ([repr(str(config)) if isinstance(config, (str, Path)) else "config"] if config is not None else []) + \
+        [f"{name}={value!r}" for name, value in options.items()]
     command = f"grokjax.run({', '.join(arguments)})"
     if folder is not None:  # as the command: the configuration is in the folder before training starts
         write_config(folder / "config.json", plan, command, {"config_hash": config_hash(plan)})
@@ -297,8 +309,8 @@ def run(config: SweepConfig | SweepPlan | None = None, *, out: str | Path | None
     extra = {"config_hash": config_hash(plan), **timing_record(plan, trained.programs)}
     fourier = (snapshot_epochs(plan.programs[0]), trained.fourier) if trained.fourier else None
     if folder is None:
-        record = config_record(plan, command, extra)
+        record = json.loads(json.dumps(config_record(plan, command, extra)))  # as config.json would read back
     else:
         report.write_results(folder, plan, command, extra, trained.coordinates, trained.metrics, fourier)
         record = read_json(folder / "config.json")
-    return Results(plan.to_dict(), trained.coordinates, trained.metrics, fourier, AnalysisConfig(), record, folder)
+    return Results(record["config"], trained.coordinates, trained.metrics, fourier, AnalysisConfig(), record, folder)

@@ -24,7 +24,9 @@ import hashlib
 import itertools
 import json
 import math
+import tomllib
 from dataclasses import dataclass
+from pathlib import Path
 
 OPS = ("add", "sub", "mul", "div", "x2xyy2")
 MODELS = ("modularnet", "li2")
@@ -411,6 +413,17 @@ def sweep_plan_from_mapping(mapping: dict, source: str, base: dict | None = None
     return SweepPlan(tuple(programs), tuple(name for name in static if len(static[name]) > 1))
 
 
+def read_config_file(path: str | Path) -> dict:
+    """The settings of a TOML config file, by their field names (see :func:`field_names`)."""
+    try:
+        with open(path, "rb") as f:
+            return field_names(tomllib.load(f), str(path))
+    except OSError as error:
+        raise ConfigError(f"cannot read --config {path}: {error.strerror}") from None
+    except tomllib.TOMLDecodeError as error:
+        raise ConfigError(f"{path} is not valid TOML: {error}") from None
+
+
 def field_names(mapping: dict, source: str) -> dict:
     """``mapping`` with the flags' names of the grid fields (``wd``, ``lr``, ``train_frac``, ...)
     as the field names (``wds``, ...); ConfigError when two keys name one field."""
@@ -427,7 +440,7 @@ def grid_plan(mapping: dict, source: str, base: dict | None = None) -> SweepPlan
     """:func:`sweep_plan_from_mapping` for a sweep whose runs are its grid, as the command
     and :func:`grokjax.run` train: ``min_train_frac`` (per-run training-set sizes, which
     only :func:`grokjax.train.chosen_runs_hparams` gives) is refused."""
-    if field_names(mapping, source).get("min_train_frac") is not None:
+    if {**(base or {}), **field_names(mapping, source)}.get("min_train_frac") is not None:
         raise ConfigError(f"{source}: min_train_frac sizes arrays for runs with their own training-set sizes (run_sweep "
                           "with chosen_runs_hparams, as experiments/scaling_law.py does); every run of a grid trains on "
                           "one of train_fracs")
@@ -441,7 +454,8 @@ def canonical_mapping(mapping: dict, source: str) -> dict:
     values = field_names(mapping, source)
     unknown = sorted(set(values) - fields - {"preset"})
     if unknown:
-        raise ConfigError(f"{source}: unknown key(s) {', '.join(unknown)}; known keys: {', '.join(sorted(fields | {'preset'}))}")
+        known = ", ".join(sorted(fields | {"preset"} | set(KEY_ALIASES)))
+        raise ConfigError(f"{source}: unknown key(s) {', '.join(unknown)}; known keys: {known}")
     seeds = values.get("seeds")
     if isinstance(seeds, int) and not isinstance(seeds, bool):
         if seeds < 1:

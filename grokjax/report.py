@@ -33,6 +33,7 @@ from grokjax.config import (
 from grokjax.files import DamagedFile, check_shape, read_json, read_npz
 from grokjax.results import (
     METRIC_NAMES,
+    partial_files,
     remove_partial_files,
     save_figure,
     write_atomic,
@@ -48,13 +49,22 @@ BASE_COORDINATES = ("seed", "data_seed", "wd", "lr")  # in every metrics.npz; n_
 def load_sweep(folder: Path) -> tuple[dict, dict[str, np.ndarray], dict[str, np.ndarray]]:
     """The configuration record, per-run coordinates and metric arrays of a results folder
     (folders from before per-run training-set sizes get the configuration's size).
-    DamagedFile when a file is unreadable or its arrays disagree with config.json."""
+    FileNotFoundError saying why when the folder holds no finished sweep; DamagedFile when
+    a file is unreadable or its arrays disagree with config.json."""
     folder = Path(folder)
-    for name in ("config.json", "metrics.npz"):
-        if not (folder / name).is_file():
-            raise FileNotFoundError(f"{folder} has no {name}: not a grokjax results folder")
+    if not folder.is_dir():
+        raise FileNotFoundError(f"{folder}: no such folder")
     path = folder / "config.json"
+    if not path.is_file():
+        raise FileNotFoundError(f"{folder} has no config.json: not a grokjax results folder")
+    if partial_files(folder):
+        raise FileNotFoundError(f"{folder}: its sweep has not finished ({', '.join(p.name for p in partial_files(folder))} "
+                                f"there); continue it with python -m grokjax.sweep --resume {folder}")
     record = read_json(path)
+    if not (folder / "metrics.npz").is_file():
+        why = ("it is not a sweep's folder (its config.json was written by something else, an experiment's script?)"
+               if "derived" not in record else "its sweep did not finish, or the file was not kept")
+        raise FileNotFoundError(f"{folder} has no metrics.npz: {why}")
     try:
         config, n_runs, n_epochs = record["config"], record["derived"]["n_runs"], record["config"]["epochs"]
     except (KeyError, TypeError) as error:

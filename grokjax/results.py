@@ -285,9 +285,15 @@ def read_program_part(path: Path, metric_names: tuple[str, ...]) -> tuple[dict, 
     return part["coordinate_"], part["metric_"], part["fourier_"], data["local_runs"], programs
 
 
+def partial_files(folder: Path) -> list[Path]:
+    """What a sweep keeps only while it runs: checkpoints and finished programs' parts. A
+    folder that holds any has a sweep that has not finished (``--resume`` continues it)."""
+    return [*Path(folder).glob("checkpoint*.npz"), *Path(folder).glob("program-*.npz")]
+
+
 def remove_partial_files(folder: Path) -> None:
-    """Delete what a sweep keeps only while it runs: checkpoints and finished programs' parts."""
-    for path in [*folder.glob("checkpoint*.npz"), *folder.glob("program-*.npz")]:
+    """Delete the :func:`partial_files` of a sweep whose results are complete."""
+    for path in partial_files(folder):
         path.unlink(missing_ok=True)
 
 

@@ -13,7 +13,6 @@ import argparse
 import shlex
 import signal
 import sys
-import tomllib
 from pathlib import Path
 
 from grokjax.cli import OneLineErrorParser, float_list, int_list, name_list
@@ -31,9 +30,11 @@ from grokjax.config import (
     differing_fields,
     field_names,
     grid_plan,
+    read_config_file,
     sweep_plan_from_mapping,
 )
 from grokjax.files import DamagedFile, read_json
+from grokjax.results import partial_files
 
 DEFAULTS = SweepConfig()
 INTERRUPTED = 130  # exit status after Ctrl-C, as shells report it
@@ -158,16 +159,6 @@ def given_fields(args: argparse.Namespace) -> dict:
                        "the command line")
 
 
-def read_toml(path: str) -> dict:
-    try:
-        with open(path, "rb") as f:
-            return tomllib.load(f)
-    except OSError as error:
-        raise ConfigError(f"cannot read --config {path}: {error.strerror}") from None
-    except tomllib.TOMLDecodeError as error:
-        raise ConfigError(f"{path} is not valid TOML: {error}") from None
-
-
 def read_saved_config(folder: Path) -> dict:
     path = folder / "config.json"
     if not path.is_file():
@@ -182,7 +173,7 @@ def resolve(args: argparse.Namespace) -> tuple[SweepPlan, Path | None]:
     """The configuration and, with --resume, the folder to continue."""
     if args.checkpoint_every < 1:
         raise ConfigError(f"--checkpoint-every must be >= 1, got {args.checkpoint_every}")
-    from_file = field_names(read_toml(args.config), args.config) if args.config else {}
+    from_file = read_config_file(args.config) if args.config else {}
     if from_file:
         grid_plan(from_file, args.config)  # errors in the file name the file
     overrides = {**from_file, **given_fields(args)}
@@ -194,7 +185,7 @@ def resolve(args: argparse.Namespace) -> tuple[SweepPlan, Path | None]:
     differ = differing_fields(saved, grid_plan(overrides, "the command line", base=saved_record))
     if differ:
         raise ConfigError(f"--resume {folder}: its configuration differs from the one given in {', '.join(differ)}")
-    if (folder / "metrics.npz").exists() and not any(folder.glob("checkpoint*.npz")) and not any(folder.glob("program-*.npz")):
+    if (folder / "metrics.npz").exists() and not partial_files(folder):
         raise ConfigError(f"--resume {folder}: that sweep already finished")
     return saved, folder
 

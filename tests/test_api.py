@@ -147,7 +147,8 @@ def test_plots_are_the_figures_of_the_folder(command_folder):
                          (plot.dashboard(wd=0), "dashboard_wd0_lr0.01.png"),
                          (plot.fourier(wd=1e-2, lr=1e-2), "fourier_wd0.01_lr0.01.png")):
         assert png(figure) == (figures / name).read_bytes(), name
-    assert isinstance(plot.dashboard(run=2), Figure) and isinstance(plot.epochs_vs("wd"), Figure)
+    assert "seed 1 (run 2)" in plot.dashboard(run=2)._suptitle.get_text()
+    assert "by the 'readme' rules" in plot.dashboard(run=2, rules="readme")._suptitle.get_text()
     with pytest.raises(ValueError, match="2 groups of this sweep match"):
         plot.dashboard()
     with pytest.raises(ValueError, match="hidden: not an axis"):
@@ -162,9 +163,13 @@ def test_load_names_what_is_missing(command_folder, tmp_path):
     running = tmp_path / "running"
     shutil.copytree(command_folder, running)
     (running / "metrics.npz").rename(running / "checkpoint.npz")
-    with pytest.raises(FileNotFoundError, match=r"has no metrics.npz: its sweep has not finished \(continue it with "
+    with pytest.raises(FileNotFoundError, match=r"its sweep has not finished \(checkpoint.npz there\); continue it with "
                                                 r"python -m grokjax.sweep --resume"):
         grokjax.load(running)
+    shutil.copy(command_folder / "metrics.npz", running / "metrics.npz")  # killed while writing its results
+    with pytest.raises(FileNotFoundError, match=r"its sweep has not finished \(checkpoint.npz there\)"):
+        grokjax.load(running)
+    (running / "metrics.npz").unlink()
     (running / "checkpoint.npz").unlink()
     with pytest.raises(FileNotFoundError, match="has no metrics.npz: its sweep did not finish, or the file was not kept"):
         grokjax.load(running)
@@ -202,10 +207,60 @@ def test_run_refuses_bad_values_with_the_commands_message(flags, options, tmp_pa
 
 
 def test_run_refuses_unknown_and_doubled_options(tmp_path):
-    with pytest.raises(ValueError, match="grokjax.run: unknown key.s. widht; known keys: "):
+    with pytest.raises(ValueError, match="grokjax.run: unknown key.s. widht; known keys: .*hidden.*, lr, lrs, "):
         grokjax.run(widht=64)
     with pytest.raises(ValueError, match=r"grokjax.run: wd and wds are one setting \(wds\); give it once"):
         grokjax.run(wd=1e-4, wds=[1e-3])
+    toml = tmp_path / "sweep.toml"
+    toml.write_text("wd = [-1e-4]\n")
+    with pytest.raises(ValueError, match=f"{toml}: wds must be non-negative"):
+        grokjax.run(toml)
+
+
+def test_a_bad_value_leaves_the_folder_to_overwrite_alone(command_folder, tmp_path):
+    folder = tmp_path / "earlier"
+    shutil.copytree(command_folder, folder)
+    before = sorted(p.name for p in folder.iterdir())
+    with pytest.raises(ValueError, match="--cpu-devices must be >= 1"):
+        grokjax.run(**OPTIONS, out=folder, overwrite=True, cpu_devices=0)
+    assert sorted(p.name for p in folder.iterdir()) == before
+
+
+def made_up_results() -> grokjax.Results:
+    """Results of a grid that no test trains: optimizer (names) x hidden 8/12 (padded Fourier
+    arrays) x 2 data seeds x 2 seeds, wd given as 3e-5 (no short float32 decimal), 4 epochs."""
+    rng = np.random.default_rng(0)
+    grid = [(optimizer, hidden, seed, data_seed) for optimizer in ("adamw", "adam") for hidden in (12, 8)
+            for seed in (0, 1) for data_seed in (5, 7)]
+    coordinates = {"seed": np.array([g[2] for g in grid], np.int32), "data_seed": np.array([g[3] for g in grid], np.int32),
+                   "wd": np.full(len(grid), 3.0000001e-5, np.float32), "lr": np.full(len(grid), 1e-3, np.float32),
+                   "n_train": np.full(len(grid), 60, np.int32), "optimizer": np.array([g[0] for g in grid]),
+                   "hidden": np.array([g[1] for g in grid])}
+    metrics = {name: rng.random((len(grid), 4), np.float32) for name in ("train_loss", "train_acc", "test_loss", "test_acc",
+                                                                        "w1_norm", "w1_delta_norm")}
+    spectrum = rng.random((len(grid), 2, 12, 5)).astype(np.float16)
+    spectrum[coordinates["hidden"] == 8, :, 8:] = np.nan
+    config = {**SweepConfig(m=11, batch_size=16).to_dict(), "optimizer": ["adamw", "adam"], "hidden": [12, 8], "seeds": [0, 1],
+              "data_seeds": [5, 7], "wds": [3.0000001e-5], "lrs": [1e-3], "epochs": 4}
+    return grokjax.Results(config, coordinates, metrics, (np.array([0, 4]), {"spectrum": spectrum}))
+
+
+def test_to_xarray_of_named_axes_padded_fourier_and_data_seeds(tmp_path):
+    results = made_up_results()
+    ds = results.to_xarray()
+    assert dict(ds.test_acc.sizes) == {"seed": 2, "optimizer": 2, "hidden": 2, "data_seed": 2, "wd": 1, "lr": 1, "epoch": 4}
+    assert list(ds.optimizer.values) == ["adam", "adamw"] and list(ds.hidden.values) == [8, 12]  # ascending
+    assert ds.wd.item() == 3.0000001e-5  # as given, though float32 stores it as 3.0000001e-05 ~ 3.00000010611e-05
+    for run in range(16):
+        cell = {name: results.coordinates[name][run] for name in ("seed", "optimizer", "hidden", "data_seed")}
+        np.testing.assert_array_equal(ds.w1_norm.sel(cell).squeeze().values, results.metrics["w1_norm"][run])
+        np.testing.assert_array_equal(ds.spectrum.sel(cell).squeeze().values, results.fourier[1]["spectrum"][run])
+    assert np.isnan(ds.spectrum.sel(hidden=8, neuron=slice(8, None))).all()
+    assert not np.isnan(ds.spectrum.sel(hidden=12)).any()
+    assert "optimizer" not in ds.attrs and ds.attrs["m"] == 11
+    ds.to_netcdf(tmp_path / "made-up.nc")
+    with xr.open_dataset(tmp_path / "made-up.nc") as back:
+        assert back.identical(ds)
 
 
 def test_quickstart_runs(tmp_path, capsys):
