@@ -130,8 +130,8 @@ class Results:
 
     def to_xarray(self):
         """An ``xarray.Dataset``: one variable per metric over the sweep's grid (``seed``,
-        ``wd``, ``lr`` and every other varied axis, each in ascending order) and ``epoch``
-        (1-based); the Fourier
+        ``wd`` and ``lr`` when they take several values, a scalar coordinate when one, and
+        every other varied axis; each in ascending order) and ``epoch`` (1-based); the Fourier
         snapshots over ``snapshot_epoch`` (completed epochs; 0 is the initialisation), and
         per neuron ``neuron`` and ``frequency`` (classes 1..m//2), NaN where a narrower
         program has no such neuron (the spectrum, float16 in fourier.npz, in float32, which
@@ -159,6 +159,8 @@ class Results:
                     coords["frequency"] = np.arange(1, sizes["frequency"] + 1)  # classes f = 1..m//2
         dataset = xr.Dataset(variables, coords=coords).assign_coords(xr.Coordinates.from_pandas_multiindex(grid, "run"))
         dataset = dataset.unstack("run").transpose(*self.dims, ...)
+        # one wd or one lr: a scalar coordinate, so that a selection leaves curves, not 1-row grids
+        dataset = dataset.squeeze([axis for axis in ("wd", "lr") if dataset.sizes[axis] == 1])
         dataset.attrs = self.constant_settings()
         return dataset
 

@@ -77,4 +77,4 @@ def test_report_runs_without_jax(two_program_folder, tmp_path):
     read = subprocess.run([sys.executable, "-c", f"import grokjax; print(grokjax.load({str(folder)!r}).to_xarray().test_acc.shape)"],
                           env=env, capture_output=True, text=True, timeout=120)
     assert read.returncode == 0, read.stderr
-    assert read.stdout.strip() == "(2, 2, 2, 1, 1, 6)"  # seed, hidden, train_frac, wd, lr, epoch
+    assert read.stdout.strip() == "(2, 2, 2, 6)"  # seed, hidden, train_frac, epoch (one wd, one lr)
