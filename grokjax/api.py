@@ -65,7 +65,7 @@ def summary_frame(summary: dict[str, np.ndarray]) -> pd.DataFrame:
     return pd.DataFrame(columns)
 
 
-@dataclasses.dataclass(frozen=True, eq=False)
+@dataclasses.dataclass(frozen=True, eq=False, repr=False)
 class Results:
     """A finished sweep: what :func:`run` trained or :func:`load` read.
 
@@ -88,6 +88,12 @@ class Results:
         fields = {axis: field for field, axis in GRID_AXES.items()}
         object.__setattr__(self, "coordinates", {name: as_given(values, self.config.get(fields.get(name, name)))
                                                  for name, values in self.coordinates.items()})
+
+    def __repr__(self) -> str:
+        """One line, not the arrays: what a notebook shows for ``results``."""
+        grid = " x ".join(f"{name} {len(np.unique(self.coordinates[name]))}" for name in self.dims)
+        where = f", {self.folder}" if self.folder is not None else ""
+        return f"<grokjax.Results: {len(self.metrics['test_acc'])} runs ({grid}), {self.metrics['test_acc'].shape[1]} epochs{where}>"
 
     @functools.cached_property
     def analysed(self) -> report.Analysis:

@@ -85,6 +85,8 @@ def test_to_xarray_unstacks_the_runs_into_the_sweep_axes(two_program_folder):
             np.testing.assert_array_equal(ds[name].sel(cell).values, stored[name][run])
         assert ds.n_train.sel(cell).item() == stored["n_train"][run]
     assert ds.attrs["m"] == 11 and ds.attrs["optimizer"] == "adam" and "hidden" not in ds.attrs
+    assert repr(grokjax.load(two_program_folder)) == (f"<grokjax.Results: 8 runs (seed 2 x hidden 2 x train_frac 2 x wd 1 x "
+                                                      f"lr 1), 6 epochs, {two_program_folder}>")
     assert ds.attrs["command"].startswith("python -m grokjax.sweep")
 
 
