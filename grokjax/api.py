@@ -308,8 +308,9 @@ def run(config: SweepConfig | SweepPlan | str | Path | None = None, *, out: str 
     use_cpu_devices(cpu_devices, runs=max(program.n_runs for program in plan.programs))
     configure_jax(plan)
     folder = None if out is None else new_results_dir(out, overwrite=overwrite)  # the last check: it may remove a folder
-    arguments = ([repr(str(config)) if isinstance(config, (str, Path)) else "config"] if config is not None else []) + \
-        [f"{name}={value!r}" for name, value in options.items()]
+    arguments = [f"{name}={value!r}" for name, value in options.items()]
+    if config is not None:  # a file by its path; a SweepConfig or SweepPlan is spelled out in config.json
+        arguments.insert(0, repr(str(config)) if isinstance(config, (str, Path)) else "config")
     command = f"grokjax.run({', '.join(arguments)})"
     if folder is not None:  # as the command: the configuration is in the folder before training starts
         write_config(folder / "config.json", plan, command, {"config_hash": config_hash(plan)})

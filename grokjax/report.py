@@ -57,9 +57,10 @@ def load_sweep(folder: Path) -> tuple[dict, dict[str, np.ndarray], dict[str, np.
     path = folder / "config.json"
     if not path.is_file():
         raise FileNotFoundError(f"{folder} has no config.json: not a grokjax results folder")
-    if partial_files(folder):
-        raise FileNotFoundError(f"{folder}: its sweep has not finished ({', '.join(p.name for p in partial_files(folder))} "
-                                f"there); continue it with python -m grokjax.sweep --resume {folder}")
+    unfinished = partial_files(folder)
+    if unfinished:
+        raise FileNotFoundError(f"{folder}: its sweep has not finished ({', '.join(p.name for p in unfinished)} there); "
+                                f"continue it with python -m grokjax.sweep --resume {folder}")
     record = read_json(path)
     if not (folder / "metrics.npz").is_file():
         why = ("it is not a sweep's folder (its config.json was written by something else, an experiment's script?)"
