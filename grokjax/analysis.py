@@ -184,10 +184,21 @@ def stage_starts(labels: np.ndarray) -> np.ndarray:
 COORDINATE_ORDER = ("seed", "data_seed", "wd", "lr", "n_train")  # first in a summary; other axes follow
 
 
+def held_test_metrics(metrics: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
+    """``metrics`` with test loss and accuracy measured every few epochs (``--eval-every``,
+    NaN between) held at their latest measurement until the next, so that the per-epoch
+    rules read them; a diverged run's stay NaN from its divergence on."""
+    healthy = ~np.isnan(np.asarray(metrics["train_loss"], float))
+    return {**metrics, **{name: np.where(healthy, latest_measured(metrics[name]), np.nan)
+                          for name in ("test_loss", "test_acc") if name in metrics}}
+
+
 def run_summary(coordinates: dict[str, np.ndarray], metrics: dict[str, np.ndarray], cfg: AnalysisConfig = DEFAULT
                 ) -> dict[str, np.ndarray]:
     """One row per run: coordinates (seed, data_seed, wd, lr, n_train, then any other axis
-    of the sweep), final accuracies, events, phase and stage starts."""
+    of the sweep), final accuracies, events, phase and stage starts. Test metrics measured
+    every few epochs count from their measurement (:func:`held_test_metrics`)."""
+    metrics = held_test_metrics(metrics)
     mem = mem_epoch(metrics["train_acc"], cfg.mem_threshold)
     grok = grok_epoch(metrics["test_acc"], cfg.grok_threshold, cfg.grok_min_index, cfg.grok_window)
     names = [name for name in COORDINATE_ORDER if name in coordinates]

@@ -35,7 +35,8 @@ from grokjax.files import DamagedFile, read_json
 from grokjax.results import config_record, new_results_dir, timing_record, write_config
 
 # The dimensions of the Fourier snapshots beyond (run, snapshot_epoch); the other quantities have none.
-FOURIER_DIMS = {"spectrum": ("neuron", "frequency"), "dominant_frequency": ("neuron",), "concentration": ("neuron",)}
+FOURIER_DIMS = {"spectrum": ("neuron", "frequency"), "dominant_frequency": ("neuron",), "concentration": ("neuron",),
+                "embedding_norm": ("frequency",), "key_frequency": ("frequency",)}
 
 
 def as_given(values: np.ndarray, given: list | tuple | None) -> np.ndarray:

@@ -3,8 +3,10 @@
 Fields fall into two groups, and the split decides what recompiles:
 
 * static (the network, its loss, shapes and counts: ``m``, ``op``, ``model``,
-  ``activation``, ``loss``, ``hidden``, ``min_train_frac``, ``batch_size``, ``epochs``,
-  ``optimizer``, ``grokfast``, ``grokfast_window``, ``fourier_every``, ``geometry_every``,
+  ``activation``, ``loss``, ``hidden``, the transformer's ``layers``, ``d_model``,
+  ``heads``, ``d_mlp``, ``layernorm``, ``min_train_frac``, ``batch_size``, ``epochs``,
+  ``optimizer``, Adam's ``beta1``/``beta2``, ``warmup_steps``, ``grokfast``,
+  ``grokfast_window``, ``fourier_every``, ``geometry_every``, ``eval_every``,
   ``chunk_epochs``, ``run_group``, ``dtype``) are baked into the compiled program;
   changing one compiles a new program;
 * the grid (``seeds``, ``data_seeds``, ``train_fracs``, ``init_scales``,
@@ -29,9 +31,9 @@ from dataclasses import dataclass
 from pathlib import Path
 
 OPS = ("add", "sub", "mul", "div", "x2xyy2")
-MODELS = ("modularnet", "li2")
+MODELS = ("modularnet", "li2", "transformer")
 ACTIVATIONS = ("relu", "square", "silu")
-LOSSES = ("ce", "mse")
+LOSSES = ("ce", "ce_log1p", "mse")
 OPTIMIZERS = ("adam", "adamw", "sgd", "muon")
 GRADIENT_FILTERS = ("none", "ema", "ma")  # grokfast: none, exponential or windowed moving average
 DTYPES = ("float32", "float64")
@@ -53,18 +55,29 @@ class SweepConfig:
     # --- static: shapes and counts ---
     m: int = 97
     op: str = "add"
-    model: str = "modularnet"  # the study's network (learned embeddings, biases) or "li2": one-hot inputs, no biases
-    activation: str = "relu"  # hidden activation: relu, square (x^2) or silu
-    loss: str = "ce"  # cross-entropy, or "mse": squared error of class-centred outputs against one-hot - 1/m
-    hidden: int = 128
+    model: str = "modularnet"  # the study's network (learned embeddings, biases), "li2": one-hot inputs, no biases, or "transformer"
+    activation: str = "relu"  # modularnet/li2 hidden activation: relu, square (x^2) or silu (the transformer's MLP: relu)
+    # cross-entropy as PyTorch computes it, "ce_log1p" (the same, precise below float32's epsilon),
+    # or "mse": squared error of class-centred outputs against one-hot - 1/m
+    loss: str = "ce"
+    hidden: int = 128  # modularnet/li2 hidden width
+    layers: int = 1  # transformer: blocks (attention + MLP)
+    d_model: int = 128  # transformer: residual stream width
+    heads: int = 4  # transformer: attention heads (d_model / heads each)
+    d_mlp: int = 512  # transformer: MLP hidden width
+    layernorm: bool = False  # transformer: LayerNorm before attention, MLP and unembedding
     min_train_frac: float | None = None  # Python API, full batch: runs may carry sizes down to this fraction (None: min(train_fracs))
     batch_size: int = 128  # 0 means full batch
     epochs: int = 600
     optimizer: str = "adam"
+    beta1: float = 0.9  # Adam's/AdamW's moment decays (PyTorch's defaults; Nanda and Power use beta2 0.98)
+    beta2: float = 0.999
+    warmup_steps: int = 0  # the learning rate rises linearly over this many optimizer steps (0: none)
     grokfast: str = "none"  # gradient filter before the optimizer: none, ema or ma (Lee et al.'s grokfast)
     grokfast_window: int = 100  # ma: gradients averaged (sizes the filter's buffer)
     fourier_every: int = 0  # Fourier feature snapshot every N epochs (0: none)
     geometry_every: int = 1  # measure the hidden layer's geometry metrics every N epochs (0: never; NaN between)
+    eval_every: int = 1  # measure test loss and accuracy every N epochs (and at the last; NaN between)
     chunk_epochs: int = 50  # epochs per compiled call; the progress bar moves once per chunk
     run_group: int = 0  # vmap this many runs at a time, looping over groups (0: all at once); helps CPUs keep the batch in cache
     dtype: str = "float32"  # parameters and arithmetic; float64 needs jax_enable_x64
@@ -84,6 +97,8 @@ class SweepConfig:
         # one spelling per value, so that equal configurations hash equally (0 and 0.0)
         for name in ("wds", "lrs", "train_fracs", *FILTER_AXES, "init_scales"):
             object.__setattr__(self, name, tuple(float(v) for v in getattr(self, name)))
+        for name in ("beta1", "beta2"):
+            object.__setattr__(self, name, float(getattr(self, name)))
         if self.min_train_frac is not None:
             object.__setattr__(self, "min_train_frac", float(self.min_train_frac))
 
@@ -97,12 +112,22 @@ class SweepConfig:
         for name, choices in (("model", MODELS), ("activation", ACTIVATIONS), ("loss", LOSSES),
                               ("optimizer", OPTIMIZERS), ("grokfast", GRADIENT_FILTERS), ("dtype", DTYPES)):
             _check_choice(name, getattr(self, name), choices)
-        _check_int("hidden", self.hidden, minimum=1)
-        _check_int("grokfast_window", self.grokfast_window, minimum=1)
+        for name in ("hidden", "layers", "d_model", "heads", "d_mlp", "grokfast_window"):
+            _check_int(name, getattr(self, name), minimum=1)
+        if self.d_model % self.heads:
+            raise ConfigError(f"d_model {self.d_model} must be a multiple of heads {self.heads}")
+        if not isinstance(self.layernorm, bool):
+            raise ConfigError(f"layernorm must be true or false, got {self.layernorm!r}")
+        for name in ("beta1", "beta2"):
+            _check_number(name, getattr(self, name))
+            if not 0 <= getattr(self, name) < 1:
+                raise ConfigError(f"{name} must lie in [0, 1), got {getattr(self, name)!r}")
+        if self.model == "transformer" and (self.activation != "relu" or self.loss == "mse"):
+            raise ConfigError("the transformer has a ReLU MLP and trains on cross-entropy: activation relu, loss ce or ce_log1p")
 
     def _check_schedule(self):
         for name, minimum in (("epochs", 1), ("chunk_epochs", 1), ("run_group", 0), ("batch_size", 0),
-                              ("fourier_every", 0), ("geometry_every", 0)):
+                              ("fourier_every", 0), ("geometry_every", 0), ("eval_every", 1), ("warmup_steps", 0)):
             _check_int(name, getattr(self, name), minimum)
         if self.fourier_every > self.chunk_epochs and self.snapshot_chunk < self.chunk_epochs / 2:
             raise ConfigError(
@@ -320,11 +345,37 @@ PRESETS = {
     # in minutes on a CPU, with wd 0 beside the paper's 1e-4 to show that only decay generalises
     "li2": dict(model="li2", activation="square", loss="mse", m=23, hidden=512, batch_size=0, epochs=3000,
                 lrs=(1e-3,), wds=(0.0, 1e-4), fourier_every=100),
+    # Nanda et al.'s one-layer transformer on a + b mod 113 (arXiv 2301.05217): 30% of the pairs,
+    # full batch, AdamW lr 1e-3, wd 1, betas 0.9/0.98, d_model 128, 4 heads, d_mlp 512, no
+    # LayerNorm; their loss is computed in float64, ours in the log1p form, which keeps a tiny
+    # loss from rounding to 0 in float32; 15000 epochs cover their cleanup phase (to about
+    # 14k); test loss, geometry and the progress measures every 100 epochs
+    "nanda": dict(model="transformer", loss="ce_log1p", m=113, train_fracs=(0.3,), batch_size=0, optimizer="adamw",
+                  lrs=(1e-3,), wds=(1.0,), beta2=0.98, layers=1, d_model=128, heads=4, d_mlp=512, layernorm=False, epochs=15000,
+                  eval_every=100, geometry_every=100, fourier_every=100, chunk_epochs=100),
+    # Power et al.'s two-layer transformer on x / y mod 97 (arXiv 2201.02177): 50% of the pairs,
+    # minibatches of 512 (min(512, half the training set)), AdamW lr 1e-3, wd 1, betas 0.9/0.98,
+    # linear warm-up over the first 10 steps, d_model 128, 4 heads; d_mlp 512 and pre-LN
+    # LayerNorm are grokjax's choices (the paper names neither); 10000 epochs are their 1e5 steps
+    "power": dict(model="transformer", loss="ce_log1p", op="div", m=97, train_fracs=(0.5,), batch_size=512,
+                  optimizer="adamw", lrs=(1e-3,), wds=(1.0,), beta2=0.98, warmup_steps=10, layers=2, d_model=128, heads=4, d_mlp=512,
+                  layernorm=True, epochs=10000, eval_every=100, geometry_every=100, fourier_every=100, chunk_epochs=100),
+    # Nanda's transformer made small enough to grok on a 2-core CPU in minutes: a + b mod 59,
+    # half the pairs, otherwise the nanda preset
+    "transformer-cpu": dict(model="transformer", loss="ce_log1p", m=59, train_fracs=(0.5,), batch_size=0,
+                            optimizer="adamw", lrs=(1e-3,), wds=(1.0,), beta2=0.98, layers=1, d_model=128, heads=4, d_mlp=512,
+                            layernorm=False, epochs=4000, eval_every=10, geometry_every=50, fourier_every=50,
+                            chunk_epochs=50),
 }
+
+# The fields that shape each model's network (the others are ignored by it).
+NETWORK_FIELDS = {"modularnet": ("activation", "loss", "hidden"), "li2": ("activation", "loss", "hidden"),
+                  "transformer": ("layers", "d_model", "heads", "d_mlp", "layernorm")}
 
 # Static fields that may take several values: one compiled program per combination, in this
 # order (the last varies fastest).
-STATIC_AXES = ("m", "op", "model", "activation", "loss", "hidden", "batch_size", "optimizer", "grokfast", "grokfast_window")
+STATIC_AXES = ("m", "op", "model", "activation", "loss", "hidden", "layers", "d_model", "heads", "d_mlp", "batch_size",
+               "optimizer", "grokfast", "grokfast_window")
 # Grid fields (lists of traced per-run values) and the coordinate each gives a run, in the
 # grid's order (the last varies fastest).
 GRID_AXES = {"seeds": "seed", "data_seeds": "data_seed", "train_fracs": "train_frac", "init_scales": "init_scale",

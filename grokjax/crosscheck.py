@@ -6,6 +6,9 @@
 * ``seeds``: N independent seeds in each framework; grokking epochs, final W1 norms and
   final test accuracies compared with a permutation test.
 * ``history FILE.json``: the study's own saved histories against a grokjax seed band.
+* ``transformer``: the transformer (``--model transformer``) against a PyTorch
+  transcription: same initial parameters and split; logits, full-batch AdamW losses step
+  by step and the final parameters in float64. Exit status 1 beyond the bound.
 
 Needs the optional ``torch`` extra.
 """
@@ -398,6 +401,75 @@ def run_history(args) -> int:
     return 0
 
 
+def scaled_deviation(ours, reference) -> float:
+    """max |ours - reference| / max |reference|: a deviation on the array's own scale."""
+    ours, reference = np.asarray(ours, np.float64), np.asarray(reference, np.float64)
+    return float(np.abs(ours - reference).max() / max(np.abs(reference).max(), np.finfo(np.float64).tiny))
+
+
+def run_transformer(args) -> int:
+    """One transformer run in grokjax and in the PyTorch transcription, float64, from
+    grokjax's initial parameters and split: the largest deviation of the initial logits,
+    of the per-step training loss and test loss, and of the final parameters."""
+    import jax
+
+    jax.config.update("jax_enable_x64", True)
+    import torch
+
+    from grokjax.config import SweepConfig
+    from grokjax.data import make_dataset
+    from grokjax.driver import run_sweep
+    from grokjax.torch_ref import Transformer, load_flax_transformer, train_transformer_reference
+    from grokjax.train import Hparams, grid_hparams, init_run, make_model
+
+    config = SweepConfig(model="transformer", m=args.m, train_fracs=(args.train_frac,), batch_size=0, optimizer="adamw",
+                         lrs=(args.lr,), wds=(args.wd,), beta1=args.betas[0], beta2=args.betas[1], layers=args.layers,
+                         d_model=args.d_model, heads=args.heads, d_mlp=args.d_mlp, layernorm=args.layernorm,
+                         warmup_steps=args.warmup_steps, seeds=(args.seed,), epochs=args.steps, chunk_epochs=args.steps,
+                         geometry_every=0, dtype="float64")
+    hparams = grid_hparams(config)
+    run_data, initial = init_run(config, Hparams(*(np.asarray(x)[0] for x in hparams)))
+    dataset = make_dataset(config.m, config.op)
+    ours = run_sweep(config, hparams)
+
+    model = Transformer(config.m, config.layers, config.d_model, config.heads, config.d_mlp, config.layernorm).double()
+    load_flax_transformer(model, initial.params)
+    pairs = torch.as_tensor(np.stack([dataset.a, dataset.b], axis=1), dtype=torch.long)
+    labels = torch.as_tensor(dataset.label, dtype=torch.long)
+    train, test = torch.as_tensor(np.array(run_data.train_pairs)), torch.as_tensor(np.array(run_data.test_pairs))
+    with torch.no_grad():
+        initial_logits = model(pairs).numpy()
+    betas = (args.betas[0], args.torch_beta2 if args.torch_beta2 is not None else args.betas[1])
+    losses = train_transformer_reference(model, pairs[train], labels[train], args.steps, args.lr, args.wd, betas,
+                                         args.warmup_steps)
+    with torch.no_grad():
+        test_loss = torch.nn.functional.cross_entropy(model(pairs[test]), labels[test]).item()
+    reference = {"W_E": model.W_E, "W_pos": model.W_pos, "W_U": model.W_U, "W_in": model.blocks[-1]["mlp_in"].weight.T,
+                 "W_Q": model.blocks[0]["q"].weight.T}
+    final = ours.state.params["params"]
+    last = final[f"block_{config.layers - 1}"]
+    grokjax_params = {"W_E": final["embed"]["embedding"], "W_pos": final["position_embedding"], "W_U": final["unembed"]["kernel"],
+                      "W_in": last["fc1"]["kernel"], "W_Q": final["block_0"]["attention"]["query"]["kernel"]}
+    deviations = {
+        "initial logits (every pair)": scaled_deviation(
+            make_model(config).apply(initial.params, dataset.a, dataset.b)[0], initial_logits),
+        f"training loss, each of {args.steps} steps": float(relative_deviation(ours.metrics["train_loss"][0], losses).max()),
+        "test loss after training": float(relative_deviation(ours.metrics["test_loss"][0, -1], test_loss)),
+        **{f"final {name}": scaled_deviation(grokjax_params[name], reference[name].detach().numpy()) for name in reference},
+    }
+    print(f"transformer parity, float64: m={config.m} {config.layers} layer(s) d_model {config.d_model} {config.heads} heads "
+          f"d_mlp {config.d_mlp}{' LayerNorm' if config.layernorm else ''}, {config.n_train} training pairs, full-batch "
+          f"AdamW lr {args.lr:g} wd {args.wd:g} betas {betas[0]:g}/{betas[1]:g} (grokjax {args.betas[0]:g}/{args.betas[1]:g})"
+          f"{f', warm-up {args.warmup_steps} steps' if args.warmup_steps else ''}, seed {args.seed}; bound {FLOAT64_BOUND:g}")
+    failed = 0
+    for name, value in deviations.items():
+        ok = value <= FLOAT64_BOUND
+        failed += not ok
+        print(f"  {name:34s} {value:.2e}  {'PASS' if ok else 'FAIL'}")
+    print("every quantity agrees" if not failed else f"{failed} quantity(ies) beyond the bound")
+    return 1 if failed else 0
+
+
 def add_configuration_arguments(parser: argparse.ArgumentParser) -> None:
     """The run configuration, defaulting to the study's headline one."""
     parser.add_argument("--m", type=int, default=97, help="modulus")
@@ -438,6 +510,23 @@ def build_parser() -> argparse.ArgumentParser:
     h.add_argument("--train-frac", type=float, default=0.5, help="the study's train fraction")
     h.add_argument("--out", default=None, help="results folder (default: a new results/crosscheck-history-<time>)")
     h.add_argument("--quiet", action="store_true", help="no progress bars")
+
+    t = commands.add_parser("transformer", help="the transformer against a PyTorch transcription, float64",
+                            formatter_class=argparse.ArgumentDefaultsHelpFormatter)
+    t.add_argument("--m", type=int, default=113, help="modulus (a + b)")
+    t.add_argument("--train-frac", type=float, default=0.3)
+    t.add_argument("--layers", type=int, default=1)
+    t.add_argument("--d-model", type=int, default=128)
+    t.add_argument("--heads", type=int, default=4)
+    t.add_argument("--d-mlp", type=int, default=512)
+    t.add_argument("--layernorm", action=argparse.BooleanOptionalAction, default=False)
+    t.add_argument("--lr", type=float, default=1e-3)
+    t.add_argument("--wd", type=float, default=1.0)
+    t.add_argument("--betas", type=float, nargs=2, default=(0.9, 0.98))
+    t.add_argument("--warmup-steps", type=int, default=0)
+    t.add_argument("--steps", type=int, default=300, help="full-batch AdamW steps")
+    t.add_argument("--seed", type=int, default=0)
+    t.add_argument("--torch-beta2", type=float, default=None, help="give the PyTorch side another beta2 (to see a mismatch fail)")
     return parser
 
 
@@ -448,7 +537,8 @@ def main(argv: list[str] | None = None) -> int:
     args = parser.parse_args(argv)
     enable_compilation_cache()
     try:
-        return {"parity": run_parity, "seeds": run_seeds, "history": run_history}[args.command](args)
+        return {"parity": run_parity, "seeds": run_seeds, "history": run_history,
+                "transformer": run_transformer}[args.command](args)
     except (ValueError, FileNotFoundError, FileExistsError) as error:
         parser.exit(2, f"{parser.prog} {args.command}: error: {error}\n")
 

@@ -50,10 +50,15 @@ def read_npz(path: Path, required: tuple[str, ...] = ()) -> dict[str, np.ndarray
             arrays = {name: data[name] for name in data.files}
     except (OSError, ValueError, EOFError, zipfile.BadZipFile, zlib.error, KeyError) as error:
         raise unreadable(f"{type(error).__name__}: {str(error).splitlines()[0] if str(error) else 'no detail'}") from None
+    require_arrays(path, arrays, required)
+    return arrays
+
+
+def require_arrays(path: Path, arrays: dict[str, np.ndarray], required: tuple[str, ...]) -> None:
+    """DamagedFile unless ``arrays`` (read from ``path``) hold every name of ``required``."""
     missing = [name for name in required if name not in arrays]
     if missing:
         raise DamagedFile(f"{path} lacks {', '.join(missing)}")
-    return arrays
 
 
 def check_shape(path: Path, name: str, array: np.ndarray, leading: tuple[int, ...]) -> None:

@@ -13,6 +13,12 @@ class, is 1, whereas a random neuron spreads its power over all classes. Across 
 
 Weights come as ``wa``, ``wb`` [M, K]: column k holds neuron k's weights on operand a
 (resp. b), indexed by the operand's value in Z_M. M may be odd or even.
+
+A transformer is read through its token embedding W_E [M, d_model] instead
+(:func:`embedding_summary`): its norm per frequency class, their Gini coefficient and the
+*key frequencies*, the classes holding at least ``KEY_SHARE / F`` of the embedding's
+non-constant power. Nanda et al.'s progress measures (:func:`progress_losses`) then ask
+how much of the network's performance those frequencies carry.
 """
 
 from __future__ import annotations
@@ -20,6 +26,7 @@ from __future__ import annotations
 import jax
 import jax.numpy as jnp
 import numpy as np
+import optax
 
 
 def frequencies(m: int) -> int:
@@ -108,3 +115,52 @@ def fourier_summary(wa: jax.Array, wb: jax.Array) -> dict[str, jax.Array]:
         "mean_concentration": jnp.mean(neuron_concentration),
         "gini": gini(frequency_norms(spectrum)),
     }
+
+
+# A class is a key frequency of the embedding when its share of the non-constant power is at
+# least KEY_SHARE times the share of a uniform spread (1/F); a random embedding's largest
+# class stays well below twice the uniform share.
+KEY_SHARE = 2.0
+
+
+def embedding_summary(embedding: jax.Array) -> dict[str, jax.Array]:
+    """A transformer's token embedding W_E [M, d_model] (rows: residues) in the Fourier basis:
+    ``embedding_norm`` [F], the norm of W_E at each frequency class (the square root of its
+    folded DFT power over the residues, summed over the d_model columns); ``gini``, their Gini
+    coefficient; ``key_frequency`` [F], 1 for the key frequencies (see :data:`KEY_SHARE`), 0
+    for the others; ``n_key_frequencies``, their number."""
+    norms = frequency_norms(_folded_power(embedding))
+    share = norms**2 / jnp.maximum(jnp.sum(norms**2), jnp.finfo(norms.dtype).tiny)
+    key = share >= KEY_SHARE / norms.shape[0]
+    return {"embedding_norm": norms, "gini": gini(norms), "key_frequency": key.astype(norms.dtype),
+            "n_key_frequencies": jnp.sum(key, dtype=jnp.int32)}
+
+
+def progress_losses(logits: jax.Array, labels: jax.Array, key: jax.Array, train_mask: jax.Array) -> dict[str, jax.Array]:
+    """Nanda et al.'s restricted and excluded losses from the logits [N, M] of every pair of
+    the task, their labels [N], the key frequency classes ``key`` (bool [F]) and the pairs
+    trained on (``train_mask`` [N], 1 or 0).
+
+    The logits of output j, as a function of the pair, are projected onto the functions of
+    the pair's answer c: cos(2π f c / M) and sin(2π f c / M) for each key class f (for a + b,
+    Nanda et al.'s cos(w(a + b)) and sin(w(a + b)) directions). With every answer equally
+    frequent (add, sub, div) that projection is the part of the per-answer mean logits
+    L[c, j] at those frequencies, which an FFT over c gives.
+
+    * ``restricted_loss``: cross-entropy over all pairs of the logits kept to the key
+      frequencies plus each output's mean (what the key frequencies alone achieve);
+    * ``excluded_loss``: cross-entropy over the training pairs of the logits with the
+      key frequencies' part removed (what the network does without them).
+    """
+    m = logits.shape[-1]
+    counts = jax.ops.segment_sum(jnp.ones_like(labels, logits.dtype), labels, num_segments=m)
+    per_answer = jax.ops.segment_sum(logits, labels, num_segments=m) / jnp.maximum(counts, 1)[:, None]
+    spectrum = jnp.fft.rfft(per_answer, axis=0)  # [M // 2 + 1, M]: rows 1..F are the classes
+    key_rows = jnp.concatenate([jnp.zeros(1, bool), key, jnp.zeros(spectrum.shape[0] - 1 - key.shape[0], bool)])
+    key_part = jnp.fft.irfft(jnp.where(key_rows[:, None], spectrum, 0), n=m, axis=0).astype(logits.dtype)
+    mean = jnp.fft.irfft(jnp.where((jnp.arange(spectrum.shape[0]) == 0)[:, None], spectrum, 0), n=m, axis=0)
+    restricted = (key_part + mean.astype(logits.dtype))[labels]
+    excluded = logits - key_part[labels]
+    ce = optax.softmax_cross_entropy_with_integer_labels
+    return {"restricted_loss": jnp.mean(ce(restricted, labels)),
+            "excluded_loss": jnp.sum(train_mask * ce(excluded, labels)) / jnp.sum(train_mask)}

@@ -26,6 +26,21 @@ def cross_entropy(logits: jax.Array, labels: jax.Array) -> jax.Array:
     return optax.softmax_cross_entropy_with_integer_labels(logits, labels)
 
 
+def cross_entropy_log1p(logits: jax.Array, labels: jax.Array) -> jax.Array:
+    """Per-example softmax cross-entropy as log1p(sum over j != y of exp(z_j - z_y)), shifted
+    by the largest z_j - z_y when that is positive so that nothing overflows. The usual form,
+    logsumexp(z) - z_y, rounds a loss below float32's epsilon (about 6e-8) to exactly 0, and
+    with it the gradient on the correct logit; this form keeps both to float32's relative
+    precision, as Nanda et al.'s float64 loss does."""
+    label_logit = jnp.take_along_axis(logits, labels[..., None], axis=-1)
+    others = logits - label_logit  # z_j - z_y; 0 at the label
+    shift = jnp.max(others, axis=-1)  # >= 0
+    is_label = jax.nn.one_hot(labels, logits.shape[-1], dtype=bool)
+    rest = jnp.sum(jnp.where(is_label, 0.0, jnp.exp(others - shift[..., None])), axis=-1)
+    # exp(-shift) + rest = 1 + (expm1(-shift) + rest): exact log1p(rest) when the label leads
+    return shift + jnp.log1p(jnp.expm1(-shift) + rest)
+
+
 def centred_mse(outputs: jax.Array, labels: jax.Array) -> jax.Array:
     """Per-example squared error of the class-centred outputs against the centred one-hot
     target (one-hot - 1/m), summed over the m classes. (The sum, not the mean over classes:
@@ -35,8 +50,11 @@ def centred_mse(outputs: jax.Array, labels: jax.Array) -> jax.Array:
 
 
 def per_example_loss(kind: str, outputs: jax.Array, labels: jax.Array) -> jax.Array:
-    """The training loss of each example: ``ce`` (cross-entropy) or ``mse`` (centred MSE)."""
-    return cross_entropy(outputs, labels) if kind == "ce" else centred_mse(outputs, labels)
+    """The training loss of each example: ``ce`` (cross-entropy), ``ce_log1p`` (the same, kept
+    precise when tiny) or ``mse`` (centred MSE)."""
+    if kind == "mse":
+        return centred_mse(outputs, labels)
+    return cross_entropy(outputs, labels) if kind == "ce" else cross_entropy_log1p(outputs, labels)
 
 
 def output_residual(kind: str, outputs: jax.Array, labels: jax.Array) -> jax.Array:
@@ -45,7 +63,7 @@ def output_residual(kind: str, outputs: jax.Array, labels: jax.Array) -> jax.Arr
     way it is minus the gradient of the per-example loss (for mse: of half of it) with
     respect to the outputs."""
     target = jax.nn.one_hot(labels, outputs.shape[-1], dtype=outputs.dtype)
-    if kind == "ce":
+    if kind != "mse":
         return target - jax.nn.softmax(outputs, axis=-1)
     centred = lambda x: x - jnp.mean(x, axis=-1, keepdims=True)  # noqa: E731
     return centred(target) - centred(outputs)

@@ -1,5 +1,7 @@
-"""The study's ModularNet in Flax Linen, initialised exactly as PyTorch initialises it,
-and the Li2 paper's variant of it (one-hot inputs, no biases) as options of the same module.
+"""The networks, in Flax Linen: the study's ModularNet, initialised exactly as PyTorch
+initialises it, the Li2 paper's variant of it (one-hot inputs, no biases) as options of the
+same module, and the small causal transformer of the grokking literature (Nanda et al.,
+Power et al.).
 
 Linen is used on plain parameter pytrees: ``init`` and ``apply`` are pure functions,
 so the parameters vmap over runs and thread through ``lax.scan`` with no wrapping.
@@ -94,14 +96,132 @@ class ModularNet(nn.Module):
         return logits, features
 
 
+LAYERNORM_EPS = 1e-5  # PyTorch's (Flax's default is 1e-6)
+
+
+def normal(std: float) -> nn.initializers.Initializer:
+    """N(0, std^2), as ``torch.randn(...) * std``."""
+    return nn.initializers.normal(std)
+
+
+class CausalAttention(nn.Module):
+    """Multi-head causal self-attention without biases. The heads' query, key, value and
+    output maps are stored side by side as [d_model, heads * d_head] (output [heads *
+    d_head, d_model]) matrices, each entry N(0, 1/d_model) as in Nanda et al.'s code.
+    ``last_only`` computes the attention of the last position alone (its keys and values
+    still come from every position): what a final layer needs."""
+
+    heads: int
+    param_dtype: Any = jnp.float32
+
+    @nn.compact
+    def __call__(self, x: jax.Array, last_only: bool) -> jax.Array:
+        batch, positions, d_model = x.shape
+        d_head = d_model // self.heads
+        init = normal(d_model**-0.5)
+
+        def project(name, inputs):
+            out = nn.Dense(self.heads * d_head, use_bias=False, kernel_init=init, param_dtype=self.param_dtype,
+                           name=name)(inputs)
+            return out.reshape(out.shape[:-1] + (self.heads, d_head))
+
+        queries = project("query", x[:, -1:] if last_only else x)  # [batch, q, heads, d_head]
+        keys, values = project("key", x), project("value", x)  # [batch, k, heads, d_head]
+        scores = jnp.einsum("bqhd,bkhd->bhqk", queries, keys) / jnp.sqrt(jnp.asarray(d_head, x.dtype))
+        query_position = jnp.arange(positions)[-queries.shape[1]:, None]
+        scores = jnp.where(jnp.arange(positions)[None, :] <= query_position, scores, -jnp.inf)
+        mixed = jnp.einsum("bhqk,bkhd->bqhd", jax.nn.softmax(scores, axis=-1), values)
+        return nn.Dense(d_model, use_bias=False, kernel_init=init, param_dtype=self.param_dtype, name="out")(
+            mixed.reshape(mixed.shape[:2] + (self.heads * d_head,)))
+
+
+class TransformerBlock(nn.Module):
+    """Attention then a ReLU MLP (``fc1`` d_model -> d_mlp, ``fc2`` back), each added to the
+    residual stream, each after a LayerNorm when ``layernorm`` is on (pre-LN). MLP weights
+    N(0, 1/d_model), biases 0, as in Nanda et al.'s code. Returns the residual stream (the
+    last position alone with ``last_only``) and the MLP's hidden activations."""
+
+    heads: int
+    d_mlp: int
+    layernorm: bool = False
+    param_dtype: Any = jnp.float32
+
+    @nn.compact
+    def __call__(self, x: jax.Array, last_only: bool) -> tuple[jax.Array, jax.Array]:
+        d_model = x.shape[-1]
+        norm = (lambda name: nn.LayerNorm(epsilon=LAYERNORM_EPS, param_dtype=self.param_dtype, name=name)) if self.layernorm else \
+            (lambda name: lambda y: y)
+        attended = CausalAttention(self.heads, self.param_dtype, name="attention")(norm("ln1")(x), last_only)
+        x = (x[:, -1:] if last_only else x) + attended
+        init, zeros = normal(d_model**-0.5), nn.initializers.zeros
+        hidden = nn.relu(nn.Dense(self.d_mlp, kernel_init=init, bias_init=zeros, param_dtype=self.param_dtype,
+                                  name="fc1")(norm("ln2")(x)))
+        x = x + nn.Dense(d_model, kernel_init=init, bias_init=zeros, param_dtype=self.param_dtype, name="fc2")(hidden)
+        return x, hidden
+
+
+class Transformer(nn.Module):
+    """The grokking literature's small transformer: the tokens [a, b, "="] (vocabulary m + 1,
+    "=" is token m), learned token and position embeddings, ``layers`` causal blocks, and
+    the unembedding read at the last position, over the m residues. Initialised as Nanda et
+    al.'s code: every matrix N(0, 1/d_model) except the unembedding, N(0, 1/(m + 1)) (their
+    vocabulary size); biases 0; no LayerNorm unless asked.
+
+    In a causal transformer only the last position reaches the output, so by default the
+    final block computes its queries, attention output and MLP at that position alone
+    (``last_position_only``): the same numbers as the full computation, for fewer FLOPs.
+    Returns the logits [batch, m] and the final MLP's hidden activations at the last
+    position [batch, d_mlp] (the features whose diversity is measured)."""
+
+    m: int
+    layers: int = 1
+    d_model: int = 128
+    heads: int = 4
+    d_mlp: int = 512
+    layernorm: bool = False
+    param_dtype: Any = jnp.float32
+    last_position_only: bool = True
+
+    @nn.compact
+    def __call__(self, a: jax.Array, b: jax.Array) -> tuple[jax.Array, jax.Array]:
+        init, dtype = normal(self.d_model**-0.5), self.param_dtype
+        tokens = jnp.stack([a, b, jnp.full_like(a, self.m)], axis=-1)
+        x = nn.Embed(self.m + 1, self.d_model, embedding_init=init, param_dtype=dtype, name="embed")(tokens)
+        x = x + self.param("position_embedding", init, (tokens.shape[-1], self.d_model), dtype)
+        for layer in range(self.layers):
+            last = self.last_position_only and layer == self.layers - 1
+            x, hidden = TransformerBlock(self.heads, self.d_mlp, self.layernorm, dtype, name=f"block_{layer}")(x, last)
+        if self.layernorm:
+            x = nn.LayerNorm(epsilon=LAYERNORM_EPS, param_dtype=dtype, name="ln_final")(x)
+        logits = nn.Dense(self.m, use_bias=False, kernel_init=normal((self.m + 1) ** -0.5), param_dtype=dtype,
+                          name="unembed")(x[:, -1])
+        return logits, hidden[:, -1]
+
+
+def hidden_layer(params) -> dict:
+    """The parameters of the layer whose neurons the study measures: ModularNet's ``fc1``, or
+    the transformer's last MLP input layer (``block_<L-1>/fc1``)."""
+    tree = params["params"]
+    if "fc1" in tree:
+        return tree["fc1"]
+    return tree[max((name for name in tree if name.startswith("block_")), key=lambda name: int(name[6:]))]["fc1"]
+
+
 def fc1_kernel(params) -> jax.Array:
-    """The hidden layer's weight W1 as a [2h, h] ([2m, h] one-hot) array, one column per neuron."""
-    return params["params"]["fc1"]["kernel"]
+    """The hidden layer's weight W1, one column per neuron: ModularNet's [2h, h] ([2m, h]
+    one-hot), the transformer's last MLP input weights [d_model, d_mlp]."""
+    return hidden_layer(params)["kernel"]
 
 
 def fc2_kernel(params) -> jax.Array:
-    """The output layer's weight V as an [h, m] array."""
+    """ModularNet's output layer's weight V as an [h, m] array."""
     return params["params"]["fc2"]["kernel"]
+
+
+def token_embedding(params) -> jax.Array:
+    """The transformer's embedding of the m residues W_E, [m, d_model] (the "=" row left out)."""
+    table = params["params"]["embed"]["embedding"]
+    return table[: table.shape[0] - 1]
 
 
 def operand_weights(params) -> tuple[jax.Array, jax.Array]:

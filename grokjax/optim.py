@@ -15,39 +15,47 @@ from optax.contrib import MuonDimensionNumbers, scale_by_muon
 ADAM_B1, ADAM_B2, ADAM_EPS = 0.9, 0.999, 1e-8
 
 
-def make_optimizer(name: str, learning_rate: jax.Array | float, weight_decay: jax.Array | float) -> optax.GradientTransformation:
-    """``adam``: torch.optim.Adam(weight_decay=wd), coupled L2 (wd*theta joins the gradient
-    before the moments); ``adamw``: torch.optim.AdamW, decoupled (theta shrinks by lr*wd);
-    ``sgd``: torch.optim.SGD(weight_decay=wd) without momentum; ``muon``: see :func:`muon`.
+def make_optimizer(
+    name: str,
+    learning_rate: jax.Array | float,
+    weight_decay: jax.Array | float,
+    betas: tuple[float, float] = (ADAM_B1, ADAM_B2),
+    warmup_steps: int = 0,
+) -> optax.GradientTransformation:
+    """``adam``: torch.optim.Adam(betas=betas, weight_decay=wd), coupled L2 (wd*theta joins
+    the gradient before the moments); ``adamw``: torch.optim.AdamW, decoupled (theta shrinks
+    by lr*wd); ``sgd``: torch.optim.SGD(weight_decay=wd) without momentum; ``muon``: see
+    :func:`muon`. With ``warmup_steps``, step k (from 1) uses lr * min(1, k / warmup_steps).
 
     ``learning_rate`` and ``weight_decay`` may be traced arrays, so one compiled program
     serves every value.
     """
-    if name == "adam":
-        return optax.chain(
-            optax.add_decayed_weights(weight_decay),
-            optax.scale_by_adam(ADAM_B1, ADAM_B2, ADAM_EPS),
-            optax.scale_by_learning_rate(learning_rate),
-        )
-    if name == "adamw":
-        return optax.chain(
-            optax.scale_by_adam(ADAM_B1, ADAM_B2, ADAM_EPS),
-            optax.add_decayed_weights(weight_decay),
-            optax.scale_by_learning_rate(learning_rate),
-        )
-    if name == "sgd":
-        return optax.chain(optax.add_decayed_weights(weight_decay), optax.scale_by_learning_rate(learning_rate))
     if name == "muon":
-        return muon(learning_rate, weight_decay)
-    raise ValueError(f"unknown optimizer {name!r}")
+        return muon(learning_rate, weight_decay, betas, warmup_steps)
+    adam = optax.scale_by_adam(*betas, ADAM_EPS)
+    steps = {"adam": [optax.add_decayed_weights(weight_decay), adam], "adamw": [adam, optax.add_decayed_weights(weight_decay)],
+             "sgd": [optax.add_decayed_weights(weight_decay)]}
+    if name not in steps:
+        raise ValueError(f"unknown optimizer {name!r}")
+    return optax.chain(*steps[name], *warmup(warmup_steps), optax.scale_by_learning_rate(learning_rate))
+
+
+def warmup(steps: int) -> list[optax.GradientTransformation]:
+    """A linear learning-rate warm-up over ``steps`` optimizer steps (none for 0)."""
+    if not steps:
+        return []
+    return [optax.scale_by_schedule(lambda count: jnp.minimum(1.0, (count + 1) / steps))]
 
 
 def hidden_matrix_labels(params) -> dict:
-    """"muon" for the hidden layer's weight matrix (``fc1``'s kernel, [inputs, hidden]), "adam"
-    for every other parameter: embeddings, biases, the output layer."""
-    def label(path, _):
+    """"muon" for the hidden weight matrices ([inputs, outputs] kernels): ModularNet's ``fc1``,
+    every attention and MLP matrix of a transformer's blocks; "adam" for every other
+    parameter: embeddings, biases, LayerNorms, the output layer."""
+    def label(path, leaf):
         names = [getattr(entry, "key", None) for entry in path]
-        return "muon" if names[-2:] == ["fc1", "kernel"] else "adam"
+        in_block = any(str(name).startswith("block_") for name in names)
+        return "muon" if names[-2:] == ["fc1", "kernel"] or (in_block and names[-1] == "kernel" and leaf.ndim == 2) \
+            else "adam"
 
     return jax.tree_util.tree_map_with_path(label, params)
 
@@ -61,7 +69,7 @@ def scale_by_width() -> optax.GradientTransformation:
     return optax.GradientTransformation(optax.init_empty_state, update)
 
 
-def muon(learning_rate, weight_decay) -> optax.GradientTransformation:
+def muon(learning_rate, weight_decay, betas=(ADAM_B1, ADAM_B2), warmup_steps: int = 0) -> optax.GradientTransformation:
     """Muon on the hidden layer's weight matrix, AdamW (:func:`make_optimizer`'s) on the
     rest, as Muon's authors recommend. The hidden matrix's update is optax's
     ``scale_by_muon`` (Nesterov momentum 0.95, five Newton–Schulz steps orthogonalising it,
@@ -75,9 +83,10 @@ def muon(learning_rate, weight_decay) -> optax.GradientTransformation:
         scale_by_muon(weight_dimension_numbers=muon_dimensions),
         scale_by_width(),
         optax.add_decayed_weights(weight_decay),
+        *warmup(warmup_steps),
         optax.scale_by_learning_rate(learning_rate),
     )
-    return optax.partition({"muon": hidden, "adam": make_optimizer("adamw", learning_rate, weight_decay)},
+    return optax.partition({"muon": hidden, "adam": make_optimizer("adamw", learning_rate, weight_decay, betas, warmup_steps)},
                            hidden_matrix_labels)
 
 

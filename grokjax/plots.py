@@ -373,3 +373,68 @@ def fourier_features(
     right.legend(handles=handles, fontsize=8, loc="center right")
     fig.suptitle(title)
     return fig
+
+
+def progress_measures(
+    epochs: np.ndarray,
+    snapshot_epochs: np.ndarray,
+    snapshots: dict[str, np.ndarray],
+    curves: dict[str, np.ndarray],
+    title: str,
+) -> Figure:
+    """One transformer run as Nanda et al. read it: train and test loss with the restricted
+    and excluded losses at the snapshots (top); the token embedding's share of its
+    non-constant power per frequency class at each snapshot, key frequencies marked
+    (bottom left); the Gini coefficient of its per-frequency norms and the number of key
+    frequencies (bottom right). Test metrics measured every few epochs are drawn through
+    their measured points."""
+    fig = Figure(figsize=(13, 9), layout="constrained")
+    grid = fig.add_gridspec(2, 2, height_ratios=(1, 1))
+    losses = fig.add_subplot(grid[0, :])
+    for name, colour in (("train_loss", "tab:blue"), ("test_loss", "tab:red")):
+        measured = ~np.isnan(curves[name])
+        losses.plot(epochs[measured], curves[name][measured], color=colour, lw=1.2, label=name.replace("_", " "))
+    losses.plot(snapshot_epochs, snapshots["restricted_loss"], "o-", ms=2.5, color="tab:green",
+                label="restricted loss (key frequencies only, all pairs)")
+    losses.plot(snapshot_epochs, snapshots["excluded_loss"], "o-", ms=2.5, color="tab:purple",
+                label="excluded loss (key frequencies removed, training pairs)")
+    losses.set_yscale("log")
+    losses.set_xlabel("epoch")
+    losses.set_ylabel("cross-entropy")
+    losses.grid(alpha=0.3)
+    losses.legend(fontsize=8, loc="lower left")
+    accuracy = losses.twinx()
+    measured = ~np.isnan(curves["test_acc"])
+    accuracy.plot(epochs[measured], curves["test_acc"][measured], color="tab:red", lw=0.8, ls=":", label="test accuracy")
+    accuracy.set_ylim(-0.02, 1.02)
+    accuracy.set_ylabel("test accuracy (dotted)")
+
+    norms = np.asarray(snapshots["embedding_norm"], float)  # [snapshots, F]
+    share = norms**2 / np.maximum(np.sum(norms**2, axis=-1, keepdims=True), np.finfo(float).tiny)
+    heat = fig.add_subplot(grid[1, 0])
+    n_frequencies = share.shape[-1]
+    last = snapshot_epochs[-1] if len(snapshot_epochs) > 1 else 1
+    image = heat.imshow(share.T, aspect="auto", interpolation="nearest", cmap="magma", origin="lower",
+                        extent=(snapshot_epochs[0], last, 0.5, n_frequencies + 0.5))
+    for f in np.flatnonzero(snapshots["key_frequency"][-1] > 0) + 1:
+        heat.annotate(f"{f}", (last, f), xytext=(3, 0), textcoords="offset points", fontsize=7, va="center",
+                      color="tab:green", annotation_clip=False)
+    heat.set_xlabel("epoch")
+    heat.set_ylabel("frequency class f (final key frequencies labelled)")
+    heat.set_title("token embedding W_E: share of its power per frequency", fontsize=10)
+    fig.colorbar(image, ax=heat, label="share")
+
+    sparsity = fig.add_subplot(grid[1, 1])
+    sparsity.plot(snapshot_epochs, snapshots["gini"], "o-", ms=2.5, color="tab:green", label="Gini of W_E's frequency norms")
+    sparsity.set_ylim(-0.02, 1.02)
+    sparsity.set_xlabel("epoch")
+    sparsity.set_ylabel("Gini")
+    sparsity.grid(alpha=0.3)
+    count = sparsity.twinx()
+    count.step(snapshot_epochs, snapshots["n_key_frequencies"], where="post", color="tab:orange", label="key frequencies")
+    count.set_ylabel("number of key frequencies")
+    count.set_ylim(0, max(np.nanmax(snapshots["n_key_frequencies"]), 1) + 1)
+    handles = sparsity.get_legend_handles_labels()[0] + count.get_legend_handles_labels()[0]
+    sparsity.legend(handles=handles, fontsize=8, loc="center right")
+    fig.suptitle(title)
+    return fig

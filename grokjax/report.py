@@ -30,7 +30,7 @@ from grokjax.config import (
     SweepPlan,
     varied_axes,
 )
-from grokjax.files import DamagedFile, check_shape, read_json, read_npz
+from grokjax.files import DamagedFile, check_shape, read_json, read_npz, require_arrays
 from grokjax.results import (
     METRIC_NAMES,
     partial_files,
@@ -83,13 +83,20 @@ def load_sweep(folder: Path) -> tuple[dict, dict[str, np.ndarray], dict[str, np.
     return record, coordinates, metrics
 
 
+# what fourier.npz holds: the hidden neurons' Fourier features (modularnet, li2), or a
+# transformer's embedding and progress measures
+NEURON_SNAPSHOT = ("spectrum", "dominant_frequency", "concentration", "mean_concentration", "distinct_frequencies",
+                   "gini", "gf_norm")
+PROGRESS_SNAPSHOT = ("embedding_norm", "gini", "key_frequency", "n_key_frequencies", "restricted_loss", "excluded_loss")
+
+
 def load_fourier(folder: Path, n_runs: int) -> tuple[np.ndarray, dict[str, np.ndarray]] | None:
     """A results folder's Fourier snapshots (epochs, arrays), or None without fourier.npz."""
     path = Path(folder) / "fourier.npz"
     if not path.is_file():
         return None
-    data = read_npz(path, ("epochs", "spectrum", "dominant_frequency", "concentration", "mean_concentration",
-                           "distinct_frequencies", "gini", "gf_norm"))
+    data = read_npz(path, ("epochs",))
+    require_arrays(path, data, PROGRESS_SNAPSHOT if "embedding_norm" in data else NEURON_SNAPSHOT)
     epochs = data.pop("epochs")
     for name, values in data.items():
         check_shape(path, name, values, (n_runs, len(epochs)))
@@ -108,8 +115,12 @@ def sweep_title(config: dict) -> str:
     extras = "".join(f", {show(key)}" for key, default in (("activation", "relu"), ("loss", "ce"))
                      if config.get(key, default) != default)
     extras += f", grokfast {show('grokfast')}" if config.get("grokfast", "none") != "none" else ""
-    return (f"m={show('m')} {show('op')}, {network}hidden {show('hidden')}{extras}, {show('optimizer')}, "
-            f"batch {show('batch_size')}")
+    if config.get("model") == "transformer":
+        shape = (f"{show('layers')} layer(s), d_model {show('d_model')}, {show('heads')} heads, d_mlp {show('d_mlp')}"
+                 f"{', LayerNorm' if config.get('layernorm') else ''}")
+    else:
+        shape = f"hidden {show('hidden')}"
+    return f"m={show('m')} {show('op')}, {network}{shape}{extras}, {show('optimizer')}, batch {show('batch_size')}"
 
 
 def representative_runs(summary: dict[str, np.ndarray], rows: list[dict], axes: tuple[str, ...]) -> list[int]:
@@ -165,7 +176,7 @@ def analyse(config: dict, coordinates: dict[str, np.ndarray], metrics: dict[str,
     summary = analysis.run_summary(coordinates, metrics, cfg)
     return Analysis(axes, summary, analysis.group_summary(summary, cfg, axes),
                     analysis.delay_power_law(summary, metrics["test_acc"].shape[1], cfg, axes),
-                    {rules: analysis.stage_labels(metrics, rules, cfg) for rules in STAGE_RULES})
+                    {rules: analysis.stage_labels(analysis.held_test_metrics(metrics), rules, cfg) for rules in STAGE_RULES})
 
 
 def run_title(config: dict, analysed: Analysis, run: int) -> str:
@@ -184,14 +195,22 @@ def dashboard_figure(config: dict, metrics: dict[str, np.ndarray], analysed: Ana
         analysed.summary["mem_epoch"][run],
         run_title(config, analysed, run),
         rules,
-        "centred MSE" if config.get("loss") == "mse" else "cross-entropy",
+        {"mse": "centred MSE", "ce_log1p": "cross-entropy (log1p form)"}.get(config.get("loss"), "cross-entropy"),
     )
 
 
 def fourier_figure(config: dict, metrics: dict[str, np.ndarray], analysed: Analysis,
                    fourier: tuple[np.ndarray, dict[str, np.ndarray]], run: int) -> Figure:
-    """One run's Fourier features: heatmaps before, during and after grokking, and the measures over the epochs."""
+    """One run's Fourier features: heatmaps before, during and after grokking, and the measures
+    over the epochs; a transformer's embedding and progress measures."""
     snapshot_epochs, snapshots = fourier
+    if "embedding_norm" in snapshots:
+        return plots.progress_measures(
+            np.arange(1, metrics["test_acc"].shape[1] + 1), snapshot_epochs,
+            {name: values[run] for name, values in snapshots.items()},
+            {name: metrics[name][run] for name in ("train_loss", "test_loss", "test_acc")},
+            f"{run_title(config, analysed, run)}: embedding and progress measures",
+        )
     shown = analysis.fourier_moments(snapshot_epochs, metrics["test_acc"][run], analysed.summary["mem_epoch"][run])
     return plots.fourier_features(
         np.arange(1, metrics["test_acc"].shape[1] + 1), snapshot_epochs,

@@ -21,6 +21,7 @@ from grokjax.config import (
     GRADIENT_FILTERS,
     LOSSES,
     MODELS,
+    NETWORK_FIELDS,
     OPS,
     OPTIMIZERS,
     PRESETS,
@@ -65,7 +66,11 @@ def build_parser() -> argparse.ArgumentParser:
                         "experiment, hidden 32,64,128 x lr 1e-3,5e-4 x wd 0,1e-4, 1000 epochs, seed 0 (--seeds N for "
                         "more); li2: the Li2 paper's network "
                         "(one-hot inputs, x^2, centred MSE, full batch, m 23, hidden 512, 3000 epochs, wd 0 and 1e-4, "
-                        "Fourier snapshots every 100 epochs). Flags and --config keys override a preset")
+                        "Fourier snapshots every 100 epochs); nanda: Nanda et al.'s one-layer transformer (a+b mod 113, "
+                        "30%% of the pairs, full-batch AdamW lr 1e-3 wd 1 betas 0.9/0.98, 15000 epochs, test and "
+                        "progress measures every 100); power: Power et al.'s two-layer transformer (x/y mod 97, half the "
+                        "pairs, minibatch 512, 10-step warm-up, 10000 epochs); transformer-cpu: nanda at m 59 and half "
+                        "the pairs, 4000 epochs, minutes on a CPU. Flags and --config keys override a preset")
     task = parser.add_argument_group("task")
     task.add_argument("--m", type=int_list, help=f"modulus: inputs and labels are 0..m-1 (default {d.m})")
     task.add_argument("--op", type=name_list, help=f"the operation: {', '.join(OPS)}: a+b, a-b, a*b, a/b (div: prime m, "
@@ -74,12 +79,22 @@ def build_parser() -> argparse.ArgumentParser:
                       f"traced per run (default {d.train_fracs[0]})")
     model = parser.add_argument_group("model and training")
     model.add_argument("--model", type=name_list, help=f"{' or '.join(MODELS)}: modularnet: learned embeddings and biases "
-                       f"(the study's); li2: fixed one-hot inputs, no biases (default {d.model})")
+                       f"(the study's); li2: fixed one-hot inputs, no biases; transformer: tokens a, b, = through causal "
+                       f"attention and a ReLU MLP, read at the last position (default {d.model})")
     model.add_argument("--activation", type=name_list, help=f"hidden activation: {', '.join(ACTIVATIONS)}; square is x^2 "
                        f"(default {d.activation})")
-    model.add_argument("--loss", type=name_list, help=f"{' or '.join(LOSSES)}: cross-entropy, or squared error of the "
-                       f"class-centred outputs against one-hot - 1/m, summed over classes (default {d.loss})")
-    model.add_argument("--hidden", type=int_list, help=f"hidden width; also the embedding width of modularnet (default {d.hidden})")
+    model.add_argument("--loss", type=name_list, help=f"{', '.join(LOSSES)}: cross-entropy as PyTorch computes it; the "
+                       "same as log1p(sum_{j != y} exp(z_j - z_y)), which keeps a loss below float32's epsilon from rounding "
+                       "to 0 (the transformer presets' choice); or squared error of the class-centred outputs against "
+                       f"one-hot - 1/m, summed over classes (default {d.loss})")
+    model.add_argument("--hidden", type=int_list, help=f"modularnet/li2 hidden width; also the embedding width of modularnet "
+                       f"(default {d.hidden})")
+    model.add_argument("--layers", type=int_list, help=f"transformer: blocks of attention + MLP (default {d.layers})")
+    model.add_argument("--d-model", type=int_list, help=f"transformer: residual stream width (default {d.d_model})")
+    model.add_argument("--heads", type=int_list, help=f"transformer: attention heads; d_model must be a multiple (default {d.heads})")
+    model.add_argument("--d-mlp", type=int_list, help=f"transformer: MLP hidden width (default {d.d_mlp})")
+    model.add_argument("--layernorm", action=argparse.BooleanOptionalAction, default=None,
+                       help="transformer: LayerNorm before attention, MLP and unembedding (default: none)")
     model.add_argument("--epochs", type=int, help=f"epochs per run (default {d.epochs})")
     model.add_argument("--batch-size", type=int_list, help="minibatch size; 0 means full batch; larger than the smallest "
                        f"training set is refused (default {d.batch_size})")
@@ -87,6 +102,9 @@ def build_parser() -> argparse.ArgumentParser:
                        "weight decay; adamw: decoupled; sgd: plain SGD with L2; muon: Muon (optax) on the hidden layer's "
                        "weight matrix and AdamW on embeddings, biases and the output layer, weight decay decoupled on both "
                        f"(theta shrinks by lr*wd per step) (default {d.optimizer})")
+    model.add_argument("--beta1", type=float, help=f"Adam's first-moment decay (default {d.beta1})")
+    model.add_argument("--beta2", type=float, help=f"Adam's second-moment decay (default {d.beta2}; Nanda and Power use 0.98)")
+    model.add_argument("--warmup-steps", type=int, help="linear learning-rate warm-up over this many optimizer steps (default 0)")
     model.add_argument("--grokfast", type=name_list, help=f"gradient filter before the optimizer ({', '.join(GRADIENT_FILTERS)}): "
                        "grokfast's ema (g + lambda h, h <- alpha h + (1-alpha) g) or ma (g + lambda * mean of the last "
                        "--grokfast-window gradients, once there are that many); it sees the loss gradient only, weight decay "
@@ -118,6 +136,8 @@ def build_parser() -> argparse.ArgumentParser:
                      f"(default {d.fourier_every}: none)")
     run.add_argument("--geometry-every", type=int, help="measure feature_diversity and the three cosine metrics every N "
                      f"epochs only, NaN between (they cost most of a sweep's time; 0: never) (default {d.geometry_every})")
+    run.add_argument("--eval-every", type=int, help="measure test loss and accuracy every N epochs and at the last (NaN "
+                     "between; default 1): the test set is most of an epoch's cost at small training fractions")
     run.add_argument("--chunk-epochs", type=int,
                      help=f"epochs per compiled call: progress and checkpoint granularity (default {d.chunk_epochs})")
     run.add_argument("--run-group", type=run_group_arg, help="train this many runs at a time, looping over groups inside the "
@@ -144,9 +164,10 @@ def build_parser() -> argparse.ArgumentParser:
 
 # The flags that set configuration fields, by their own names (read as the field names:
 # wd as wds, train_frac as train_fracs, ...; see grokjax.config.field_names).
-CONFIG_FLAGS = ("preset", "m", "op", "train_frac", "model", "activation", "loss", "hidden", "epochs", "batch_size",
-                "optimizer", "grokfast", "grokfast_window", "seeds", "wd", "lr", "init_scale", "grokfast_alpha",
-                "grokfast_lambda", "data_seed", "fourier_every", "geometry_every", "chunk_epochs", "run_group")
+CONFIG_FLAGS = ("preset", "m", "op", "train_frac", "model", "activation", "loss", "hidden", "layers", "d_model", "heads",
+                "d_mlp", "layernorm", "epochs", "batch_size", "optimizer", "beta1", "beta2", "warmup_steps", "grokfast",
+                "grokfast_window", "seeds", "wd", "lr", "init_scale", "grokfast_alpha", "grokfast_lambda", "data_seed",
+                "fourier_every", "geometry_every", "eval_every", "chunk_epochs", "run_group")
 
 
 def given_fields(args: argparse.Namespace) -> dict:
@@ -361,7 +382,8 @@ def describe(plan: SweepPlan) -> str:
         shown = ["full" if name == "batch_size" and v == 0 else v for v in values]
         return f"{'batch' if name == 'batch_size' else name}={','.join(map(str, shown))}"
 
-    names = ["m", "op", "model", "activation", "loss", "hidden", "batch_size", "optimizer"]
+    networks = dict.fromkeys(field for program in plan.programs for field in NETWORK_FIELDS[program.model])
+    names = ["m", "op", "model", *networks, "batch_size", "optimizer"]
     if any(program.grokfast != "none" for program in plan.programs):
         names.append("grokfast")
     settings = " ".join(setting(name) for name in names)

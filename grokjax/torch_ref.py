@@ -11,6 +11,7 @@ grokjax's, to compare trajectories step by step).
 
 from __future__ import annotations
 
+import math
 import random
 import time
 from collections import deque
@@ -195,3 +196,96 @@ def train_reference(
             on_epoch(epoch, values)
     history["elapsed"] = time.perf_counter() - start
     return history
+
+
+class Transformer(nn.Module):
+    """The grokking transformer, written in PyTorch from its description (not from
+    grokjax's code): tokens [a, b, m]; W_E and W_pos; per block, causal multi-head attention
+    without biases and a ReLU MLP, each added to the residual stream (pre-LN LayerNorms when
+    ``layernorm``); the final residual at the last position through W_U. Every position is
+    computed (no last-position shortcut)."""
+
+    def __init__(self, m: int, layers: int, d_model: int, heads: int, d_mlp: int, layernorm: bool = False):
+        super().__init__()
+        self.m, self.heads, self.layernorm = m, heads, layernorm
+        self.W_E = nn.Parameter(torch.zeros(m + 1, d_model))
+        self.W_pos = nn.Parameter(torch.zeros(3, d_model))
+        self.blocks = nn.ModuleList()
+        for _ in range(layers):
+            block = nn.ModuleDict({name: nn.Linear(d_model, d_model, bias=False) for name in ("q", "k", "v", "o")})
+            block["mlp_in"], block["mlp_out"] = nn.Linear(d_model, d_mlp), nn.Linear(d_mlp, d_model)
+            if layernorm:
+                block["ln1"], block["ln2"] = nn.LayerNorm(d_model), nn.LayerNorm(d_model)
+            self.blocks.append(block)
+        self.ln_final = nn.LayerNorm(d_model) if layernorm else nn.Identity()
+        self.W_U = nn.Parameter(torch.zeros(d_model, m))
+
+    def attention(self, block, x: torch.Tensor) -> torch.Tensor:
+        batch, n, d_model = x.shape
+        d_head = d_model // self.heads
+
+        def split(y):  # [batch, n, d_model] -> [batch, heads, n, d_head]
+            return y.view(batch, n, self.heads, d_head).transpose(1, 2)
+
+        q, k, v = split(block["q"](x)), split(block["k"](x)), split(block["v"](x))
+        scores = q @ k.transpose(-1, -2) / math.sqrt(d_head)
+        causal = torch.ones(n, n, dtype=torch.bool).tril()
+        pattern = torch.softmax(scores.masked_fill(~causal, float("-inf")), dim=-1)
+        return block["o"]((pattern @ v).transpose(1, 2).reshape(batch, n, d_model))
+
+    def forward(self, pairs: torch.Tensor) -> torch.Tensor:
+        tokens = torch.cat([pairs, torch.full_like(pairs[:, :1], self.m)], dim=1)
+        x = self.W_E[tokens] + self.W_pos
+        for block in self.blocks:
+            norm1 = block["ln1"] if self.layernorm else nn.Identity()
+            norm2 = block["ln2"] if self.layernorm else nn.Identity()
+            x = x + self.attention(block, norm1(x))
+            x = x + block["mlp_out"](torch.relu(block["mlp_in"](norm2(x))))
+        return self.ln_final(x)[:, -1] @ self.W_U
+
+
+def load_flax_transformer(model: Transformer, params) -> None:
+    """Copy grokjax's transformer parameters into :class:`Transformer` (Flax kernels are
+    [in, out], torch Linear weights [out, in])."""
+    p = params["params"]
+
+    def put(target, value):
+        target.copy_(torch.tensor(np.array(value)))
+
+    with torch.no_grad():
+        put(model.W_E, p["embed"]["embedding"])
+        put(model.W_pos, p["position_embedding"])
+        put(model.W_U, p["unembed"]["kernel"])
+        for index, block in enumerate(model.blocks):
+            ours = p[f"block_{index}"]
+            for name, flax_name in (("q", "query"), ("k", "key"), ("v", "value"), ("o", "out")):
+                put(block[name].weight, np.array(ours["attention"][flax_name]["kernel"]).T)
+            for name, flax_name in (("mlp_in", "fc1"), ("mlp_out", "fc2")):
+                put(block[name].weight, np.array(ours[flax_name]["kernel"]).T)
+                put(block[name].bias, ours[flax_name]["bias"])
+            if model.layernorm:
+                for name in ("ln1", "ln2"):
+                    put(block[name].weight, ours[name]["scale"])
+                    put(block[name].bias, ours[name]["bias"])
+        if model.layernorm:
+            put(model.ln_final.weight, p["ln_final"]["scale"])
+            put(model.ln_final.bias, p["ln_final"]["bias"])
+
+
+def train_transformer_reference(
+    model: Transformer, train_x: torch.Tensor, train_y: torch.Tensor, steps: int, lr: float, wd: float,
+    betas: tuple[float, float], warmup_steps: int = 0,
+) -> list[float]:
+    """Full-batch torch.optim.AdamW on the training pairs for ``steps`` steps (with a linear
+    warm-up, LambdaLR, over ``warmup_steps``); returns the loss before each step."""
+    opt = torch.optim.AdamW(model.parameters(), lr=lr, betas=betas, weight_decay=wd)
+    schedule = torch.optim.lr_scheduler.LambdaLR(opt, lambda step: min(1.0, (step + 1) / warmup_steps) if warmup_steps else 1.0)
+    losses = []
+    for _ in range(steps):
+        opt.zero_grad()
+        loss = F.cross_entropy(model(train_x), train_y)
+        loss.backward()
+        opt.step()
+        schedule.step()
+        losses.append(loss.item())
+    return losses

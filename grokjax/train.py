@@ -37,7 +37,7 @@ from grokjax import fourier
 from grokjax import metrics as M
 from grokjax.config import GRID_AXES, SweepConfig
 from grokjax.data import Dataset, batch_schedule, probe_positions
-from grokjax.model import ModularNet, fc1_kernel, fc2_kernel, operand_weights
+from grokjax.model import ModularNet, Transformer, fc1_kernel, fc2_kernel, operand_weights, token_embedding
 from grokjax.optim import gradient_filter, make_optimizer
 from grokjax.results import GEOMETRY_METRICS, METRIC_NAMES
 
@@ -127,7 +127,10 @@ def run_keys(hp: Hparams) -> tuple[jax.Array, jax.Array, jax.Array]:
     return split_key, jax.random.fold_in(seed_key, 1), jax.random.fold_in(seed_key, 2)
 
 
-def make_model(config: SweepConfig) -> ModularNet:
+def make_model(config: SweepConfig) -> ModularNet | Transformer:
+    if config.model == "transformer":
+        return Transformer(config.m, config.layers, config.d_model, config.heads, config.d_mlp, config.layernorm,
+                           jnp.dtype(config.dtype))
     return ModularNet(config.m, config.hidden, jnp.dtype(config.dtype), config.model == "li2", config.activation)
 
 
@@ -146,7 +149,7 @@ def split_run(config: SweepConfig, key: jax.Array, n_train: jax.Array) -> RunDat
 def run_optimizer(config: SweepConfig, hp: Hparams) -> optax.GradientTransformation:
     """The run's optimizer, after the grokfast filter when there is one: the filter sees the
     loss gradient alone (weight decay joins later, inside the optimizer)."""
-    optimizer = make_optimizer(config.optimizer, hp.lr, hp.wd)
+    optimizer = make_optimizer(config.optimizer, hp.lr, hp.wd, (config.beta1, config.beta2), config.warmup_steps)
     if config.grokfast == "none":
         return optimizer
     return optax.chain(gradient_filter(config.grokfast, config.grokfast_window, hp.grokfast_alpha, hp.grokfast_lambda), optimizer)
@@ -165,7 +168,7 @@ def init_run(config: SweepConfig, hp: Hparams) -> tuple[RunData, RunState]:
     return run_data, state
 
 
-def batch_loss(model: ModularNet, loss_kind: str, params, a, b, labels, weights) -> tuple[jax.Array, jax.Array]:
+def batch_loss(model: ModularNet | Transformer, loss_kind: str, params, a, b, labels, weights) -> tuple[jax.Array, jax.Array]:
     """Weighted mean loss (padding and masked pairs have weight 0) and the number correct."""
     logits, _ = model.apply(params, a, b)
     # at least 1 below: a run with a smaller training set has empty steps (skipped by train_step)
@@ -182,7 +185,7 @@ class StepCarry(NamedTuple):
 
 
 def train_step(
-    model: ModularNet,
+    model: ModularNet | Transformer,
     loss_kind: str,
     optimizer: optax.GradientTransformation,
     dataset: Dataset,
@@ -257,13 +260,10 @@ def train_epoch(
     config: SweepConfig, hp: Hparams, dataset: Dataset, run_data: RunData, state: RunState, epoch: jax.Array
 ) -> tuple[RunState, dict[str, jax.Array]]:
     """Train one epoch (0-based index ``epoch``) and measure it, as the study logs it; the
-    geometry metrics only every ``config.geometry_every`` epochs (NaN in between)."""
+    test metrics only every ``config.eval_every`` epochs and at the last, the geometry
+    metrics every ``config.geometry_every`` epochs (NaN in between)."""
     carry = train_epoch_steps(config, hp, dataset, run_data, state.params, state.opt_state, epoch)
     params = carry.params
-
-    test, test_weight = run_data.test_pairs, run_data.test_weight
-    evaluate = M.looped_on_cpu(partial(batch_loss, make_model(config), config.loss))
-    test_loss, test_correct = evaluate(params, dataset.a[test], dataset.b[test], dataset.label[test], test_weight)
     w1 = fc1_kernel(params)
     slot = epoch % M.GRAD_HISTORY
     grad_gram = M.updated_gram(state.grad_gram, state.grad_history, carry.grad_w1, slot)
@@ -271,19 +271,38 @@ def train_epoch(
     metrics = {
         "train_loss": carry.loss_sum / hp.n_train,
         "train_acc": carry.correct_sum / hp.n_train,
-        "test_loss": test_loss,
-        "test_acc": test_correct / jnp.sum(test_weight),
+        **every(config.eval_every, partial(test_metrics, config, dataset, run_data, params), ("test_loss", "test_acc"),
+                epoch, w1.dtype, last_epoch=config.epochs - 1),
         "w1_norm": M.frobenius_norm(w1),
         "w1_delta_norm": jnp.where(epoch == 0, 0.0, M.frobenius_norm(w1 - state.prev_w1)),
         "grad_norm": M.frobenius_norm(carry.grad_w1),
     }
     measure = partial(geometry_metrics, config, hp, dataset, run_data, params, carry.grad_w1, grad_gram)
-    skip = lambda epoch: {name: jnp.full((), jnp.nan, w1.dtype) for name in GEOMETRY_METRICS}  # noqa: E731
-    if config.geometry_every <= 1:
-        metrics.update((measure if config.geometry_every == 1 else skip)(epoch))
-    else:  # epoch is the same for every run (not batched), so this stays a real branch under vmap
-        metrics.update(jax.lax.cond((epoch + 1) % config.geometry_every == 0, measure, skip, epoch))
+    metrics.update(every(config.geometry_every, measure, GEOMETRY_METRICS, epoch, w1.dtype))
     return RunState(params, carry.opt_state, w1, grad_history, grad_gram, state.diverged_epoch), metrics
+
+
+def test_metrics(config: SweepConfig, dataset: Dataset, run_data: RunData, params, epoch) -> dict[str, jax.Array]:
+    """Loss and accuracy on the run's test pairs."""
+    test, test_weight = run_data.test_pairs, run_data.test_weight
+    evaluate = M.looped_on_cpu(partial(batch_loss, make_model(config), config.loss))
+    test_loss, test_correct = evaluate(params, dataset.a[test], dataset.b[test], dataset.label[test], test_weight)
+    return {"test_loss": test_loss, "test_acc": test_correct / jnp.sum(test_weight)}
+
+
+def every(period: int, measure: Callable, names, epoch: jax.Array, dtype, last_epoch: int | None = None) -> dict:
+    """``measure(epoch)`` after every ``period``-th epoch (and after ``last_epoch``), NaN for
+    ``names`` after the others; never for ``period`` 0."""
+    def skip(epoch):
+        return {name: jnp.full((), jnp.nan, dtype) for name in names}
+
+    if period <= 1:
+        return (measure if period == 1 else skip)(epoch)
+    due = (epoch + 1) % period == 0
+    if last_epoch is not None:
+        due |= epoch == last_epoch
+    # epoch is the same for every run (not batched), so this stays a real branch under vmap
+    return jax.lax.cond(due, measure, skip, epoch)
 
 
 def freeze_diverged(
@@ -329,12 +348,28 @@ def train_chunk(
 
 def fourier_snapshot(config: SweepConfig, dataset: Dataset, run_data: RunData, params) -> dict[str, jax.Array]:
     """A run's Fourier features (see :mod:`grokjax.fourier`) and the norm of the signal its
-    output layer sends back to the hidden features over the training set (``gf_norm``)."""
+    output layer sends back to the hidden features over the training set (``gf_norm``);
+    for a transformer, :func:`progress_snapshot`."""
+    if config.model == "transformer":
+        return progress_snapshot(config, dataset, run_data, params)
     summary = fourier.fourier_summary(*operand_weights(params))
     train = run_data.train_pairs
     outputs, _ = make_model(config).apply(params, dataset.a[train], dataset.b[train])
     summary["gf_norm"] = M.backprop_signal_norm(config.loss, outputs, dataset.label[train], fc2_kernel(params),
                                                 run_data.train_weight)
+    return summary
+
+
+def progress_snapshot(config: SweepConfig, dataset: Dataset, run_data: RunData, params) -> dict[str, jax.Array]:
+    """Nanda et al.'s measures of a transformer: its token embedding's norm per frequency,
+    their Gini coefficient and key frequencies (:func:`grokjax.fourier.embedding_summary`),
+    and the restricted and excluded losses for those key frequencies
+    (:func:`grokjax.fourier.progress_losses`), from the logits of every pair."""
+    summary = fourier.embedding_summary(token_embedding(params))
+    evaluate = M.looped_on_cpu(lambda params, a, b: make_model(config).apply(params, a, b)[0])
+    logits = evaluate(params, dataset.a, dataset.b)
+    train_mask = jnp.zeros(config.n_pairs, logits.dtype).at[run_data.train_pairs].max(run_data.train_weight)
+    summary.update(fourier.progress_losses(logits, dataset.label, summary["key_frequency"] > 0, train_mask))
     return summary
 
 
