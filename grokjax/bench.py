@@ -8,6 +8,11 @@ so that the metrics' share shows; grouped runs and full batch; compile time apar
 steady state; and the fraction of the device's float32 matmul peak (measured here with a
 large matmul) that the model's own training FLOPs reach. Writes a Markdown table to
 ``results/bench/<device>.md``.
+
+``--transformer PRESET`` times a transformer preset instead (nanda, power,
+transformer-cpu) for 1, 4 and 8 runs by default, in chunks of the preset's evaluation
+period, and counts the FLOPs of one training gradient with XLA, computing the last
+position alone (as training does) and every position.
 """
 
 from __future__ import annotations
@@ -24,12 +29,14 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
+from grokjax import metrics as M
 from grokjax.cli import OneLineErrorParser, int_list
-from grokjax.config import ConfigError, SweepConfig
+from grokjax.config import PRESETS, ConfigError, SweepConfig, sweep_plan_from_mapping
+from grokjax.data import make_dataset
 from grokjax.devices import use_cpu_devices
 from grokjax.driver import place_runs, prepare_sweep, runs_mesh
 from grokjax.results import cpu_model, environment, write_atomic
-from grokjax.train import grid_hparams, spread_over_runs, train_epoch_steps
+from grokjax.train import grid_hparams, make_model, spread_over_runs, train_epoch_steps
 
 # The study's configuration (m 97, hidden 128, batch 128, frac 0.5, Adam lr 1e-3, wd 1e-4).
 STUDY = SweepConfig(m=97, hidden=128, batch_size=128, train_fracs=(0.5,), lrs=(1e-3,), wds=(1e-4,))
@@ -52,6 +59,25 @@ def training_gflops_per_run_epoch(config: SweepConfig) -> float:
     layer on concatenated embeddings, backward = 2 x forward): 3 x 2 x (2h*h + h*m) per
     training example. Evaluation and metrics are not counted."""
     return 3 * 2 * (2 * config.hidden * config.hidden + config.hidden * config.m) * config.n_train / 1e9
+
+
+def gradient_gflops(config: SweepConfig, last_position_only: bool = True) -> float:
+    """XLA's count of the FLOPs of one training-loss gradient over the whole training set
+    (``config.n_train`` examples, one run), in GFLOP; for a transformer, with the last
+    position alone or every position computed."""
+    model = make_model(config)
+    if config.model == "transformer":
+        model = model.clone(last_position_only=last_position_only)
+    dataset = make_dataset(config.m, config.op)
+    a, b, labels = (jnp.asarray(x[: config.n_train]) for x in dataset)
+    params = model.init(jax.random.key(0), a[:1], b[:1])
+
+    def loss(params):
+        return jnp.mean(M.per_example_loss(config.loss, model.apply(params, a, b)[0], labels))
+
+    cost = jax.jit(jax.grad(loss)).lower(params).compile().cost_analysis()
+    cost = cost[0] if isinstance(cost, list) else cost
+    return float(cost["flops"]) / 1e9
 
 
 def steps_only_chunk(config: SweepConfig, epochs: int, devices: list):
@@ -125,7 +151,11 @@ def machine_peak(peak: float, n_devices: int) -> float:
 def main(argv: list[str] | None = None) -> int:
     parser = OneLineErrorParser(prog="python -m grokjax.bench", description=__doc__.split("\n\n")[0],
                                 formatter_class=argparse.ArgumentDefaultsHelpFormatter)
-    parser.add_argument("--runs", type=int_list, default=(8, 32, 128), help="comma-separated numbers of runs")
+    parser.add_argument("--runs", type=int_list, default=None,
+                        help="comma-separated numbers of runs (default 8,32,128; with --transformer 1,4,8)")
+    transformers = [name for name, preset in PRESETS.items() if preset.get("model") == "transformer"]
+    parser.add_argument("--transformer", choices=transformers, default=None,
+                        help="time this transformer preset instead of the study's network")
     parser.add_argument("--devices", type=int_list, default=None,
                         help="comma-separated device counts to spread the runs over (default: 1 and all)")
     parser.add_argument("--cpu-devices", type=int, default=None, help="host devices to split a CPU into (default: one per core)")
@@ -138,6 +168,10 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--batch-size", type=int, default=STUDY.batch_size, help="minibatch size")
     parser.add_argument("--out", default=None, help="Markdown file (default: results/bench/<device>.md)")
     args = parser.parse_args(argv)
+    if args.transformer:
+        args.runs = args.runs or (1, 4, 8)
+        return bench_transformer(args, argv)
+    args.runs = args.runs or (8, 32, 128)
     try:
         config = dataclasses.replace(STUDY, m=args.m, hidden=args.hidden, batch_size=args.batch_size)
         if min(args.runs) < 1 or args.epochs < 1 or args.repeats < 0:
@@ -217,6 +251,57 @@ def main(argv: list[str] | None = None) -> int:
             f"{100 * flops / seconds / machine_peak(peak, n_devices or 1):.0f} |"
         )
     out = Path(args.out) if args.out else Path("results") / "bench" / f"{device_name()}.md"
+    out.parent.mkdir(parents=True, exist_ok=True)
+    write_atomic(out, ("\n".join(lines) + "\n").encode())
+    print("\n" + "\n".join(lines[-len(rows) - 2:]))
+    print(f"\nwrote {out}")
+    return 0
+
+
+def bench_transformer(args, argv) -> int:
+    """The ``--transformer`` benchmark: ms per run-epoch of the preset for each number of runs
+    on one device, with its metrics (chunks of its evaluation period, so each holds one
+    evaluation, geometry measurement and snapshot's worth of metrics) and steps only; FLOPs
+    of the last-position and the full computation."""
+    config = sweep_plan_from_mapping({"preset": args.transformer}, "--transformer").programs[0]
+    epochs = max(args.epochs, config.eval_every)
+    last, full = gradient_gflops(config), gradient_gflops(config, last_position_only=False)
+    peak = matmul_peak_gflops()
+    print(f"device: {jax.devices()[0].device_kind} ({cpu_model()}); float32 matmul peak {peak:.0f} GFLOP/s; one "
+          f"training gradient: {last:.2f} GFLOP computing the last position alone, {full:.2f} computing every "
+          f"position ({full / last:.2f}x)", flush=True)
+    rows = []
+    for n_runs in args.runs:
+        for metrics in (True, False):
+            compile_s, seconds = time_grokjax(config, n_runs, epochs, metrics, args.repeats)
+            rows.append((n_runs, metrics, compile_s, seconds))
+            print(f"{n_runs} runs, {'with metrics' if metrics else 'steps only'}: compile {compile_s:.1f} s, "
+                  f"{1e3 * seconds:.2f} ms per run-epoch", flush=True)
+    steps = config.steps_per_epoch
+    lines = [
+        f"# grokjax benchmark, transformer preset {args.transformer}: {jax.devices()[0].device_kind}",
+        "",
+        "```",
+        "python -m grokjax.bench " + " ".join(argv if argv is not None else sys.argv[1:]),
+        "```",
+        "",
+        f"- Device: {jax.devices()[0].device_kind}; CPU {cpu_model()}, {environment()['usable_cores']} usable cores; "
+        f"jax {environment()['versions']['jax']}; Python {platform.python_version()}.",
+        f"- Configuration: the {args.transformer} preset (m {config.m} {config.op}, {config.layers} layer(s), d_model "
+        f"{config.d_model}, {config.heads} heads, d_mlp {config.d_mlp}, {config.n_train} training pairs, {steps} "
+        f"step(s) per epoch, {config.optimizer}); 'with metrics' rows time chunks of {epochs} epochs, which hold the "
+        f"preset's test evaluation (every {config.eval_every}) and geometry metrics (every {config.geometry_every}).",
+        f"- One training gradient over the training set, counted by XLA: {last:.2f} GFLOP computing the last position "
+        f"alone (what grokjax trains), {full:.2f} GFLOP computing every position ({full / last:.2f}x). float32 "
+        f"matmul peak measured here: {peak:.0f} GFLOP/s.",
+        "",
+        "| runs | loop | compile (s) | ms per run-epoch | run-epochs per s | % of matmul peak (gradients) |",
+        "|---:|---|---:|---:|---:|---:|",
+    ]
+    for n_runs, metrics, compile_s, seconds in rows:
+        lines.append(f"| {n_runs} | {'with metrics' if metrics else 'steps only'} | {compile_s:.1f} | {1e3 * seconds:.2f} | "
+                     f"{1 / seconds:.1f} | {100 * last * steps / seconds / peak:.0f} |")
+    out = Path(args.out) if args.out else Path("results") / "bench" / f"{device_name()}-{args.transformer}.md"
     out.parent.mkdir(parents=True, exist_ok=True)
     write_atomic(out, ("\n".join(lines) + "\n").encode())
     print("\n" + "\n".join(lines[-len(rows) - 2:]))
