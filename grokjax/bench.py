@@ -63,8 +63,9 @@ def training_gflops_per_run_epoch(config: SweepConfig) -> float:
 
 def gradient_gflops(config: SweepConfig, last_position_only: bool = True) -> float:
     """XLA's count of the FLOPs of one training-loss gradient over the whole training set
-    (``config.n_train`` examples, one run), in GFLOP; for a transformer, with the last
-    position alone or every position computed."""
+    (``config.n_train`` examples, one run), in GFLOP, from the program before compilation
+    (a GPU's compiled program hands its matrix products to libraries it does not count);
+    for a transformer, with the last position alone or every position computed."""
     model = make_model(config)
     if config.model == "transformer":
         model = model.clone(last_position_only=last_position_only)
@@ -75,7 +76,7 @@ def gradient_gflops(config: SweepConfig, last_position_only: bool = True) -> flo
     def loss(params):
         return jnp.mean(M.per_example_loss(config.loss, model.apply(params, a, b)[0], labels))
 
-    cost = jax.jit(jax.grad(loss)).lower(params).compile().cost_analysis()
+    cost = jax.jit(jax.grad(loss)).lower(params).cost_analysis()
     cost = cost[0] if isinstance(cost, list) else cost
     return float(cost["flops"]) / 1e9
 

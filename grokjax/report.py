@@ -209,7 +209,7 @@ def fourier_figure(config: dict, metrics: dict[str, np.ndarray], analysed: Analy
             np.arange(1, metrics["test_acc"].shape[1] + 1), snapshot_epochs,
             {name: values[run] for name, values in snapshots.items()},
             {name: metrics[name][run] for name in ("train_loss", "test_loss", "test_acc")},
-            f"{run_title(config, analysed, run)}: embedding and progress measures",
+            run_title(config, analysed, run).replace("; ", ";\n", 1) + ": embedding and progress measures",
         )
     shown = analysis.fourier_moments(snapshot_epochs, metrics["test_acc"][run], analysed.summary["mem_epoch"][run])
     return plots.fourier_features(
