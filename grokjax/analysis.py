@@ -435,3 +435,48 @@ def fourier_moments(snapshot_epochs: np.ndarray, test_acc: np.ndarray, memorised
     )
     chosen = [int(np.argmin(np.abs(epochs - target))) for target in targets]
     return sorted(set(chosen))
+
+
+def progress_phases(snapshot_epochs: np.ndarray, snapshots: dict[str, np.ndarray], test_loss: np.ndarray,
+                    cleanup_share: float = 0.95) -> dict[str, np.ndarray]:
+    """Nanda et al.'s three phases of each transformer run, from its progress measures at the
+    snapshots (``excluded_loss``, ``gini`` [runs, snapshots]) and its test loss per epoch
+    [runs, epochs] (measured every few epochs is fine):
+
+    * memorisation, until ``circuit_epoch``: the snapshot where the excluded loss is lowest
+      (from there on removing the key frequencies hurts more and more: the Fourier circuit
+      grows);
+    * circuit formation, until ``cleanup_epoch``: the first epoch after it whose test loss
+      is below half its largest value since (the sharp fall of the test loss);
+    * cleanup, until ``cleanup_end_epoch``: the first snapshot after that where the Gini
+      coefficient of W_E's frequency norms reaches ``cleanup_share`` of its final value
+      (the embedding has become as sparse as it will).
+
+    Also each run's final number of key frequencies, final Gini and its key frequency classes.
+    A phase that never starts reads NaN, and so do the later ones."""
+    epochs = np.asarray(snapshot_epochs, float)
+    held = np.asarray(held_test_metrics({"train_loss": np.zeros_like(test_loss), "test_loss": test_loss})["test_loss"])
+    runs = len(held)
+    circuit, cleanup, cleanup_end = (np.full(runs, np.nan) for _ in range(3))
+    for run in range(runs):
+        excluded, gini = snapshots["excluded_loss"][run], snapshots["gini"][run]
+        if np.isnan(excluded).all():
+            continue
+        circuit[run] = epochs[np.nanargmin(excluded)]
+        after = held[run, int(circuit[run]):]
+        peak = np.nanmax(after) if np.isfinite(after).any() else np.nan
+        fallen = np.flatnonzero(after < peak / 2)
+        if len(fallen) == 0:
+            continue
+        cleanup[run] = circuit[run] + fallen[0] + 1
+        sparse = np.flatnonzero((epochs >= cleanup[run]) & (gini >= cleanup_share * gini[-1]))
+        cleanup_end[run] = epochs[sparse[0]] if len(sparse) else np.nan
+    key = np.asarray(snapshots["key_frequency"])[:, -1] > 0
+    return {
+        "circuit_epoch": circuit,
+        "cleanup_epoch": cleanup,
+        "cleanup_end_epoch": cleanup_end,
+        "final_n_key_frequencies": np.asarray(snapshots["n_key_frequencies"])[:, -1],
+        "final_gini": np.asarray(snapshots["gini"])[:, -1],
+        "key_frequencies": np.array([" ".join(str(f + 1) for f in np.flatnonzero(row)) for row in key]),
+    }

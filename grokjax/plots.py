@@ -375,15 +375,21 @@ def fourier_features(
     return fig
 
 
+# Nanda et al.'s phases of a transformer run, shaded in the progress figure
+PROGRESS_PHASES = (("memorisation", "tab:gray"), ("circuit formation", "tab:blue"), ("cleanup", "tab:green"))
+
+
 def progress_measures(
     epochs: np.ndarray,
     snapshot_epochs: np.ndarray,
     snapshots: dict[str, np.ndarray],
     curves: dict[str, np.ndarray],
+    phase_starts: list[float],
     title: str,
 ) -> Figure:
     """One transformer run as Nanda et al. read it: train and test loss with the restricted
-    and excluded losses at the snapshots (top); the token embedding's share of its
+    and excluded losses at the snapshots, its phases shaded (``phase_starts``: the epochs
+    where circuit formation, cleanup and what follows begin; NaN for never) (top); the token embedding's share of its
     non-constant power per frequency class at each snapshot, key frequencies marked
     (bottom left); the Gini coefficient of its per-frequency norms and the number of key
     frequencies (bottom right). Test metrics measured every few epochs are drawn through
@@ -398,6 +404,10 @@ def progress_measures(
                 label="restricted loss (key frequencies only, all pairs)")
     losses.plot(snapshot_epochs, snapshots["excluded_loss"], "o-", ms=2.5, color="tab:purple",
                 label="excluded loss (key frequencies removed, training pairs)")
+    bounds = [0.0, *phase_starts, float(epochs[-1])]
+    for (start, end), (name, colour) in zip(zip(bounds, bounds[1:]), PROGRESS_PHASES):
+        if np.isfinite(start):
+            losses.axvspan(start, end if np.isfinite(end) else epochs[-1], color=colour, alpha=0.12, lw=0, label=name)
     losses.set_yscale("log")
     losses.set_xlabel("epoch")
     losses.set_ylabel("cross-entropy")

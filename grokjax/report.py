@@ -205,10 +205,13 @@ def fourier_figure(config: dict, metrics: dict[str, np.ndarray], analysed: Analy
     over the epochs; a transformer's embedding and progress measures."""
     snapshot_epochs, snapshots = fourier
     if "embedding_norm" in snapshots:
+        one = {name: values[run : run + 1] for name, values in snapshots.items()}
+        phases = analysis.progress_phases(snapshot_epochs, one, metrics["test_loss"][run : run + 1])
         return plots.progress_measures(
             np.arange(1, metrics["test_acc"].shape[1] + 1), snapshot_epochs,
-            {name: values[run] for name, values in snapshots.items()},
+            {name: values[0] for name, values in one.items()},
             {name: metrics[name][run] for name in ("train_loss", "test_loss", "test_acc")},
+            [phases[name][0] for name in ("circuit_epoch", "cleanup_epoch", "cleanup_end_epoch")],
             run_title(config, analysed, run).replace("; ", ";\n", 1) + ": embedding and progress measures",
         )
     shown = analysis.fourier_moments(snapshot_epochs, metrics["test_acc"][run], analysed.summary["mem_epoch"][run])
@@ -237,6 +240,9 @@ def write_report(
 
     write_csv(folder / "summary.csv", summary)
     write_csv(folder / "groups.csv", {key: [row[key] for row in rows] for key in rows[0]})
+    if fourier is not None and "excluded_loss" in fourier[1]:
+        phases = analysis.progress_phases(*fourier, metrics["test_loss"])
+        write_csv(folder / "progress.csv", {name: summary[name] for name in ("run", *axes, "seed", "grok_epoch")} | phases)
     buffer = io.BytesIO()
     np.savez_compressed(buffer, **analysed.labels)
     write_atomic(folder / "stages.npz", buffer.getvalue())

@@ -161,6 +161,7 @@ def test_tiny_transformer_sweep_end_to_end(tmp_path):
     assert snapshots["embedding_norm"].shape == (2, 3, 5) and snapshots["restricted_loss"].shape == (2, 3)
     folder = tmp_path / "sweep"
     assert (folder / "figures" / "fourier_wd1_lr0.003.png").is_file() and (folder / "fourier.npz").is_file()
+    assert (folder / "progress.csv").read_text().startswith("run,wd,lr,seed,grok_epoch,circuit_epoch,cleanup_epoch")
     loaded = grokjax.load(folder)
     np.testing.assert_array_equal(loaded.fourier[1]["excluded_loss"], snapshots["excluded_loss"])
     ds = loaded.to_xarray()
@@ -192,3 +193,22 @@ def test_log1p_cross_entropy_keeps_tiny_losses_and_their_gradient():
     assert float(cross_entropy(jnp.asarray(logits, jnp.float32), jnp.asarray(labels))[0]) == 0.0  # the usual form rounds
     grad = jax.grad(lambda x: cross_entropy_log1p(x, jnp.asarray(labels))[0])(jnp.asarray(logits, jnp.float32))
     np.testing.assert_allclose(float(grad[0, 2]), -expected[0], rtol=1e-4)  # d loss / d z_y = -(1 - p_y)
+
+
+def test_progress_phases_from_hand_made_measures():
+    from grokjax.analysis import progress_phases
+
+    epochs = np.arange(0, 1001, 100)
+    excluded = np.array([[4.0, 1.0, 0.1, 0.01, 0.5, 2.0, 5.0, 6.0, 6.0, 6.0, 6.0]])  # lowest at epoch 300
+    gini = np.array([[0.0, 0.1, 0.2, 0.3, 0.4, 0.5, 0.6, 0.7, 0.75, 0.78, 0.8]])  # 0.95 * 0.8 = 0.76 first at 900
+    test_loss = np.full((1, 1000), np.nan)
+    test_loss[0, 9::10] = np.where(np.arange(10, 1001, 10) < 640, 20.0, 1e-3)  # falls at epoch 640
+    test_loss[0, 300:400] = np.nan  # never measured there: held at the last measurement
+    key = np.zeros((1, 11, 5))
+    key[0, -1, [1, 3]] = 1
+    snapshots = {"excluded_loss": excluded, "gini": gini, "key_frequency": key, "n_key_frequencies": key.sum(-1)}
+    phases = progress_phases(epochs, snapshots, test_loss)
+    assert (phases["circuit_epoch"][0], phases["cleanup_epoch"][0], phases["cleanup_end_epoch"][0]) == (300, 640, 900)
+    assert phases["key_frequencies"][0] == "2 4" and phases["final_n_key_frequencies"][0] == 2
+    never = progress_phases(epochs, snapshots, np.full((1, 1000), 20.0))
+    assert never["circuit_epoch"][0] == 300 and np.isnan(never["cleanup_epoch"][0]) and np.isnan(never["cleanup_end_epoch"][0])
