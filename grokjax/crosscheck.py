@@ -7,8 +7,9 @@
   final test accuracies compared with a permutation test.
 * ``history FILE.json``: the study's own saved histories against a grokjax seed band.
 * ``transformer``: the transformer (``--model transformer``) against a PyTorch
-  transcription: same initial parameters and split; logits, full-batch AdamW losses step
-  by step and the final parameters in float64. Exit status 1 beyond the bound.
+  transcription, or TransformerLens's HookedTransformer (``--reference transformer-lens``):
+  same initial parameters and split; logits, full-batch AdamW losses step by step and the
+  final parameters in float64. Exit status 1 beyond the bound.
 
 Needs the optional ``torch`` extra.
 """
@@ -419,7 +420,7 @@ def run_transformer(args) -> int:
     from grokjax.config import SweepConfig
     from grokjax.data import make_dataset
     from grokjax.driver import run_sweep
-    from grokjax.torch_ref import Transformer, load_flax_transformer, train_transformer_reference
+    from grokjax.torch_ref import HookedLastPosition, Transformer, load_flax_transformer, train_transformer_reference
     from grokjax.train import Hparams, grid_hparams, init_run, make_model
 
     config = SweepConfig(model="transformer", m=args.m, train_fracs=(args.train_frac,), batch_size=0, optimizer="adamw",
@@ -432,8 +433,12 @@ def run_transformer(args) -> int:
     dataset = make_dataset(config.m, config.op)
     ours = run_sweep(config, hparams)
 
-    model = Transformer(config.m, config.layers, config.d_model, config.heads, config.d_mlp, config.layernorm).double()
-    load_flax_transformer(model, initial.params)
+    shape = (config.m, config.layers, config.d_model, config.heads, config.d_mlp, config.layernorm)
+    if args.reference == "transformer-lens":
+        model = HookedLastPosition(*shape, initial.params)
+    else:
+        model = Transformer(*shape).double()
+        load_flax_transformer(model, initial.params)
     pairs = torch.as_tensor(np.stack([dataset.a, dataset.b], axis=1), dtype=torch.long)
     labels = torch.as_tensor(dataset.label, dtype=torch.long)
     train, test = torch.as_tensor(np.array(run_data.train_pairs)), torch.as_tensor(np.array(run_data.test_pairs))
@@ -444,8 +449,7 @@ def run_transformer(args) -> int:
                                          args.warmup_steps)
     with torch.no_grad():
         test_loss = torch.nn.functional.cross_entropy(model(pairs[test]), labels[test]).item()
-    reference = {"W_E": model.W_E, "W_pos": model.W_pos, "W_U": model.W_U, "W_in": model.blocks[-1]["mlp_in"].weight.T,
-                 "W_Q": model.blocks[0]["q"].weight.T}
+    reference = model.weights()
     final = ours.state.params["params"]
     last = final[f"block_{config.layers - 1}"]
     grokjax_params = {"W_E": final["embed"]["embedding"], "W_pos": final["position_embedding"], "W_U": final["unembed"]["kernel"],
@@ -457,9 +461,10 @@ def run_transformer(args) -> int:
         "test loss after training": float(relative_deviation(ours.metrics["test_loss"][0, -1], test_loss)),
         **{f"final {name}": scaled_deviation(grokjax_params[name], reference[name].detach().numpy()) for name in reference},
     }
-    print(f"transformer parity, float64: m={config.m} {config.layers} layer(s) d_model {config.d_model} {config.heads} heads "
-          f"d_mlp {config.d_mlp}{' LayerNorm' if config.layernorm else ''}, {config.n_train} training pairs, full-batch "
-          f"AdamW lr {args.lr:g} wd {args.wd:g} betas {betas[0]:g}/{betas[1]:g} (grokjax {args.betas[0]:g}/{args.betas[1]:g})"
+    print(f"transformer parity against {args.reference}, float64: m={config.m} {config.layers} layer(s) d_model "
+          f"{config.d_model} {config.heads} heads d_mlp {config.d_mlp}{' LayerNorm' if config.layernorm else ''}, "
+          f"{config.n_train} training pairs, full-batch AdamW lr {args.lr:g} wd {args.wd:g} betas {betas[0]:g}/{betas[1]:g} "
+          f"(grokjax {args.betas[0]:g}/{args.betas[1]:g})"
           f"{f', warm-up {args.warmup_steps} steps' if args.warmup_steps else ''}, seed {args.seed}; bound {FLOAT64_BOUND:g}")
     failed = 0
     for name, value in deviations.items():
@@ -526,6 +531,9 @@ def build_parser() -> argparse.ArgumentParser:
     t.add_argument("--warmup-steps", type=int, default=0)
     t.add_argument("--steps", type=int, default=300, help="full-batch AdamW steps")
     t.add_argument("--seed", type=int, default=0)
+    t.add_argument("--reference", choices=("transcription", "transformer-lens"), default="transcription",
+                   help="the PyTorch side: grokjax's transcription (torch_ref.Transformer) or TransformerLens's "
+                   "HookedTransformer (needs the transformer-lens package)")
     t.add_argument("--torch-beta2", type=float, default=None, help="give the PyTorch side another beta2 (to see a mismatch fail)")
     return parser
 

@@ -44,7 +44,8 @@ def warmup(steps: int) -> list[optax.GradientTransformation]:
     """A linear learning-rate warm-up over ``steps`` optimizer steps (none for 0)."""
     if not steps:
         return []
-    return [optax.scale_by_schedule(lambda count: jnp.minimum(1.0, (count + 1) / steps))]
+    # in the default float type: float64 runs (jax_enable_x64) need the factor in float64 too
+    return [optax.scale_by_schedule(lambda count: jnp.minimum(1.0, (count + 1).astype(jnp.result_type(float)) / steps))]
 
 
 def hidden_matrix_labels(params) -> dict:

@@ -243,6 +243,69 @@ class Transformer(nn.Module):
             x = x + block["mlp_out"](torch.relu(block["mlp_in"](norm2(x))))
         return self.ln_final(x)[:, -1] @ self.W_U
 
+    def weights(self) -> dict[str, torch.Tensor]:
+        """Some weights in grokjax's layout ([in, out]), to compare after training."""
+        return {"W_E": self.W_E, "W_pos": self.W_pos, "W_U": self.W_U, "W_Q": self.blocks[0]["q"].weight.T,
+                "W_in": self.blocks[-1]["mlp_in"].weight.T}
+
+
+class HookedLastPosition(nn.Module):
+    """TransformerLens's ``HookedTransformer`` (the library of Nanda et al.'s replication)
+    configured as grokjax's transformer and loaded with its parameters: d_vocab m + 1,
+    d_vocab_out m, n_ctx 3, ReLU, LayerNorm or none, float64. Its attention and
+    unembedding biases, which grokjax's transformer does not have, are 0 and frozen (as
+    Nanda et al.'s replication freezes them). ``forward`` takes pairs and returns the
+    logits at the last position. Needs the ``transformer-lens`` package."""
+
+    def __init__(self, m: int, layers: int, d_model: int, heads: int, d_mlp: int, layernorm: bool, params):
+        super().__init__()
+        from transformer_lens import HookedTransformer, HookedTransformerConfig
+
+        self.m, self.heads = m, heads
+        cfg = HookedTransformerConfig(n_layers=layers, d_model=d_model, d_head=d_model // heads, n_heads=heads,
+                                      d_mlp=d_mlp, d_vocab=m + 1, d_vocab_out=m, n_ctx=3, act_fn="relu",
+                                      normalization_type="LN" if layernorm else None, dtype=torch.float64,
+                                      default_prepend_bos=False, device="cpu", seed=0)
+        self.model = HookedTransformer(cfg)
+        p = params["params"]
+        d_head = d_model // heads
+        state = {"embed.W_E": p["embed"]["embedding"], "pos_embed.W_pos": p["position_embedding"],
+                 "unembed.W_U": p["unembed"]["kernel"]}
+        for index in range(layers):
+            ours, prefix = p[f"block_{index}"], f"blocks.{index}"
+            for name in ("query", "key", "value"):  # [d_model, heads * d_head] -> [heads, d_model, d_head]
+                kernel = np.array(ours["attention"][name]["kernel"]).reshape(d_model, heads, d_head).transpose(1, 0, 2)
+                state[f"{prefix}.attn.W_{name[0].upper()}"] = kernel
+            state[f"{prefix}.attn.W_O"] = np.array(ours["attention"]["out"]["kernel"]).reshape(heads, d_head, d_model)
+            state.update({f"{prefix}.mlp.W_in": ours["fc1"]["kernel"], f"{prefix}.mlp.b_in": ours["fc1"]["bias"],
+                          f"{prefix}.mlp.W_out": ours["fc2"]["kernel"], f"{prefix}.mlp.b_out": ours["fc2"]["bias"]})
+            if layernorm:
+                for name in ("ln1", "ln2"):
+                    state.update({f"{prefix}.{name}.w": ours[name]["scale"], f"{prefix}.{name}.b": ours[name]["bias"]})
+        if layernorm:
+            state.update({"ln_final.w": p["ln_final"]["scale"], "ln_final.b": p["ln_final"]["bias"]})
+        with torch.no_grad():
+            named = dict(self.model.named_parameters())
+            for name, value in state.items():
+                named[name].copy_(torch.tensor(np.array(value)))
+            for name, parameter in named.items():
+                if name.split(".")[-1] in ("b_Q", "b_K", "b_V", "b_O", "b_U"):
+                    parameter.zero_()
+                    parameter.requires_grad_(False)
+                elif name not in state:
+                    raise ValueError(f"HookedTransformer parameter {name} has no counterpart in grokjax's transformer")
+
+    def forward(self, pairs: torch.Tensor) -> torch.Tensor:
+        tokens = torch.cat([pairs, torch.full_like(pairs[:, :1], self.m)], dim=1)
+        return self.model(tokens)[:, -1]
+
+    def weights(self) -> dict[str, torch.Tensor]:
+        """The weights :meth:`Transformer.weights` names, in grokjax's layout."""
+        blocks = self.model.blocks
+        w_q = blocks[0].attn.W_Q  # [heads, d_model, d_head]
+        return {"W_E": self.model.embed.W_E, "W_pos": self.model.pos_embed.W_pos, "W_U": self.model.unembed.W_U,
+                "W_Q": w_q.permute(1, 0, 2).reshape(w_q.shape[1], -1), "W_in": blocks[-1].mlp.W_in}
+
 
 def load_flax_transformer(model: Transformer, params) -> None:
     """Copy grokjax's transformer parameters into :class:`Transformer` (Flax kernels are
@@ -278,7 +341,7 @@ def train_transformer_reference(
 ) -> list[float]:
     """Full-batch torch.optim.AdamW on the training pairs for ``steps`` steps (with a linear
     warm-up, LambdaLR, over ``warmup_steps``); returns the loss before each step."""
-    opt = torch.optim.AdamW(model.parameters(), lr=lr, betas=betas, weight_decay=wd)
+    opt = torch.optim.AdamW([p for p in model.parameters() if p.requires_grad], lr=lr, betas=betas, weight_decay=wd)
     schedule = torch.optim.lr_scheduler.LambdaLR(opt, lambda step: min(1.0, (step + 1) / warmup_steps) if warmup_steps else 1.0)
     losses = []
     for _ in range(steps):
