@@ -117,9 +117,12 @@ def overview(test_acc: np.ndarray, summary: dict[str, np.ndarray], axes: tuple[s
         in_panel = group_mask(summary, others, key)
         for this_wd in np.unique(wd[in_panel]):
             runs = in_panel & (wd == this_wd)
+            # through the measured epochs: with --eval-every the others read NaN
             for curve in test_acc[runs]:
-                ax.plot(epochs, curve, color=colours[this_wd], lw=0.6, alpha=0.35)
-            ax.plot(epochs, np.median(test_acc[runs], axis=0), color=colours[this_wd], lw=2.4,
+                measured = ~np.isnan(curve)
+                ax.plot(epochs[measured], curve[measured], color=colours[this_wd], lw=0.6, alpha=0.35)
+            measured = ~np.isnan(test_acc[runs]).all(axis=0)
+            ax.plot(epochs[measured], np.median(test_acc[runs][:, measured], axis=0), color=colours[this_wd], lw=2.4,
                     label=f"wd {this_wd:g} (median of {runs.sum()})")
         ax.set_title(group_label(dict(zip(others, key)), ", "))
         ax.set_xlabel("epoch")
@@ -128,7 +131,7 @@ def overview(test_acc: np.ndarray, summary: dict[str, np.ndarray], axes: tuple[s
     for ax in grid[len(panels):]:
         ax.set_visible(False)
     grid[0].set_ylabel("test accuracy")
-    fig.suptitle(f"{title}\ntest accuracy of every run (thin: seeds, thick: median)")
+    fig.suptitle(f"{title}\ntest accuracy of every run (thin: seeds, thick: median)", wrap=True)
     return fig
 
 
@@ -188,7 +191,7 @@ def delay_vs_wd(summary: dict[str, np.ndarray], rows: list[dict], fit: dict | No
         ax.legend(fontsize=8, loc="upper right")
     else:
         ax.text(0.5, 0.5, "no run with wd > 0 grokked", transform=ax.transAxes, ha="center", va="center")
-    ax.set_title(f"{title}\ngrokking epoch and delay vs weight decay ({group_label(at, ', ')})", fontsize=11)
+    ax.set_title(f"{title}\ngrokking epoch and delay vs weight decay ({group_label(at, ', ')})", fontsize=11, wrap=True)
     return fig
 
 
