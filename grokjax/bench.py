@@ -219,14 +219,7 @@ def main(argv: list[str] | None = None) -> int:
 
     steps_only = {(label, n_devices, n_runs): seconds for label, n_devices, n_runs, _, seconds in rows if "steps only" in label}
     lines = [
-        f"# grokjax benchmark: {jax.devices()[0].device_kind}",
-        "",
-        "```",
-        "python -m grokjax.bench " + " ".join(argv if argv is not None else sys.argv[1:]),
-        "```",
-        "",
-        f"- Device: {jax.devices()[0].device_kind}, {jax.device_count()} device(s); CPU {cpu_model()}, "
-        f"{environment()['usable_cores']} usable cores; jax {environment()['versions']['jax']}; Python {platform.python_version()}.",
+        *header_lines(f"# grokjax benchmark: {jax.devices()[0].device_kind}", argv),
         f"- Configuration: m {config.m}, hidden {config.hidden}, batch {config.batch_size}, train fraction "
         f"{config.train_fracs[0]}, Adam lr {config.lrs[0]:g}, wd {config.wds[0]:g}; every metric every epoch in the "
         f"'with metrics' rows; full-batch rows use all {config.n_train} training pairs per step.",
@@ -251,10 +244,29 @@ def main(argv: list[str] | None = None) -> int:
             f"{1e3 * seconds:.2f} | {1 / seconds:.1f} | {share} | {speedup(torch_metrics)} | {speedup(torch_bare)} | "
             f"{100 * flops / seconds / machine_peak(peak, n_devices or 1):.0f} |"
         )
-    out = Path(args.out) if args.out else Path("results") / "bench" / f"{device_name()}.md"
+    return write_table(Path(args.out) if args.out else Path("results") / "bench" / f"{device_name()}.md", lines, len(rows))
+
+
+def header_lines(title: str, argv: list[str] | None) -> list[str]:
+    """A benchmark file's title, the command that wrote it and the machine."""
+    env = environment()
+    return [
+        title,
+        "",
+        "```",
+        "python -m grokjax.bench " + " ".join(argv if argv is not None else sys.argv[1:]),
+        "```",
+        "",
+        f"- Device: {jax.devices()[0].device_kind}, {jax.device_count()} device(s); CPU {cpu_model()}, "
+        f"{env['usable_cores']} usable cores; jax {env['versions']['jax']}; Python {platform.python_version()}.",
+    ]
+
+
+def write_table(out: Path, lines: list[str], n_rows: int) -> int:
+    """Write the benchmark's Markdown file and print its table."""
     out.parent.mkdir(parents=True, exist_ok=True)
     write_atomic(out, ("\n".join(lines) + "\n").encode())
-    print("\n" + "\n".join(lines[-len(rows) - 2:]))
+    print("\n" + "\n".join(lines[-n_rows - 2:]))
     print(f"\nwrote {out}")
     return 0
 
@@ -280,14 +292,7 @@ def bench_transformer(args, argv) -> int:
                   f"{1e3 * seconds:.2f} ms per run-epoch", flush=True)
     steps = config.steps_per_epoch
     lines = [
-        f"# grokjax benchmark, transformer preset {args.transformer}: {jax.devices()[0].device_kind}",
-        "",
-        "```",
-        "python -m grokjax.bench " + " ".join(argv if argv is not None else sys.argv[1:]),
-        "```",
-        "",
-        f"- Device: {jax.devices()[0].device_kind}; CPU {cpu_model()}, {environment()['usable_cores']} usable cores; "
-        f"jax {environment()['versions']['jax']}; Python {platform.python_version()}.",
+        *header_lines(f"# grokjax benchmark, transformer preset {args.transformer}: {jax.devices()[0].device_kind}", argv),
         f"- Configuration: the {args.transformer} preset (m {config.m} {config.op}, {config.layers} layer(s), d_model "
         f"{config.d_model}, {config.heads} heads, d_mlp {config.d_mlp}, {config.n_train} training pairs, {steps} "
         f"step(s) per epoch, {config.optimizer}); 'with metrics' rows time chunks of {epochs} epochs, which hold the "
@@ -303,11 +308,7 @@ def bench_transformer(args, argv) -> int:
         lines.append(f"| {n_runs} | {'with metrics' if metrics else 'steps only'} | {compile_s:.1f} | {1e3 * seconds:.2f} | "
                      f"{1 / seconds:.1f} | {100 * last * steps / seconds / peak:.0f} |")
     out = Path(args.out) if args.out else Path("results") / "bench" / f"{device_name()}-{args.transformer}.md"
-    out.parent.mkdir(parents=True, exist_ok=True)
-    write_atomic(out, ("\n".join(lines) + "\n").encode())
-    print("\n" + "\n".join(lines[-len(rows) - 2:]))
-    print(f"\nwrote {out}")
-    return 0
+    return write_table(out, lines, len(rows))
 
 
 if __name__ == "__main__":

@@ -41,3 +41,14 @@ def test_the_benchmark_refuses_more_devices_than_there_are(capsys):
     with pytest.raises(SystemExit) as stop:
         bench.main(["--devices", "1,64", "--no-torch"])
     assert stop.value.code == 2 and "this process has 1 device(s)" in capsys.readouterr().err
+
+
+def test_last_position_computation_counts_fewer_flops():
+    from grokjax.config import SweepConfig
+
+    config = SweepConfig(model="transformer", m=13, d_model=16, heads=2, d_mlp=64, batch_size=0)
+    last, full = bench.gradient_gflops(config), bench.gradient_gflops(config, last_position_only=False)
+    # the MLP (most of the FLOPs) at one position of three: close to, but under, 3x
+    assert 1.8 < full / last < 3.0
+    # by hand, the two MLP matrices' forward and backward at the last position alone: 3 x 2 x 2 x d x d_mlp per pair
+    assert last > 3 * 2 * 2 * 16 * 64 * config.n_train / 1e9
