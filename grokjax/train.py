@@ -271,7 +271,7 @@ def train_epoch(
     metrics = {
         "train_loss": carry.loss_sum / hp.n_train,
         "train_acc": carry.correct_sum / hp.n_train,
-        **every(config.eval_every, partial(test_metrics, config, dataset, run_data, params), ("test_loss", "test_acc"),
+        **every(config.eval_every, partial(evaluate_test_set, config, dataset, run_data, params), ("test_loss", "test_acc"),
                 epoch, w1.dtype, last_epoch=config.epochs - 1),
         "w1_norm": M.frobenius_norm(w1),
         "w1_delta_norm": jnp.where(epoch == 0, 0.0, M.frobenius_norm(w1 - state.prev_w1)),
@@ -282,7 +282,7 @@ def train_epoch(
     return RunState(params, carry.opt_state, w1, grad_history, grad_gram, state.diverged_epoch), metrics
 
 
-def test_metrics(config: SweepConfig, dataset: Dataset, run_data: RunData, params, epoch) -> dict[str, jax.Array]:
+def evaluate_test_set(config: SweepConfig, dataset: Dataset, run_data: RunData, params, epoch) -> dict[str, jax.Array]:
     """Loss and accuracy on the run's test pairs."""
     test, test_weight = run_data.test_pairs, run_data.test_weight
     evaluate = M.looped_on_cpu(partial(batch_loss, make_model(config), config.loss))
