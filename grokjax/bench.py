@@ -10,8 +10,8 @@ large matmul) that the model's own training FLOPs reach. Writes a Markdown table
 ``results/bench/<device>.md``.
 
 ``--transformer PRESET`` times a transformer preset instead (nanda, power,
-transformer-cpu) for 1, 4 and 8 runs by default, in chunks of the preset's evaluation
-period, and counts the FLOPs of one training gradient with XLA, computing the last
+transformer-cpu) for 1, 4 and 8 runs by default, in chunks of whole periods of its test
+evaluation and geometry metrics, and counts the FLOPs of one training gradient with XLA, computing the last
 position alone (as training does) and every position.
 """
 
@@ -19,6 +19,7 @@ from __future__ import annotations
 
 import argparse
 import dataclasses
+import math
 import platform
 import re
 import sys
@@ -273,11 +274,11 @@ def write_table(out: Path, lines: list[str], n_rows: int) -> int:
 
 def bench_transformer(args, argv) -> int:
     """The ``--transformer`` benchmark: ms per run-epoch of the preset for each number of runs
-    on one device, with its metrics (chunks of its evaluation period, so each holds one
-    evaluation, geometry measurement and snapshot's worth of metrics) and steps only; FLOPs
-    of the last-position and the full computation."""
+    on one device, with its metrics (chunks of whole periods of its test evaluation and
+    geometry metrics) and steps only; FLOPs of the last-position and the full computation."""
     config = sweep_plan_from_mapping({"preset": args.transformer}, "--transformer").programs[0]
-    epochs = max(args.epochs, config.eval_every)
+    # whole periods of the preset's test evaluation and geometry metrics, so each costs its share
+    epochs = max(args.epochs, math.lcm(config.eval_every, config.geometry_every or 1))
     last, full = gradient_gflops(config), gradient_gflops(config, last_position_only=False)
     peak = matmul_peak_gflops()
     print(f"device: {jax.devices()[0].device_kind} ({cpu_model()}); float32 matmul peak {peak:.0f} GFLOP/s; one "
@@ -295,8 +296,9 @@ def bench_transformer(args, argv) -> int:
         *header_lines(f"# grokjax benchmark, transformer preset {args.transformer}: {jax.devices()[0].device_kind}", argv),
         f"- Configuration: the {args.transformer} preset (m {config.m} {config.op}, {config.layers} layer(s), d_model "
         f"{config.d_model}, {config.heads} heads, d_mlp {config.d_mlp}, {config.n_train} training pairs, {steps} "
-        f"step(s) per epoch, {config.optimizer}); 'with metrics' rows time chunks of {epochs} epochs, which hold the "
-        f"preset's test evaluation (every {config.eval_every}) and geometry metrics (every {config.geometry_every}).",
+        f"step(s) per epoch, {config.optimizer}); 'with metrics' rows time chunks of {epochs} epochs, which measure "
+        f"the test set every {config.eval_every} and the geometry metrics every {config.geometry_every} epochs, as "
+        "the preset does (its progress-measure snapshots are not timed).",
         f"- One training gradient over the training set, counted by XLA: {last:.2f} GFLOP computing the last position "
         f"alone (what grokjax trains), {full:.2f} GFLOP computing every position ({full / last:.2f}x). float32 "
         f"matmul peak measured here: {peak:.0f} GFLOP/s.",
