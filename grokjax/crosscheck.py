@@ -51,14 +51,23 @@ def relative_deviation(ours: np.ndarray, reference: np.ndarray) -> np.ndarray:
     return np.where(scale > 0, np.abs(ours - reference) / np.where(scale > 0, scale, 1.0), 0.0)
 
 
+def jitted_init_run(config, hp):
+    """:func:`grokjax.train.init_run` compiled once (op by op, it compiles every operation)."""
+    import jax
+
+    from grokjax.train import init_run
+
+    return jax.jit(init_run, static_argnums=0)(config, hp)
+
+
 def grokjax_schedule(config, hp):
     """The split, batch order and feature batches grokjax uses for run ``hp``, as a
     :class:`~grokjax.torch_ref.Schedule` for the PyTorch reference."""
     from grokjax.data import batch_schedule, random_subset
     from grokjax.torch_ref import Schedule
-    from grokjax.train import epoch_keys, init_run
+    from grokjax.train import epoch_keys
 
-    run_data, _ = init_run(config, hp)
+    run_data, _ = jitted_init_run(config, hp)
 
     def epoch_batches(epoch):
         positions, weights = map(np.asarray, batch_schedule(epoch_keys(hp, epoch)[0], config.n_train, config.effective_batch))
@@ -78,11 +87,11 @@ def parity(config, torch_optimizer: str | None = None) -> dict[str, np.ndarray]:
 
     from grokjax.driver import run_sweep
     from grokjax.torch_ref import train_reference
-    from grokjax.train import Hparams, grid_hparams, init_run
+    from grokjax.train import Hparams, grid_hparams
 
     hparams = grid_hparams(config)
     hp = Hparams(*(np.asarray(x)[0] for x in hparams))
-    _, initial = init_run(config, hp)
+    _, initial = jitted_init_run(config, hp)
     ours = run_sweep(config, hparams)
     reference = train_reference(
         config.m, config.op, config.hidden, config.epochs, float(hp.lr), float(hp.wd),
@@ -94,10 +103,16 @@ def parity(config, torch_optimizer: str | None = None) -> dict[str, np.ndarray]:
 
 def run_parity(args) -> int:
     """Every (optimizer, batch size) case in float64 and float32; exit status 1 when a float64
-    case exceeds its bound (float32 beyond its round-off bound is reported, not failed)."""
+    case exceeds its bound (float32 beyond its round-off bound is reported, not failed).
+    float64 is enabled for this call only (the float32 runs name their dtype)."""
     import jax
 
-    jax.config.update("jax_enable_x64", True)  # float64 runs; float32 runs are unaffected
+    with jax.enable_x64(True):
+        return parity_cases(args)
+
+
+def parity_cases(args) -> int:
+    """:func:`run_parity`'s cases, run with float64 enabled."""
     from grokjax.config import SweepConfig
 
     failures, float32_beyond = 0, 0
@@ -409,19 +424,26 @@ def scaled_deviation(ours, reference) -> float:
 
 
 def run_transformer(args) -> int:
-    """One transformer run in grokjax and in the PyTorch transcription, float64, from
-    grokjax's initial parameters and split: the largest deviation of the initial logits,
-    of the per-step training loss and test loss, and of the final parameters."""
+    """One transformer run in grokjax and in the PyTorch reference, float64, from grokjax's
+    initial parameters and split: the largest deviation of the initial logits, of the
+    per-step training loss and test loss, and of the final parameters. float64 holds inside
+    this call only, so that a process (the tests) can go on in float32."""
     import jax
 
-    jax.config.update("jax_enable_x64", True)
+    with jax.enable_x64(True):
+        return transformer_parity(args)
+
+
+def transformer_parity(args) -> int:
+    """:func:`run_transformer`'s comparison, run with float64 enabled."""
+    import jax
     import torch
 
     from grokjax.config import SweepConfig
     from grokjax.data import make_dataset
     from grokjax.driver import run_sweep
     from grokjax.torch_ref import HookedLastPosition, Transformer, load_flax_transformer, train_transformer_reference
-    from grokjax.train import Hparams, grid_hparams, init_run, make_model
+    from grokjax.train import Hparams, grid_hparams, make_model
 
     config = SweepConfig(model="transformer", m=args.m, train_fracs=(args.train_frac,), batch_size=0, optimizer="adamw",
                          lrs=(args.lr,), wds=(args.wd,), beta1=args.betas[0], beta2=args.betas[1], layers=args.layers,
@@ -429,7 +451,7 @@ def run_transformer(args) -> int:
                          warmup_steps=args.warmup_steps, seeds=(args.seed,), epochs=args.steps, chunk_epochs=args.steps,
                          geometry_every=0, dtype="float64")
     hparams = grid_hparams(config)
-    run_data, initial = init_run(config, Hparams(*(np.asarray(x)[0] for x in hparams)))
+    run_data, initial = jitted_init_run(config, Hparams(*(np.asarray(x)[0] for x in hparams)))
     dataset = make_dataset(config.m, config.op)
     ours = run_sweep(config, hparams)
 
@@ -456,7 +478,7 @@ def run_transformer(args) -> int:
                       "W_in": last["fc1"]["kernel"], "W_Q": final["block_0"]["attention"]["query"]["kernel"]}
     deviations = {
         "initial logits (every pair)": scaled_deviation(
-            make_model(config).apply(initial.params, dataset.a, dataset.b)[0], initial_logits),
+            jax.jit(make_model(config).apply)(initial.params, dataset.a, dataset.b)[0], initial_logits),
         f"training loss, each of {args.steps} steps": float(relative_deviation(ours.metrics["train_loss"][0], losses).max()),
         "test loss after training": float(relative_deviation(ours.metrics["test_loss"][0, -1], test_loss)),
         **{f"final {name}": scaled_deviation(grokjax_params[name], reference[name].detach().numpy()) for name in reference},

@@ -218,6 +218,26 @@ def fc2_kernel(params) -> jax.Array:
     return params["params"]["fc2"]["kernel"]
 
 
+def weight_norms(params) -> dict[str, jax.Array]:
+    """The transformer's weight norms by part: ``weight_norm`` (every parameter: Nanda et al.'s
+    total sum of squared weights is its square), ``embedding_weight_norm`` (W_E and W_pos),
+    ``attention_weight_norm`` and ``mlp_weight_norm`` ([layers], each block's attention maps,
+    its MLP's weights and biases), ``unembedding_weight_norm`` (W_U)."""
+    tree = params["params"]
+
+    def norm(*subtrees):
+        return jnp.sqrt(sum(jnp.sum(jnp.square(leaf)) for leaf in jax.tree.leaves(subtrees)))
+
+    blocks = [tree[f"block_{index}"] for index in range(sum(name.startswith("block_") for name in tree))]
+    return {
+        "weight_norm": norm(tree),
+        "embedding_weight_norm": norm(tree["embed"], tree["position_embedding"]),
+        "attention_weight_norm": jnp.stack([norm(block["attention"]) for block in blocks]),
+        "mlp_weight_norm": jnp.stack([norm(block["fc1"], block["fc2"]) for block in blocks]),
+        "unembedding_weight_norm": norm(tree["unembed"]),
+    }
+
+
 def token_embedding(params) -> jax.Array:
     """The transformer's embedding of the m residues W_E, [m, d_model] (the "=" row left out)."""
     table = params["params"]["embed"]["embedding"]

@@ -37,7 +37,7 @@ from grokjax import fourier
 from grokjax import metrics as M
 from grokjax.config import GRID_AXES, SweepConfig
 from grokjax.data import Dataset, batch_schedule, probe_positions
-from grokjax.model import ModularNet, Transformer, fc1_kernel, fc2_kernel, operand_weights, token_embedding
+from grokjax.model import ModularNet, Transformer, fc1_kernel, fc2_kernel, operand_weights, token_embedding, weight_norms
 from grokjax.optim import gradient_filter, make_optimizer
 from grokjax.results import GEOMETRY_METRICS, METRIC_NAMES
 
@@ -363,9 +363,10 @@ def fourier_snapshot(config: SweepConfig, dataset: Dataset, run_data: RunData, p
 def progress_snapshot(config: SweepConfig, dataset: Dataset, run_data: RunData, params) -> dict[str, jax.Array]:
     """Nanda et al.'s measures of a transformer: its token embedding's norm per frequency,
     their Gini coefficient and key frequencies (:func:`grokjax.fourier.embedding_summary`),
-    and the restricted and excluded losses for those key frequencies
-    (:func:`grokjax.fourier.progress_losses`), from the logits of every pair."""
-    summary = fourier.embedding_summary(token_embedding(params))
+    the restricted and excluded losses for those key frequencies
+    (:func:`grokjax.fourier.progress_losses`), from the logits of every pair, and its weight
+    norms by part (:func:`grokjax.model.weight_norms`)."""
+    summary = {**fourier.embedding_summary(token_embedding(params)), **weight_norms(params)}
     evaluate = M.looped_on_cpu(lambda params, a, b: make_model(config).apply(params, a, b)[0])
     logits = evaluate(params, dataset.a, dataset.b)
     train_mask = jnp.zeros(config.n_pairs, logits.dtype).at[run_data.train_pairs].max(run_data.train_weight)

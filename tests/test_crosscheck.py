@@ -5,6 +5,7 @@ import re
 import subprocess
 import sys
 
+import jax
 import numpy as np
 import pytest
 import torch
@@ -49,15 +50,17 @@ def test_reference_history_uses_the_study_keys():
     assert history["delta_w_norm_fc1"][0] == 0.0 and history["grad_cosine_sim"][0] == 0.0
 
 
-def test_parity_float64_passes_and_catches_adamw_posing_as_adam():
+def test_parity_float64_passes_and_catches_adamw_posing_as_adam(capsys):
+    # in this process: float64 holds inside the command's call only (jax.enable_x64)
     args = ["parity", "--m", "11", "--hidden", "8", "--wd", "0.05", "--optimizers", "adam", "--batch-sizes", "16"]
-    passed = run_cli(*args)
-    assert passed.returncode == 0, passed.stdout + passed.stderr
-    assert "float64: 50 epochs = 200 steps" in passed.stdout and "every float64 case agrees" in passed.stdout
-    assert "batch   16 float32: 3 epochs = 12 steps; largest deviation" in passed.stdout
-    assert "bound 6.2e-02" in passed.stdout  # float32: 1/16, one example's share of a 16-example step
-    failed = run_cli(*args, "--torch-optimizer", "adamw")
-    assert failed.returncode == 1 and "1 float64 case(s) failed" in failed.stdout
+    assert crosscheck.main(args) == 0
+    passed = capsys.readouterr().out
+    assert "float64: 50 epochs = 200 steps" in passed and "every float64 case agrees" in passed
+    assert "batch   16 float32: 3 epochs = 12 steps; largest deviation" in passed
+    assert "bound 6.2e-02" in passed  # float32: 1/16, one example's share of a 16-example step
+    assert crosscheck.main([*args, "--torch-optimizer", "adamw"]) == 1
+    assert "1 float64 case(s) failed" in capsys.readouterr().out
+    assert not jax.config.jax_enable_x64  # the process is back in float32
 
 
 def test_the_float32_bound_is_one_examples_share_of_a_step():

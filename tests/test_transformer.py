@@ -2,19 +2,16 @@
 NumPy transcriptions of their definitions, test metrics every few epochs, a tiny sweep end
 to end, and parity with the PyTorch transcription."""
 
-import subprocess
-import sys
-
 import jax
 import jax.numpy as jnp
 import numpy as np
 import pytest
 
 import grokjax
-from grokjax import fourier
+from grokjax import crosscheck, fourier
 from grokjax.analysis import grok_epoch, held_test_metrics
 from grokjax.config import ConfigError, SweepConfig, sweep_plan_from_mapping
-from grokjax.model import Transformer, fc1_kernel, token_embedding
+from grokjax.model import Transformer, fc1_kernel, token_embedding, weight_norms
 from grokjax.optim import hidden_matrix_labels
 
 
@@ -42,6 +39,17 @@ def test_initialisation_scales_and_layout():
     assert abs(float(jnp.std(params["unembed"]["kernel"])) - 60**-0.5) < 0.1 * 60**-0.5
     assert not np.any(params["block_0"]["fc1"]["bias"]) and not np.any(params["block_0"]["fc2"]["bias"])
     assert fc1_kernel({"params": params}).shape == (128, 512)
+    norms = weight_norms({"params": params})
+    squares = {"/".join(str(k.key) for k in path): float(np.sum(np.square(leaf)))
+               for path, leaf in jax.tree_util.tree_leaves_with_path(params)}
+    np.testing.assert_allclose(float(norms["weight_norm"]) ** 2, sum(squares.values()), rtol=1e-5)
+    np.testing.assert_allclose(float(norms["attention_weight_norm"][0]) ** 2,
+                               sum(v for k, v in squares.items() if "/attention/" in k), rtol=1e-5)
+    np.testing.assert_allclose(float(norms["mlp_weight_norm"][0]) ** 2,
+                               sum(v for k, v in squares.items() if "/fc" in k), rtol=1e-5)
+    np.testing.assert_allclose(float(norms["embedding_weight_norm"]) ** 2 + float(norms["unembedding_weight_norm"]) ** 2
+                               + float(norms["attention_weight_norm"][0]) ** 2 + float(norms["mlp_weight_norm"][0]) ** 2,
+                               sum(squares.values()), rtol=1e-5)  # no LayerNorm: the parts make the whole
     assert token_embedding({"params": params}).shape == (59, 128)
     labels = jax.tree_util.tree_leaves_with_path(hidden_matrix_labels({"params": params}))
     muon = sorted("/".join(str(k.key) for k in path) for path, label in labels if label == "muon")
@@ -159,23 +167,28 @@ def test_tiny_transformer_sweep_end_to_end(tmp_path):
     snapshot_epochs, snapshots = sparse.fourier
     np.testing.assert_array_equal(snapshot_epochs, [0, 20, 40])
     assert snapshots["embedding_norm"].shape == (2, 3, 5) and snapshots["restricted_loss"].shape == (2, 3)
+    assert snapshots["mlp_weight_norm"].shape == (2, 3, 1) and snapshots["weight_norm"].shape == (2, 3)
     folder = tmp_path / "sweep"
     assert (folder / "figures" / "fourier_wd1_lr0.003.png").is_file() and (folder / "fourier.npz").is_file()
     assert (folder / "progress.csv").read_text().startswith("run,wd,lr,seed,grok_epoch,circuit_epoch,cleanup_epoch")
     loaded = grokjax.load(folder)
     np.testing.assert_array_equal(loaded.fourier[1]["excluded_loss"], snapshots["excluded_loss"])
     ds = loaded.to_xarray()
-    assert ds["embedding_norm"].dims[-1] == "frequency" and ds.sizes["frequency"] == 5
+    assert ds["embedding_norm"].dims[-1] == "frequency" and ds.sizes["frequency"] == 5 and ds.sizes["layer"] == 1
 
 
-def test_parity_with_the_pytorch_transcription():
-    # two layers with LayerNorm and a warm-up: every part of the network and of the optimiser
-    # (`--torch-beta2 0.999` makes the same command fail; the README shows it)
-    args = [sys.executable, "-m", "grokjax.crosscheck", "transformer", "--m", "13", "--d-model", "8", "--heads", "2",
-            "--d-mlp", "16", "--layers", "2", "--layernorm", "--warmup-steps", "5", "--steps", "40", "--train-frac", "0.5"]
-    passed = subprocess.run(args, capture_output=True, text=True, timeout=600)
-    assert passed.returncode == 0 and "every quantity agrees" in passed.stdout, passed.stdout + passed.stderr
-    assert "training loss, each of 40 steps" in passed.stdout
+@pytest.mark.parametrize("beta2,agrees", [(None, True), ("0.999", False)])
+def test_parity_with_the_pytorch_transcription(capsys, beta2, agrees):
+    # LayerNorm and a warm-up: every part of the network and of the optimiser (two layers: the test above),
+    # in float64 inside this process (jax.enable_x64 holds for the call only); a reference with
+    # the wrong beta2 must fail
+    args = ["transformer", "--m", "13", "--d-model", "8", "--heads", "2", "--d-mlp", "16", "--layers", "1",
+            "--layernorm", "--warmup-steps", "5", "--steps", "40", "--train-frac", "0.5"]
+    status = crosscheck.main(args + (["--torch-beta2", beta2] if beta2 else []))
+    out = capsys.readouterr().out
+    assert (status, "every quantity agrees" in out) == (0 if agrees else 1, agrees), out
+    assert "training loss, each of 40 steps" in out
+    assert not jax.config.jax_enable_x64 and jnp.zeros(1).dtype == jnp.float32  # the process is back in float32
 
 
 def test_log1p_cross_entropy_keeps_tiny_losses_and_their_gradient():
