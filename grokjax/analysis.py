@@ -455,7 +455,7 @@ def progress_phases(snapshot_epochs: np.ndarray, snapshots: dict[str, np.ndarray
     Also each run's final number of key frequencies, final Gini and its key frequency classes.
     A phase that never starts reads NaN, and so do the later ones."""
     epochs = np.asarray(snapshot_epochs, float)
-    held = np.asarray(held_test_metrics({"train_loss": np.zeros_like(test_loss), "test_loss": test_loss})["test_loss"])
+    held = latest_measured(test_loss)
     runs = len(held)
     circuit, cleanup, cleanup_end = (np.full(runs, np.nan) for _ in range(3))
     for run in range(runs):

@@ -99,11 +99,6 @@ class ModularNet(nn.Module):
 LAYERNORM_EPS = 1e-5  # PyTorch's (Flax's default is 1e-6)
 
 
-def normal(std: float) -> nn.initializers.Initializer:
-    """N(0, std^2), as ``torch.randn(...) * std``."""
-    return nn.initializers.normal(std)
-
-
 class CausalAttention(nn.Module):
     """Multi-head causal self-attention without biases. The heads' query, key, value and
     output maps are stored side by side as [d_model, heads * d_head] (output [heads *
@@ -118,7 +113,7 @@ class CausalAttention(nn.Module):
     def __call__(self, x: jax.Array, last_only: bool) -> jax.Array:
         batch, positions, d_model = x.shape
         d_head = d_model // self.heads
-        init = normal(d_model**-0.5)
+        init = nn.initializers.normal(d_model**-0.5)
 
         def project(name, inputs):
             out = nn.Dense(self.heads * d_head, use_bias=False, kernel_init=init, param_dtype=self.param_dtype,
@@ -153,7 +148,7 @@ class TransformerBlock(nn.Module):
             (lambda name: lambda y: y)
         attended = CausalAttention(self.heads, self.param_dtype, name="attention")(norm("ln1")(x), last_only)
         x = (x[:, -1:] if last_only else x) + attended
-        init, zeros = normal(d_model**-0.5), nn.initializers.zeros
+        init, zeros = nn.initializers.normal(d_model**-0.5), nn.initializers.zeros
         hidden = nn.relu(nn.Dense(self.d_mlp, kernel_init=init, bias_init=zeros, param_dtype=self.param_dtype,
                                   name="fc1")(norm("ln2")(x)))
         x = x + nn.Dense(d_model, kernel_init=init, bias_init=zeros, param_dtype=self.param_dtype, name="fc2")(hidden)
@@ -184,7 +179,7 @@ class Transformer(nn.Module):
 
     @nn.compact
     def __call__(self, a: jax.Array, b: jax.Array) -> tuple[jax.Array, jax.Array]:
-        init, dtype = normal(self.d_model**-0.5), self.param_dtype
+        init, dtype = nn.initializers.normal(self.d_model**-0.5), self.param_dtype
         tokens = jnp.stack([a, b, jnp.full_like(a, self.m)], axis=-1)
         x = nn.Embed(self.m + 1, self.d_model, embedding_init=init, param_dtype=dtype, name="embed")(tokens)
         x = x + self.param("position_embedding", init, (tokens.shape[-1], self.d_model), dtype)
@@ -193,7 +188,7 @@ class Transformer(nn.Module):
             x, hidden = TransformerBlock(self.heads, self.d_mlp, self.layernorm, dtype, name=f"block_{layer}")(x, last)
         if self.layernorm:
             x = nn.LayerNorm(epsilon=LAYERNORM_EPS, param_dtype=dtype, name="ln_final")(x)
-        logits = nn.Dense(self.m, use_bias=False, kernel_init=normal((self.m + 1) ** -0.5), param_dtype=dtype,
+        logits = nn.Dense(self.m, use_bias=False, kernel_init=nn.initializers.normal((self.m + 1) ** -0.5), param_dtype=dtype,
                           name="unembed")(x[:, -1])
         return logits, hidden[:, -1]
 
