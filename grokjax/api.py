@@ -247,6 +247,7 @@ class Plots:
 
     @property
     def title(self) -> str:
+        """The sweep's one-line description that heads every figure."""
         return report.sweep_title(self.results.config)
 
 

@@ -150,7 +150,7 @@ def machine_peak(peak: float, n_devices: int) -> float:
     return peak if jax.default_backend() == "cpu" else peak * n_devices
 
 
-def main(argv: list[str] | None = None) -> int:
+def build_parser() -> argparse.ArgumentParser:
     parser = OneLineErrorParser(prog="python -m grokjax.bench", description=__doc__.split("\n\n")[0],
                                 formatter_class=argparse.ArgumentDefaultsHelpFormatter)
     parser.add_argument("--runs", type=int_list, default=None,
@@ -169,6 +169,11 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--hidden", type=int, default=STUDY.hidden, help="hidden width")
     parser.add_argument("--batch-size", type=int, default=STUDY.batch_size, help="minibatch size")
     parser.add_argument("--out", default=None, help="Markdown file (default: results/bench/<device>.md)")
+    return parser
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = build_parser()
     args = parser.parse_args(argv)
     if args.transformer:
         args.runs = args.runs or (1, 4, 8)

@@ -240,6 +240,7 @@ class SweepConfig:
 
     @property
     def effective_batch(self) -> int:
+        """Examples per optimizer step: the batch size, or the largest training set in full batch."""
         return self.n_train if self.batch_size == 0 else self.batch_size
 
     @property
@@ -249,11 +250,13 @@ class SweepConfig:
 
     @property
     def n_runs(self) -> int:
+        """Runs the program trains: the product of the grid's lengths."""
         n_data_seeds = 1 if self.data_seeds is None else len(self.data_seeds)
         per_seed = [len(getattr(self, name)) for name in ("train_fracs", "init_scales", *FILTER_AXES, "wds", "lrs")]
         return len(self.seeds) * n_data_seeds * math.prod(per_seed)
 
     def to_dict(self) -> dict:
+        """The fields as a plain mapping, as config.json records them."""
         return dataclasses.asdict(self)
 
 
@@ -398,10 +401,12 @@ class SweepPlan:
 
     @property
     def n_runs(self) -> int:
+        """Runs over every program."""
         return sum(program.n_runs for program in self.programs)
 
     @property
     def epochs(self) -> int:
+        """Epochs per run (the same in every program)."""
         return self.programs[0].epochs
 
     def program_label(self, index: int) -> str:

@@ -21,7 +21,7 @@ from grokjax.files import DamagedFile
 OPTIONS = dict(m=11, hidden=8, batch_size=16, epochs=6, chunk_epochs=3, seeds=2, wd=[0, 1e-2], lr=1e-2, fourier_every=3)
 FLAGS = ["--m", "11", "--hidden", "8", "--batch-size", "16", "--epochs", "6", "--chunk-epochs", "3", "--seeds", "2",
          "--wd", "0,1e-2", "--lr", "1e-2", "--fourier-every", "3", "--quiet"]
-EXPERIMENTS = Path(__file__).parent.parent / "experiments"
+EXAMPLES = Path(__file__).parent.parent / "examples"
 
 
 @pytest.fixture(scope="module")
@@ -42,6 +42,7 @@ def npz(path: Path) -> dict[str, np.ndarray]:
         return dict(data)
 
 
+@pytest.mark.slow
 def test_run_writes_what_the_command_writes(command_folder, api_results):
     folder = api_results.folder
     for name in ("metrics.npz", "fourier.npz", "stages.npz"):
@@ -70,6 +71,7 @@ def test_run_without_out_writes_nothing_and_takes_a_config(api_results, tmp_path
     assert results.record["config"] == api_results.config and "environment" in results.record
 
 
+@pytest.mark.slow
 def test_to_xarray_unstacks_the_runs_into_the_sweep_axes(two_program_folder):
     """The folder of 2 programs (hidden 8, 12) x 2 training fractions x 2 seeds: every
     metric's grid cell is the run of metrics.npz with those coordinates."""
@@ -266,8 +268,9 @@ def test_to_xarray_of_named_axes_padded_fourier_and_data_seeds(tmp_path):
         assert back.identical(ds)
 
 
+@pytest.mark.slow
 def test_quickstart_runs(tmp_path, capsys):
-    spec = importlib.util.spec_from_file_location("quickstart", EXPERIMENTS / "quickstart.py")
+    spec = importlib.util.spec_from_file_location("quickstart", EXAMPLES / "quickstart.py")
     quickstart = importlib.util.module_from_spec(spec)
     spec.loader.exec_module(quickstart)
     results = quickstart.main(str(tmp_path / "quickstart.png"), m=11, hidden=8, batch_size=16, epochs=6, seeds=2,

@@ -28,6 +28,7 @@ def two_axis_result(two_axis_plan):
     return train_plan(two_axis_plan)
 
 
+@pytest.mark.slow
 def test_static_lists_make_one_program_per_combination(two_axis_plan, two_axis_result):
     plan, trained = two_axis_plan, two_axis_result
     assert plan.axes == ("hidden", "optimizer")
@@ -74,6 +75,7 @@ def test_an_interrupted_plan_resumes_past_its_finished_programs(two_axis_plan, t
     assert not any(tmp_path.iterdir())
 
 
+@pytest.mark.slow
 def test_a_run_in_a_multi_fraction_minibatch_sweep_equals_it_trained_alone():
     """Each run's epoch is a shuffled pass over its own training set: a smaller set skips
     the steps past its last batch and tests on every pair it does not train on."""
@@ -165,6 +167,7 @@ def test_the_command_writes_one_folder_for_all_programs(two_program_folder):
     assert len(figures) == 4 + 3
 
 
+@pytest.mark.slow
 def test_report_draws_along_any_axis(two_program_folder, tmp_path, capsys):
     copy = tmp_path / "copy"
     copy.mkdir()
@@ -224,6 +227,7 @@ def test_study_export_reads_back_through_the_crosscheck(tmp_path):
             np.testing.assert_allclose(values, metrics[name][index], rtol=1e-7, err_msg=name)
 
 
+@pytest.mark.slow
 def test_report_loads_the_axes_of_a_folder(tmp_path):
     plan = sweep_plan_from_mapping({**SMALL, "hidden": [8, 12], "epochs": 4}, "test")
     trained = train_plan(plan)

@@ -16,6 +16,7 @@ def table_rows(text: str) -> dict[tuple[str, str, str], list[str]]:
     return rows
 
 
+@pytest.mark.slow
 def test_the_benchmark_runs_and_its_ratios_follow_from_its_times(tmp_path):
     out = tmp_path / "bench.md"
     assert bench.main(["--m", "11", "--hidden", "8", "--batch-size", "16", "--runs", "2", "--epochs", "1",
@@ -43,6 +44,7 @@ def test_the_benchmark_refuses_more_devices_than_there_are(capsys):
     assert stop.value.code == 2 and "this process has 1 device(s)" in capsys.readouterr().err
 
 
+@pytest.mark.slow
 def test_last_position_computation_counts_fewer_flops():
     from grokjax.config import SweepConfig
 

@@ -247,6 +247,7 @@ def png(fig) -> bytes:
     return buffer.getvalue()
 
 
+@pytest.mark.slow
 def test_cli_end_to_end(tiny_folder):
     out = tiny_folder
     assert {p.name for p in out.iterdir()} == {"config.json", "metrics.npz"} | REPORT_FILES
@@ -286,6 +287,7 @@ def test_cli_end_to_end(tiny_folder):
     assert record["command"].startswith("python -m grokjax.sweep --m 11")
 
 
+@pytest.mark.slow
 def test_report_redraws_a_folder_without_training(tiny_folder, tmp_path):
     copy = tmp_path / "copy"
     copy.mkdir()

@@ -50,6 +50,7 @@ def test_reference_history_uses_the_study_keys():
     assert history["delta_w_norm_fc1"][0] == 0.0 and history["grad_cosine_sim"][0] == 0.0
 
 
+@pytest.mark.slow
 def test_parity_float64_passes_and_catches_adamw_posing_as_adam(capsys):
     # in this process: float64 holds inside the command's call only (jax.enable_x64)
     args = ["parity", "--m", "11", "--hidden", "8", "--wd", "0.05", "--optimizers", "adam", "--batch-sizes", "16"]

@@ -81,6 +81,7 @@ def test_steps_per_epoch():
     assert SweepConfig(batch_size=0).steps_per_epoch == 1
 
 
+@pytest.mark.slow
 def test_seed_fixes_split_and_data_seed_shares_it():
     config = SweepConfig(m=11, hidden=8, batch_size=16, seeds=(0, 1), wds=(0.0,))
     run_data, _ = jax.vmap(lambda hp: init_run(config, hp))(grid_hparams(config))

@@ -40,6 +40,7 @@ def test_a_started_jax_keeps_its_devices_unless_a_count_is_demanded():
         devices.use_cpu_devices(0)
 
 
+@pytest.mark.slow
 @pytest.mark.skipif(not hasattr(os, "sched_setaffinity"), reason="needs CPU affinity (Linux)")
 def test_study_size_sweep_on_two_devices_finishes(tmp_path):
     # The study's sizes (m 97, hidden 128, batch 128 and full batch) with two runs per device:
@@ -59,6 +60,7 @@ def test_study_size_sweep_on_two_devices_finishes(tmp_path):
     assert np.all(metrics["feature_diversity"] > 1.0)  # entropy of 128 singular values, measured on every run
 
 
+@pytest.mark.slow
 def test_a_checkpoint_resumes_on_another_number_of_devices(tmp_path):
     # Three runs checkpointed here on one device, resumed on two (padded to four runs there).
     out = tmp_path / "run"

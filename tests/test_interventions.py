@@ -118,6 +118,7 @@ def run_command(tmp_path, name, *args):
     return out
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("kind", ["ema", "ma"])
 def test_lambda_zero_trains_exactly_the_unfiltered_run(kind):
     """A filter with lambda 0 passes every gradient on bit for bit, so its runs train as
@@ -143,6 +144,7 @@ def test_lambda_zero_trains_exactly_the_unfiltered_run(kind):
         np.testing.assert_array_equal(passed, g)
 
 
+@pytest.mark.slow
 def test_the_filter_settings_are_coordinates_of_every_file(tmp_path, capsys):
     filtered = run_command(tmp_path, "filtered", "--grokfast", "ema", "--grokfast-lambda", "0,1", "--init-scale", "0.5")
     data = np.load(filtered / "metrics.npz")

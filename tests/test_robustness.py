@@ -82,6 +82,7 @@ def test_bad_config_files_name_the_key(tmp_path, content, message):
         assert str(path) in result.stderr
 
 
+@pytest.mark.slow
 def test_config_file_with_flag_override(tmp_path):
     path = tmp_path / "sweep.toml"
     path.write_text('m = 11\nhidden = 8\nbatch_size = 16\nepochs = 4\nseeds = 2\nwds = [0.0, 1e-3]\nlrs = 1e-2\ndtype = "float64"\n')
@@ -93,6 +94,7 @@ def test_config_file_with_flag_override(tmp_path):
     assert np.load(out / "metrics.npz")["w1_norm"].dtype == np.float64  # the sweep turned on jax_enable_x64
 
 
+@pytest.mark.slow
 def test_overwrite_only_replaces_a_results_folder(tmp_path):
     foreign = tmp_path / "mine"
     foreign.mkdir()
@@ -107,6 +109,7 @@ def test_overwrite_only_replaces_a_results_folder(tmp_path):
     assert np.load(out / "metrics.npz")["test_acc"].shape[1] == 5
 
 
+@pytest.mark.slow
 def test_a_diverging_run_is_frozen_and_the_others_are_untouched():
     base = dict(m=11, hidden=16, batch_size=16, epochs=12, chunk_epochs=12, optimizer="sgd", seeds=(0,), wds=(1e-2,),
                 fourier_every=4)
@@ -127,6 +130,7 @@ def test_a_diverging_run_is_frozen_and_the_others_are_untouched():
     assert np.isfinite(with_bad.fourier["gini"][0]).all()
 
 
+@pytest.mark.slow
 def test_diverged_runs_reach_the_files_and_the_table(tmp_path):
     out = tmp_path / "run"
     result = sweep(*TINY, "--hidden", "16", "--epochs", "8", "--optimizer", "sgd", "--seeds", "2", "--wd", "1e-2",
@@ -169,6 +173,7 @@ def start_and_stop(out, signum):
     return process.returncode, stderr
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("signum", [signal.SIGINT, signal.SIGKILL])
 def test_kill_and_resume_matches_a_straight_run_bit_for_bit(tmp_path, straight, signum):
     out = tmp_path / "run"

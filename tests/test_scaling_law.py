@@ -7,6 +7,7 @@ import sys
 from pathlib import Path
 
 import numpy as np
+import pytest
 
 from grokjax.driver import run_sweep
 from grokjax.train import grid_hparams
@@ -46,6 +47,7 @@ def test_fit_laws_recovers_the_law_that_made_the_data():
     assert fits["M^1.5"]["rms_log_residual"] < 1e-12
 
 
+@pytest.mark.slow
 def test_a_masked_run_equals_the_run_trained_on_its_own(size=30):
     """In one program sized for 20..60 training pairs, a run with 30 pairs trains and is
     tested exactly like a sweep built for that size alone (same split prefix)."""

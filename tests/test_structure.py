@@ -7,6 +7,8 @@ import subprocess
 import sys
 from pathlib import Path
 
+import pytest
+
 PACKAGE = Path(__file__).parent.parent / "grokjax"
 
 
@@ -59,6 +61,7 @@ def test_no_module_imports_another_in_a_cycle():
     assert import_cycle(graph) is None
 
 
+@pytest.mark.slow
 def test_report_runs_without_jax(two_program_folder, tmp_path):
     """``python -m grokjax.report`` re-draws a folder, and ``grokjax.load`` reads it, in a
     process where JAX, Flax and optax cannot be imported at all."""

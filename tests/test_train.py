@@ -23,6 +23,7 @@ def take_run(hparams: Hparams, i: int) -> Hparams:
     return Hparams(*(np.asarray(x)[i : i + 1] for x in hparams))
 
 
+@pytest.mark.slow
 def test_sweep_shapes_and_finite(tiny_config, tiny_sweep):
     assert set(tiny_sweep.metrics) == set(METRIC_NAMES)
     for name, values in tiny_sweep.metrics.items():
@@ -36,6 +37,7 @@ def test_sweep_shapes_and_finite(tiny_config, tiny_sweep):
     assert (tiny_sweep.metrics["train_acc"][:, -1] > tiny_sweep.metrics["train_acc"][:, 0]).all()
 
 
+@pytest.mark.slow
 def test_vmapped_run_equals_run_trained_alone(tiny_config, tiny_sweep):
     for i in (0, 6):
         alone = run_sweep(tiny_config, hparams=take_run(tiny_sweep.hparams, i))
@@ -136,6 +138,7 @@ def test_full_batch_matches_hand_written_loop():
         np.testing.assert_allclose(sweep.metrics[name][0], reference[name], rtol=2e-4, atol=2e-5, err_msg=name)
 
 
+@pytest.mark.slow
 def test_run_groups_give_the_same_results(tiny_config, tiny_sweep):
     # 8 runs in groups of 3: padded to 9, looped over 3 groups inside the compiled chunk
     grouped = run_sweep(SweepConfig(**{**tiny_config.to_dict(), "run_group": 3}))
@@ -147,6 +150,7 @@ LI2_TINY = dict(m=11, hidden=16, model="li2", activation="square", loss="mse", t
                 epochs=12, chunk_epochs=4, fourier_every=4, seeds=(0, 1), wds=(0.0, 1e-2), lrs=(1e-2,))
 
 
+@pytest.mark.slow
 def test_li2_training_and_fourier_snapshots(tmp_path):
     """The Li2 network trains through the same code; its snapshots are the Fourier measures
     of the parameters at those epochs (checked on the final and the initial ones), and an
@@ -224,6 +228,7 @@ def test_li2_training_and_fourier_snapshots(tmp_path):
         np.testing.assert_array_equal(resumed.metrics.get(name, resumed.fourier.get(name)), values, err_msg=name)
 
 
+@pytest.mark.slow
 def test_geometry_every_measures_every_nth_epoch(tiny_config, tiny_sweep):
     """--geometry-every 3: the four geometry metrics after epochs 3, 6, ... equal those of the
     every-epoch sweep, NaN between; the other metrics are untouched."""
@@ -240,6 +245,7 @@ def test_geometry_every_measures_every_nth_epoch(tiny_config, tiny_sweep):
             np.testing.assert_allclose(sparse.metrics[name], tiny_sweep.metrics[name], rtol=1e-5, atol=1e-6, err_msg=name)
 
 
+@pytest.mark.slow
 def test_run_group_auto_times_every_size_and_takes_the_fastest(tiny_config, capsys):
     from grokjax.sweep import main, pick_run_group
 

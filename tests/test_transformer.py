@@ -15,6 +15,7 @@ from grokjax.model import Transformer, fc1_kernel, token_embedding, weight_norms
 from grokjax.optim import hidden_matrix_labels
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("layers,layernorm", [(1, False), (2, True)])
 def test_last_position_computation_equals_the_full_one(layers, layernorm):
     fast = Transformer(13, layers=layers, d_model=16, heads=4, d_mlp=24, layernorm=layernorm)
@@ -31,6 +32,7 @@ def test_last_position_computation_equals_the_full_one(layers, layernorm):
     assert np.abs(np.asarray(fast.apply(changed, a, b)[0] - logits)).max() > 1e-3
 
 
+@pytest.mark.slow
 def test_initialisation_scales_and_layout():
     model = Transformer(59, d_model=128, heads=4, d_mlp=512)
     params = model.init(jax.random.key(0), jnp.zeros(1, jnp.int32), jnp.zeros(1, jnp.int32))["params"]
@@ -154,6 +156,7 @@ TINY = dict(model="transformer", m=11, d_model=16, heads=2, d_mlp=32, batch_size
             wd=1.0, lr=3e-3, seeds=2, epochs=40, chunk_epochs=10, geometry_every=10, fourier_every=20)
 
 
+@pytest.mark.slow
 def test_tiny_transformer_sweep_end_to_end(tmp_path):
     every = grokjax.run(**TINY, progress=False)
     sparse = grokjax.run(**TINY, eval_every=7, out=tmp_path / "sweep", progress=False)
@@ -177,6 +180,7 @@ def test_tiny_transformer_sweep_end_to_end(tmp_path):
     assert ds["embedding_norm"].dims[-1] == "frequency" and ds.sizes["frequency"] == 5 and ds.sizes["layer"] == 1
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("beta2,agrees", [(None, True), ("0.999", False)])
 def test_parity_with_the_pytorch_transcription(capsys, beta2, agrees):
     # LayerNorm and a warm-up: every part of the network and of the optimiser (two layers: the test above),
@@ -191,6 +195,7 @@ def test_parity_with_the_pytorch_transcription(capsys, beta2, agrees):
     assert not jax.config.jax_enable_x64 and jnp.zeros(1).dtype == jnp.float32  # the process is back in float32
 
 
+@pytest.mark.slow
 def test_log1p_cross_entropy_keeps_tiny_losses_and_their_gradient():
     from grokjax.metrics import cross_entropy, cross_entropy_log1p
 

@@ -1,7 +1,7 @@
 """What a researcher does first with grokjax, from Python: train a weight-decay sweep, compare
 when each weight decay groks, and plot the median test-accuracy curves.
 
-    python experiments/quickstart.py quickstart.png    # 3 wd x 4 seeds x 600 epochs: 12 runs, as many as the default sweep
+    python examples/quickstart.py quickstart.png    # 3 wd x 4 seeds x 600 epochs: 12 runs, about 2 minutes on 2 cores
 """
 
 import sys
