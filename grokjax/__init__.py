@@ -1,7 +1,7 @@
 """grokjax: train grids of small networks on modular arithmetic at once, to study grokking.
 
-From Python, :func:`grokjax.run` trains a sweep and :func:`grokjax.load` reads a results
-folder; both return a :class:`grokjax.Results` (see :mod:`grokjax.api`). They load on first
+From Python, ``grokjax.run`` trains a sweep and ``grokjax.load`` reads a results
+folder; both return a ``grokjax.Results`` (see ``grokjax.api``). They load on first
 use, so that ``python -m grokjax.report`` and the other commands start without pandas.
 """
 

@@ -1,9 +1,9 @@
-"""grokjax from Python: :func:`run` trains a sweep in this process, :func:`load` reads a
-results folder, and both return a :class:`Results`: the configuration, the per-run and
+"""grokjax from Python: ``run`` trains a sweep in this process, ``load`` reads a
+results folder, and both return a ``Results``: the configuration, the per-run and
 per-group tables as pandas DataFrames, the metrics as an xarray Dataset over the sweep's
 axes, and the folder's figures as matplotlib Figures.
 
-Reading results needs NumPy, pandas, xarray and matplotlib only; JAX starts in :func:`run`.
+Reading results needs NumPy, pandas, xarray and matplotlib only; JAX starts in ``run``.
 """
 
 from __future__ import annotations
@@ -69,11 +69,11 @@ def summary_frame(summary: dict[str, np.ndarray]) -> pd.DataFrame:
 
 @dataclasses.dataclass(frozen=True, eq=False, repr=False)
 class Results:
-    """A finished sweep: what :func:`run` trained or :func:`load` read.
+    """A finished sweep: what ``run`` trained or ``load`` read.
 
     ``config`` is the configuration as config.json records it (a static axis lists its
     values); ``coordinates`` per run (seed, data_seed, wd, lr, n_train and every varied
-    axis; numbers as given, see :func:`as_given`); ``metrics`` one ``[runs, epochs]``
+    axis; numbers as given, see ``as_given``); ``metrics`` one ``[runs, epochs]``
     array per metric; ``fourier`` the snapshot epochs and arrays of fourier.npz, or None;
     ``analysis`` the thresholds of the tables; ``record`` the whole config.json record
     (with derived sizes, command, environment, timings); ``folder`` where it lies, if anywhere."""
@@ -187,7 +187,7 @@ class Results:
 
 
 class Plots:
-    """The figures ``python -m grokjax.report`` saves, for one :class:`Results`, as matplotlib
+    """The figures ``python -m grokjax.report`` saves, for one ``Results``, as matplotlib
     Figures. A run is chosen by index (``run=``) or as its group's representative (the run
     whose grokking epoch is nearest the group's median) by the group's coordinates
     (``wd=1e-4``; enough of them to name one group)."""
@@ -252,7 +252,7 @@ class Plots:
 
 
 def load(folder: str | Path, analysis: AnalysisConfig | None = None) -> Results:
-    """Read a results folder (one program or several) into a :class:`Results`. The tables use
+    """Read a results folder (one program or several) into a ``Results``. The tables use
     ``analysis``, by default the thresholds the folder's own tables were made with
     (delay_fit.json). FileNotFoundError naming what is missing when the folder is not a
     results folder or its sweep has not finished; DamagedFile (a ValueError) when a file is
@@ -286,12 +286,12 @@ def recorded_analysis(folder: Path) -> AnalysisConfig:
 
 def run(config: SweepConfig | SweepPlan | str | Path | None = None, *, out: str | Path | None = None,
         overwrite: bool = False, progress: bool = False, cpu_devices: int | None = None, **options) -> Results:
-    """Train a sweep in this process and return its :class:`Results`.
+    """Train a sweep in this process and return its ``Results``.
 
     ``options`` are the command's settings by the flags' names or the config keys
     (``wd=[0, 1e-4]`` or ``wds=...``, ``seeds=8``, ``hidden=[64, 128]``, ``preset="li2"``, ...),
     one value or a list each, with the command's defaults; they override ``config`` (a
-    :class:`SweepConfig`, a :class:`SweepPlan`, or the path of a TOML config file) where one
+    ``SweepConfig``, a ``SweepPlan``, or the path of a TOML config file) where one
     is given. ``out`` writes the results folder the command writes (an existing non-empty
     one is refused, unless ``overwrite`` and it is a results folder); ``progress`` shows the
     bar; ``cpu_devices`` as ``--cpu-devices`` (a JAX already started in this process keeps

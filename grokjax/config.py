@@ -392,7 +392,7 @@ KEY_ALIASES = {axis: field for field, axis in GRID_AXES.items() if field != "see
 
 @dataclass(frozen=True)
 class SweepPlan:
-    """A sweep as asked for: one :class:`SweepConfig` (one compiled program) per combination
+    """A sweep as asked for: one ``SweepConfig`` (one compiled program) per combination
     of the values of the static axes that take several, trained one after another into one
     results folder. ``axes`` names those static fields, in :data:`STATIC_AXES` order."""
 
