@@ -447,7 +447,8 @@ def progress_phases(snapshot_epochs: np.ndarray, snapshots: dict[str, np.ndarray
       (from there on removing the key frequencies hurts more and more: the Fourier circuit
       grows);
     * circuit formation, until ``cleanup_epoch``: the first epoch after it whose test loss
-      is below half its largest value since (the sharp fall of the test loss);
+      is below half the largest test loss from ``circuit_epoch`` to the end of training
+      (the sharp fall of the test loss);
     * cleanup, until ``cleanup_end_epoch``: the first snapshot after that where the Gini
       coefficient of W_E's frequency norms reaches ``cleanup_share`` of its final value
       (the embedding has become as sparse as it will).
