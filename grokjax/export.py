@@ -79,7 +79,7 @@ def export_study(config: dict, coordinates: dict[str, np.ndarray], metrics: dict
     coordinates and metrics, as :func:`grokjax.report.load_sweep` reads them) into ``out``;
     returns the run keys."""
     keys = study_run_keys(config, coordinates)
-    grok = analysis.grok_epoch(metrics["test_acc"])
+    grok = analysis.grok_epoch(analysis.held_test_metrics(metrics)["test_acc"])  # --eval-every: NaN between measurements
     combined = {"hist": {}, "grok_pt": {}}
     for run, key in enumerate(keys):
         history = study_histories(metrics, run)

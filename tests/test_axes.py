@@ -211,6 +211,8 @@ def test_study_export_reads_back_through_the_crosscheck(tmp_path):
     # a hand-made grokking curve for run 1, so that grok_pt has a value to carry
     metrics = {name: values.copy() for name, values in trained.metrics.items()}
     metrics["test_acc"][1] = np.where(np.arange(60) >= 54, 0.97, 0.2)
+    # run 2 measured every 5 epochs (--eval-every 5): its grokking point reads the held measurements
+    metrics["test_acc"][2] = np.where(np.arange(60) % 5 == 4, np.where(np.arange(60) >= 54, 0.97, 0.2), np.nan)
     keys = export.export_study(config.to_dict(), trained.hparams._asdict(), metrics, tmp_path)
     assert keys[:2] == ["m11_hd8_lr0.001_wd0.0001_seed0", "m11_hd8_lr0.001_wd0.001_seed0"]
     single = json.loads((tmp_path / "grok_mod_full_m11_hd8_lr0.001_wd0.001_seed0_hist.json").read_text())
@@ -218,6 +220,7 @@ def test_study_export_reads_back_through_the_crosscheck(tmp_path):
     combined = json.loads((tmp_path / "grokking_all_full_hist.json").read_text())
     assert combined["grok_pt"]["m11_hd8_lr0.001_wd0.001_seed0"] == 54  # 0-based index of epoch 55
     assert combined["grok_pt"]["m11_hd8_lr0.001_wd0.0001_seed0"] is None
+    assert combined["grok_pt"]["m11_hd8_lr0.001_wd0.0001_seed1"] == 54
     runs = crosscheck.read_study_histories(tmp_path / "grokking_all_full_hist.json")
     assert [run.key for run in runs] == keys
     assert [(run.m, run.hidden, run.lr, run.wd) for run in runs[:2]] == [(11, 8, 0.001, 0.0001), (11, 8, 0.001, 0.001)]
