@@ -30,6 +30,8 @@ def load_module(path: Path, name: str):
 
 
 hooks = load_module(DOCS / "hooks.py", "grokjax_docs_hooks")
+# a task that trains in a second: the examples' calls unchanged but for these
+TINY_RUN = dict(m=11, hidden=8, batch_size=16, epochs=6, chunk_epochs=3, progress=False)
 
 
 def test_every_results_folder_has_a_gallery_entry():
@@ -108,10 +110,30 @@ def test_the_examples_the_guides_include_exist():
             assert (ROOT / included).is_file(), (page, included)
 
 
+@pytest.mark.slow
+def test_every_python_block_in_the_docs_runs(monkeypatch):
+    """The guides' inline Python (the examples they include run in tests of their own), each
+    sweep at a tiny size: the same calls, a smaller task."""
+    import matplotlib.pyplot as plt
+
+    import grokjax
+
+    blocks = [(page, code) for page in sorted(DOCS.rglob("*.md"))
+              for code in re.findall(r"```python\n(.*?)```", page.read_text(), re.DOTALL) if "--8<--" not in code]
+    assert len(blocks) >= 2
+    run = grokjax.run
+    monkeypatch.setattr(grokjax, "run", lambda *args, **options: run(*args, **{**options, **TINY_RUN}))
+    monkeypatch.chdir(ROOT)  # the blocks read committed results folders by their relative paths
+    for page, code in blocks:
+        try:
+            exec(compile(code, str(page), "exec"), {})
+        finally:
+            plt.close("all")
+
+
 def test_train_fraction_example_runs(tmp_path):
     example = load_module(EXAMPLES / "train_fraction.py", "train_fraction")
-    results = example.main(str(tmp_path / "train_frac.png"), m=11, hidden=8, batch_size=16, epochs=6, seeds=2,
-                           train_frac=[0.4, 0.6], chunk_epochs=3, progress=False)
+    results = example.main(str(tmp_path / "train_frac.png"), **TINY_RUN, seeds=2, train_frac=[0.4, 0.6])
     assert (tmp_path / "train_frac.png").stat().st_size > 0
     assert sorted(set(results.summary.train_frac)) == [0.4, 0.6] and len(results.summary) == 4
 
