@@ -8,6 +8,9 @@ NumPy only. Epochs are 1-based and NaN means "not reached". Thresholds come from
 
 from __future__ import annotations
 
+import copy
+from typing import NamedTuple
+
 import numpy as np
 
 from grokjax.config import STAGE_RULES, AnalysisConfig
@@ -15,6 +18,7 @@ from grokjax.config import STAGE_RULES, AnalysisConfig
 DEFAULT = AnalysisConfig()
 PHASES = ("comprehension", "grokking", "memorization", "confusion")
 STAGE_NAMES = ("I", "II", "III")  # per-epoch labels 1, 2, 3; 0 = no stage's condition holds
+CLEANUP_SHARE = 0.95  # cleanup ends when the Gini of W_E's frequency norms reaches this share of its final value
 
 
 # --- events in one run's curves -------------------------------------------------------
@@ -49,6 +53,27 @@ def grok_epoch(
     crossing = held & below_before[..., : held.shape[-1]]
     crossing[..., :min_index] = False
     return first_epoch(crossing)
+
+
+def generalised_epoch(
+    test_acc: np.ndarray, threshold: float = DEFAULT.grok_threshold, window: int = DEFAULT.grok_window
+) -> np.ndarray:
+    """The first epoch from which test accuracy holds ``threshold`` for ``window`` epochs, at
+    any epoch: generalisation without the study's rule's earliest index."""
+    above = np.asarray(test_acc) >= threshold
+    if above.shape[-1] < window:
+        return np.full(above.shape[:-1], np.nan)
+    return first_epoch(np.lib.stride_tricks.sliding_window_view(above, window, axis=-1).all(axis=-1))
+
+
+def grok_rule_miss(grok: np.ndarray, generalised: np.ndarray, min_index: int = DEFAULT.grok_min_index) -> np.ndarray:
+    """Why the study's grokking epoch disagrees with the generalisation epoch, per run: "early"
+    when the run generalised before the rule's earliest epoch and never crossed again (not
+    grokked by the rule), "recrossing" when it did cross again after a dip (grokked, later),
+    "" when the two agree. (From an epoch at or after the rule's earliest they always agree:
+    the first held epoch follows one below the threshold.)"""
+    early = generalised <= min_index  # 1-based: index < min_index
+    return np.where(early & np.isnan(grok), "early", np.where(early & (grok > generalised), "recrossing", ""))
 
 
 def w1_peak_epoch(w1_norm: np.ndarray, drop: float = DEFAULT.w1_peak_drop) -> np.ndarray:
@@ -88,14 +113,15 @@ def phase_label(
 # --- stages ------------------------------------------------------------------------------
 
 
-def staircase(stage2_entry: np.ndarray, stage3_entry: np.ndarray, n_epochs: int) -> np.ndarray:
-    """Per-epoch labels for rules that only move forward: 1 before Stage II is entered,
-    2 from its entry epoch, 3 from Stage III's (which wins if it comes first). NaN
-    entries are never reached."""
+def staircase(entries: list[np.ndarray], n_epochs: int) -> np.ndarray:
+    """Per-epoch labels [runs, epochs] for rules that only move forward: 1 before the first
+    entry epoch, k + 1 from the k-th (a later one wins if it comes first). NaN entries are
+    never reached."""
     epochs = np.arange(1, n_epochs + 1)
-    enter2 = np.nan_to_num(np.asarray(stage2_entry, float), nan=np.inf)[:, None]
-    enter3 = np.nan_to_num(np.asarray(stage3_entry, float), nan=np.inf)[:, None]
-    return np.where(epochs >= enter3, 3, np.where(epochs >= enter2, 2, 1)).astype(np.int8)
+    labels = np.ones((len(entries[0]), n_epochs), np.int8)
+    for label, entry in enumerate(entries, start=2):
+        labels[epochs >= np.nan_to_num(np.asarray(entry, float), nan=np.inf)[:, None]] = label
+    return labels
 
 
 def trailing_mean(x: np.ndarray, window: int) -> np.ndarray:
@@ -148,7 +174,7 @@ def stages_script(metrics: dict[str, np.ndarray], cfg: AnalysisConfig = DEFAULT)
     cosine = trailing_mean(metrics["grad_cosine_sim"], cfg.script_window)
     enter2 = first_epoch((delta > cfg.script_delta_w1) & (cosine > cfg.script_grad_cosine))
     enter3 = grok_epoch(metrics["test_acc"], cfg.grok_threshold, cfg.grok_min_index, cfg.grok_window)
-    return staircase(enter2, enter3, np.asarray(metrics["test_acc"]).shape[-1])
+    return staircase([enter2, enter3], np.asarray(metrics["test_acc"]).shape[-1])
 
 
 def stage3_event_epoch(metrics: dict[str, np.ndarray], cfg: AnalysisConfig = DEFAULT) -> np.ndarray:
@@ -165,7 +191,7 @@ def stages_events(metrics: dict[str, np.ndarray], cfg: AnalysisConfig = DEFAULT)
     the Stage III event (:func:`stage3_event_epoch`); Stage III (interactive feature
     learning) from that event on, through grokking."""
     enter2 = mem_epoch(metrics["train_acc"], cfg.mem_threshold)
-    return staircase(enter2, stage3_event_epoch(metrics, cfg), np.asarray(metrics["train_acc"]).shape[-1])
+    return staircase([enter2, stage3_event_epoch(metrics, cfg)], np.asarray(metrics["train_acc"]).shape[-1])
 
 
 def stage_labels(metrics: dict[str, np.ndarray], rules: str, cfg: AnalysisConfig = DEFAULT) -> np.ndarray:
@@ -193,14 +219,17 @@ def held_test_metrics(metrics: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
                           for name in ("test_loss", "test_acc") if name in metrics}}
 
 
-def run_summary(coordinates: dict[str, np.ndarray], metrics: dict[str, np.ndarray], cfg: AnalysisConfig = DEFAULT
-                ) -> dict[str, np.ndarray]:
+def run_summary(coordinates: dict[str, np.ndarray], metrics: dict[str, np.ndarray], cfg: AnalysisConfig = DEFAULT,
+                fourier: tuple[np.ndarray, dict[str, np.ndarray]] | None = None) -> dict[str, np.ndarray]:
     """One row per run: coordinates (seed, data_seed, wd, lr, n_train, then any other axis
-    of the sweep), final accuracies, events, phase and stage starts. Test metrics measured
-    every few epochs count from their measurement (:func:`held_test_metrics`)."""
+    of the sweep), final accuracies, events, phase and stage starts, and with a transformer's
+    progress measures in ``fourier`` (snapshot epochs, arrays) the start of each of Nanda et
+    al.'s phases. Test metrics measured every few epochs count from their measurement
+    (:func:`held_test_metrics`)."""
     metrics = held_test_metrics(metrics)
     mem = mem_epoch(metrics["train_acc"], cfg.mem_threshold)
     grok = grok_epoch(metrics["test_acc"], cfg.grok_threshold, cfg.grok_min_index, cfg.grok_window)
+    generalised = generalised_epoch(metrics["test_acc"], cfg.grok_threshold, cfg.grok_window)
     names = [name for name in COORDINATE_ORDER if name in coordinates]
     names += [name for name in coordinates if name not in COORDINATE_ORDER]
     summary = {"run": np.arange(len(metrics["test_acc"]))}
@@ -219,13 +248,18 @@ def run_summary(coordinates: dict[str, np.ndarray], metrics: dict[str, np.ndarra
         "phase": phase_label(metrics["train_acc"], metrics["test_acc"], cfg.phase_threshold, cfg.comprehension_gap),
         "w1_peak_epoch": w1_peak_epoch(metrics["w1_norm"], cfg.w1_peak_drop),
         "test_rise_epoch": first_epoch(np.asarray(metrics["test_acc"]) >= cfg.test_rise_threshold),
-        # Power et al.'s measure: the first epoch at the threshold, without the grokking rule's hold and minimum
-        "generalised_epoch": first_epoch(np.asarray(metrics["test_acc"]) >= cfg.grok_threshold),
+        # generalisation at any epoch (Power et al. count the first epoch at the threshold; this one also holds it)
+        "generalised_epoch": generalised,
+        "generalised": (~np.isnan(generalised)).astype(int),
+        "grok_rule_miss": grok_rule_miss(grok, generalised, cfg.grok_min_index),
     })
     for rules in STAGE_RULES:
         starts = stage_starts(stage_labels(metrics, rules, cfg))
         for k, name in enumerate(STAGE_NAMES):
             summary[f"{rules}_stage{name}_start"] = starts[:, k]
+    if fourier is not None and "excluded_loss" in fourier[1]:
+        phases = progress_phases(*fourier, metrics["test_loss"])
+        summary.update({name: phases[name] for name in ("circuit_epoch", "cleanup_epoch", "cleanup_end_epoch")})
     return summary
 
 
@@ -287,12 +321,50 @@ def group_mask(summary: dict[str, np.ndarray], axes: tuple[str, ...], key: tuple
     return mask
 
 
-def group_summary(summary: dict[str, np.ndarray], cfg: AnalysisConfig = DEFAULT, axes: tuple[str, ...] = ("wd", "lr")
-                  ) -> list[dict]:
+class Milestone(NamedTuple):
+    """An event the printed table reports per group: the summary column of its epoch, the
+    ``groups.csv`` key of its median, the table's header, and why a run may never reach it."""
+
+    column: str
+    key: str
+    header: str
+    missing: str
+
+
+def milestones(cfg: AnalysisConfig = DEFAULT, transformer: bool = False) -> tuple[Milestone, ...]:
+    """The events the table reports: Li2's stages under ``cfg.stage_rules`` for the MLPs;
+    for a transformer, Nanda et al.'s phases from its progress measures (the stages there
+    would read the last MLP's weight norm, which says little about its circuit)."""
+    if transformer:
+        return (Milestone("circuit_epoch", "circuit_median", "circuit from",
+                          "runs without progress measures (the sweep took no snapshots: --fourier-every)"),
+                Milestone("cleanup_epoch", "cleanup_median", "cleanup from",
+                          "runs whose test loss never fell below half its peak after memorisation"),
+                Milestone("cleanup_end_epoch", "cleanup_end_median", "cleanup to",
+                          f"runs whose W_E frequency norms' Gini never reached {CLEANUP_SHARE:.0%} of its final value"))
+    rules = cfg.stage_rules
+    if rules == "events":
+        stage3 = (f"runs whose W1 norm never turned (fell {cfg.w1_peak_drop:.0%} below its peak), as without weight "
+                  "decay or with a decay that sets the norm without a peak (Muon's)" if cfg.stage3_event == "w1_peak"
+                  else f"runs whose test accuracy never reached {cfg.test_rise_threshold:g}")
+        stage2 = f"runs that never memorised (train accuracy {cfg.mem_threshold:g})"
+    else:
+        stage2 = stage3 = f"runs that never met the {rules} rules' thresholds (or whose metrics were not measured)"
+        if rules == "script":
+            stage3 = "runs that never grokked by the study's rule"
+    return (Milestone(f"{rules}_stageII_start", "stageII_start_median", "II from", stage2),
+            Milestone(f"{rules}_stageIII_start", "stageIII_start_median", "III from", stage3))
+
+
+def group_summary(summary: dict[str, np.ndarray], cfg: AnalysisConfig = DEFAULT, axes: tuple[str, ...] = ("wd", "lr"),
+                  events: tuple[Milestone, ...] | None = None) -> list[dict]:
     """Aggregate over seeds the runs sharing their values of ``axes`` (every varied axis
     but the seed): fraction grokked, grokking epoch and delay (median with bootstrap 95%
-    interval, over the runs that grokked), median stage starts under the configured rules,
-    and the count of each phase. Diverged runs are left out of everything but their count."""
+    interval, over the runs that grokked), the runs that generalised at any epoch with their
+    median epoch and why the study's rule misses some, the median epoch and count of each
+    of ``events`` (default: the stages under the configured rules), and the count of each
+    phase. Diverged runs are left out of everything but their count."""
+    events = milestones(cfg) if events is None else events
     rng = np.random.default_rng(cfg.bootstrap_seed)
     rows = []
     healthy = np.isnan(summary["diverged_epoch"])
@@ -306,13 +378,25 @@ def group_summary(summary: dict[str, np.ndarray], cfg: AnalysisConfig = DEFAULT,
         runs = int(members.sum())
         row = {**dict(zip(axes, key)), "runs": runs, "diverged": int((group & ~healthy).sum()), "grokked": len(grokked),
                "frac_grokked": len(grokked) / runs if runs else np.nan}
+        # the generalisation epochs are resampled with the grokking epochs' draws: where the two
+        # agree so do their intervals, and the grokking and delay intervals are as without them
+        generalised_rng = copy.deepcopy(rng)
         row["grok_median"], row["grok_ci_low"], row["grok_ci_high"] = bootstrap_median(grokked, cfg.bootstrap_samples, rng)
         row["grok_min"] = float(grokked.min()) if len(grokked) else np.nan
         row["grok_max"] = float(grokked.max()) if len(grokked) else np.nan
         row["delay_median"], row["delay_ci_low"], row["delay_ci_high"] = bootstrap_median(delay, cfg.bootstrap_samples, rng)
+        general = summary["generalised_epoch"][members]
+        general = general[~np.isnan(general)]
+        row["generalised"] = len(general)
+        row["generalised_median"], row["generalised_ci_low"], row["generalised_ci_high"] = bootstrap_median(
+            general, cfg.bootstrap_samples, generalised_rng)
+        for miss in ("early", "recrossing"):
+            row[f"n_{miss}"] = int((summary["grok_rule_miss"][members] == miss).sum())
         row["mem_median"] = median_reached(summary["mem_epoch"][members])
-        for name in ("II", "III"):
-            row[f"stage{name}_start_median"] = median_reached(summary[f"{cfg.stage_rules}_stage{name}_start"][members])
+        for event in events:
+            epochs = summary[event.column][members] if event.column in summary else np.full(runs, np.nan)
+            row[event.key] = median_reached(epochs)
+            row[event.key.replace("_median", "_reached")] = int((~np.isnan(epochs)).sum())
         row["final_test_acc_mean"] = float(summary["final_test_acc"][members].mean()) if runs else np.nan
         for phase in PHASES:
             row[f"n_{phase}"] = int((summary["phase"][members] == phase).sum())
@@ -351,16 +435,14 @@ def has_real_delay(summary: dict[str, np.ndarray], n_epochs: int, cfg: AnalysisC
 
 
 def delay_power_law(summary: dict[str, np.ndarray], n_epochs: int, cfg: AnalysisConfig = DEFAULT,
-                    axes: tuple[str, ...] = ("wd", "lr")) -> dict | None:
-    """delay ∝ wd^(-alpha) over the runs with wd > 0 whose delay exceeds the comprehension
+                    at: dict | None = None) -> dict | None:
+    """delay ∝ wd^(-alpha) over the runs matching ``at`` (a value of each other varied axis:
+    ``{"lr": 1e-3}``; every run when empty) with wd > 0 whose delay exceeds the comprehension
     gap (``comprehension_gap`` of the ``n_epochs`` budget): runs where test accuracy rises
-    with train accuracy have a delay near or below 0 that no power law describes. One value
-    of every other axis at a time: the smallest lr, and the first value of any other axis
-    (``at`` says which). Also returns each weight decay's median delay with its bootstrap
-    interval."""
-    at = {axis: summary[axis].min() if axis == "lr" else group_keys(summary, (axis,))[0][0]
-          for axis in axes if axis != "wd"}
-    lr = at.get("lr", summary["lr"].min())
+    with train accuracy have a delay near or below 0 that no power law describes. Also
+    returns each weight decay's median delay with its bootstrap interval. None with fewer
+    than two weight decays to fit."""
+    at = {axis: value.item() if isinstance(value, np.generic) else value for axis, value in (at or {}).items()}
     use = group_mask(summary, tuple(at), tuple(at.values())) & has_real_delay(summary, n_epochs, cfg)
     fit = fit_power_law(summary["wd"][use], summary["delay"][use], cfg.bootstrap_samples, cfg.bootstrap_seed)
     if fit is None:
@@ -371,8 +453,27 @@ def delay_power_law(summary: dict[str, np.ndarray], n_epochs: int, cfg: Analysis
         delays = summary["delay"][use & (summary["wd"] == wd)]
         median, low, high = bootstrap_median(delays, cfg.bootstrap_samples, rng)
         levels.append({"wd": float(wd), "median": median, "low": low, "high": high, "n": int(len(delays))})
-    at = {axis: value.item() if isinstance(value, np.generic) else value for axis, value in at.items()}
-    return {**fit, "lr": float(lr), "at": at, "levels": levels}
+    return {**fit, "at": at, "levels": levels}
+
+
+def combinations(summary: dict[str, np.ndarray], axes: tuple[str, ...], at: dict | None = None) -> list[dict]:
+    """Every combination of values of ``axes`` among the runs, in sorted order; those of the
+    axes fixed in ``at`` take its value only."""
+    at = at or {}
+    if not axes:
+        return [{}]
+    keys = [dict(zip(axes, key)) for key in group_keys(summary, axes)]
+    return [key for key in keys if all(key[axis] == value for axis, value in at.items() if axis in key)]
+
+
+def delay_power_laws(summary: dict[str, np.ndarray], n_epochs: int, cfg: AnalysisConfig = DEFAULT,
+                     axes: tuple[str, ...] = ("wd", "lr"), at: dict | None = None) -> list[dict]:
+    """:func:`delay_power_law` at every combination of the varied ``axes`` other than wd
+    (those fixed in ``at`` at its value), in sorted order; a combination with fewer than two
+    weight decays to fit has no fit."""
+    others = tuple(axis for axis in axes if axis != "wd")
+    fits = (delay_power_law(summary, n_epochs, cfg, combination) for combination in combinations(summary, others, at))
+    return [fit for fit in fits if fit is not None]
 
 
 def format_value(value) -> str:
@@ -386,38 +487,87 @@ def group_label(values: dict, separator: str = " ") -> str:
     return separator.join(f"{axis} {format_value(value)}" for axis, value in values.items())
 
 
-def format_group_table(rows: list[dict], fit: dict | None = None, axes: tuple[str, ...] = ("wd", "lr")) -> str:
-    """The printed table: one line per group (a value of each of ``axes``), then the power-law fit."""
+MAX_PRINTED_FITS = 8  # delay fits printed under the table; delay_fit.json keeps every one
+
+
+def format_group_table(rows: list[dict], fits: list[dict] = (), axes: tuple[str, ...] = ("wd", "lr"),
+                       events: tuple[Milestone, ...] | None = None, cfg: AnalysisConfig = DEFAULT,
+                       at: dict | None = None) -> str:
+    """The printed table: one line per group (a value of each of ``axes``): runs grokked by
+    the study's rule and generalised at any epoch, their epochs, the delay and the median
+    epoch of each of ``events`` (default: the stages); a numbered note for every cell where
+    the study's rule and generalisation disagree, or where runs never reached an event, says
+    why; then the power-law fits of the delay, one per combination of the other axes (those
+    in ``at`` held at its value)."""
+    events = milestones(cfg) if events is None else events
+    notes: dict[str, list[str]] = {}  # what a note says -> the groups it counts, "k/n at <group>"
+
+    def marked(text: str, found: list[tuple[str, str]]) -> str:
+        """``text`` with the numbers of the notes that explain it: (what the note says, this group's count)."""
+        for note, count in found:
+            notes.setdefault(note, []).append(count)
+        return text + (f"[{','.join(str(list(notes).index(note) + 1) for note, _ in found)}]" if found else "")
 
     def interval(median, low, high):
         return "-" if np.isnan(median) else f"{median:.0f} [{low:.0f}-{high:.0f}]"
 
-    def epoch(value):
-        return "-" if np.isnan(value) else f"{value:.0f}"
-
-    width = {axis: max(8, len(axis), *(len(format_value(row[axis])) for row in rows)) for axis in axes}
-    header = (" ".join(f"{axis:>{width[axis]}}" for axis in axes) + f" {'grokked':>8} {'grok epoch [95% CI]':>20} {'range':>10} "
-              f"{'delay [95% CI]':>16} {'II from':>8} {'III from':>9} {'test acc':>9}")
-    lines = [header, "-" * len(header)]
+    earliest = cfg.grok_min_index + 1
+    misses = {"early": f"grokked: runs that generalised before epoch {earliest}, the study's rule's earliest, and stayed "
+                       "there, so that the rule counts them as not grokked",
+              "recrossing": f"grokked: runs that generalised before epoch {earliest}, dipped and crossed again, so that "
+                            "the rule counts the later crossing"}
+    header = [*axes, "grokked", "grok epoch [95% CI]", "range", "delay [95% CI]", "generalised", "gen. epoch [95% CI]",
+              *(event.header for event in events), "test acc"]
+    table = []
     for row in rows:
-        span = "-" if not row["grokked"] else f"{row['grok_min']:.0f}-{row['grok_max']:.0f}"
-        lines.append(
-            " ".join(f"{format_value(row[axis]):>{width[axis]}}" for axis in axes) + f" {str(row['grokked']) + '/' + str(row['runs']):>8} "
-            f"{interval(row['grok_median'], row['grok_ci_low'], row['grok_ci_high']):>20} {span:>10} "
-            f"{interval(row['delay_median'], row['delay_ci_low'], row['delay_ci_high']):>16} "
-            f"{epoch(row['stageII_start_median']):>8} {epoch(row['stageIII_start_median']):>9} "
-            f"{row['final_test_acc_mean']:>9.3f}"
-        )
-    lines.append("grok epoch and delay over the runs that grokked; II/III from: median epoch each stage starts")
+        where = f"at {group_label({axis: row[axis] for axis in axes})}"
+        cells = [format_value(row[axis]) for axis in axes]
+        cells.append(marked(f"{row['grokked']}/{row['runs']}", [(text, f"{row[f'n_{miss}']}/{row['runs']} {where}")
+                                                                for miss, text in misses.items() if row[f"n_{miss}"]]))
+        cells += [interval(row["grok_median"], row["grok_ci_low"], row["grok_ci_high"]),
+                  "-" if not row["grokked"] else f"{row['grok_min']:.0f}-{row['grok_max']:.0f}",
+                  interval(row["delay_median"], row["delay_ci_low"], row["delay_ci_high"]),
+                  f"{row['generalised']}/{row['runs']}",
+                  interval(row["generalised_median"], row["generalised_ci_low"], row["generalised_ci_high"])]
+        for event in events:
+            reached, median = row[event.key.replace("_median", "_reached")], row[event.key]
+            missing = [(f"{event.header}: {event.missing}", f"{row['runs'] - reached}/{row['runs']} {where}")]
+            cells.append(marked("-" if np.isnan(median) else f"{median:.0f}", missing if reached < row["runs"] else []))
+        cells.append(f"{row['final_test_acc_mean']:.3f}")
+        table.append(cells)
+    width = [max(len(name), 8, *(len(cells[k]) for cells in table)) for k, name in enumerate(header)]
+    lines = [" ".join(f"{name:>{w}}" for name, w in zip(header, width))]
+    lines.append("-" * len(lines[0]))
+    lines += [" ".join(f"{cell:>{w}}" for cell, w in zip(cells, width)) for cells in table]
+    lines.append(f"grokked: the study's rule (test accuracy crosses {cfg.grok_threshold:g} at epoch {earliest} or later and "
+                 f"holds it {cfg.grok_window} epochs); generalised: holds it {cfg.grok_window} epochs from any epoch; "
+                 "grok epoch and delay over the runs that grokked; "
+                 + ("circuit from, cleanup from, cleanup to: median epoch each of Nanda et al.'s phases begins and cleanup ends"
+                    if events and events[0].column == "circuit_epoch" else "II/III from: median epoch each stage starts"))
+    lines += [f"[{k}] {note}: {', '.join(counts) if len(counts) < len(rows) else 'in every group'}"
+              for k, (note, counts) in enumerate(notes.items(), 1)]
+    if any(note.split(":")[0] in {event.header for event in events} for note in notes):
+        lines.append("a stage or phase column shows the median over the runs that reached it")
     diverged = [f"{group_label({axis: row[axis] for axis in axes})}: {row['diverged']}" for row in rows if row["diverged"]]
     if diverged:
         lines.append(f"diverged (loss or parameters not finite; left out above): {', '.join(diverged)}")
-    if fit is not None:
+    shown = sorted(sorted(fits, key=lambda fit: -fit["n_points"])[:MAX_PRINTED_FITS], key=lambda fit: fits.index(fit))
+    for number, fit in enumerate(shown):
         lines.append(
-            f"\ndelay ∝ wd^-α at {group_label(fit['at'], ', ')}: α = {fit['alpha']:.2f} "
+            f"{'' if number else chr(10)}delay ∝ wd^-α at {group_label(fit['at'], ', ')}: α = {fit['alpha']:.2f} "
             f"[95% CI {fit['alpha_low']:.2f}-{fit['alpha_high']:.2f}] "
             f"from {fit['n_points']} runs at {fit['n_levels']} weight decays (runs with a delay above the comprehension gap)"
         )
+    if len(fits) > len(shown):
+        lines.append(f"{len(fits) - len(shown)} more combinations have a fit (the {len(shown)} with the most runs are shown); "
+                     "delay_fit.json holds every one")
+    combined = {tuple(row[axis] for axis in axes if axis != "wd") for row in rows
+                if all(row[axis] == value for axis, value in (at or {}).items() if axis != "wd")}
+    if len({row["wd"] for row in rows if row["wd"] > 0}) < 2:
+        lines.append("\nno delay fit: it needs runs at two or more weight decays above 0")
+    elif len(fits) < len(combined):
+        lines.append(f"{'' if fits else chr(10)}no delay fit at {len(combined) - len(fits)} of {len(combined)} combinations "
+                     "of the other axes: fewer than two weight decays have runs with a delay above the comprehension gap")
     return "\n".join(lines)
 
 
@@ -438,7 +588,7 @@ def fourier_moments(snapshot_epochs: np.ndarray, test_acc: np.ndarray, memorised
 
 
 def progress_phases(snapshot_epochs: np.ndarray, snapshots: dict[str, np.ndarray], test_loss: np.ndarray,
-                    cleanup_share: float = 0.95) -> dict[str, np.ndarray]:
+                    cleanup_share: float = CLEANUP_SHARE) -> dict[str, np.ndarray]:
     """Nanda et al.'s three phases of each transformer run, from its progress measures at the
     snapshots (``excluded_loss``, ``gini`` [runs, snapshots]) and its test loss per epoch
     [runs, epochs] (measured every few epochs is fine):

@@ -54,13 +54,13 @@ def as_given(values: np.ndarray, given: list | tuple | None) -> np.ndarray:
 
 def summary_frame(summary: dict[str, np.ndarray]) -> pd.DataFrame:
     """The per-run table with types: epochs as nullable integers (<NA>: not reached),
-    ``grokked`` as bool, ``phase`` and categorical axes as strings."""
+    ``grokked`` and ``generalised`` as bool, ``phase`` and categorical axes as strings."""
     columns = {}
     for name, values in summary.items():
         values = np.asarray(values)
         if name == "delay" or name.endswith(("_epoch", "_start")):
             columns[name] = pd.array(values, dtype="Int64")  # NaN becomes <NA>
-        elif name == "grokked":
+        elif name in ("grokked", "generalised"):
             columns[name] = values.astype(bool)
         else:
             columns[name] = values
@@ -102,7 +102,7 @@ class Results:
         """Summary, groups, fit and stage labels, as the report computes them (from the
         coordinates as given, so numbers that depend on wd or lr, such as the fit's, may
         differ from the files' in float32's last digits)."""
-        return report.analyse(self.config, self.coordinates, self.metrics, self.analysis)
+        return report.analyse(self.config, self.coordinates, self.metrics, self.analysis, self.fourier)
 
     @property
     def dims(self) -> tuple[str, ...]:
@@ -120,9 +120,10 @@ class Results:
         return pd.DataFrame(self.analysed.rows)
 
     @property
-    def fit(self) -> dict | None:
-        """The power-law fit of the delay against wd (as delay_fit.json's ``fit``), None without one."""
-        return self.analysed.fit
+    def fits(self) -> list[dict]:
+        """The power-law fits of the delay against wd, one per combination of the other varied
+        axes that has one (its values in ``at``), as delay_fit.json's ``fits``."""
+        return self.analysed.fits
 
     @functools.cached_property
     def plot(self) -> Plots:
@@ -213,9 +214,10 @@ class Plots:
         return report.representative_runs(analysed.summary, [analysed.rows[matching[0]]], analysed.axes)[0]
 
     def dashboard(self, run: int | None = None, rules: str | None = None, **where) -> Figure:
-        """The study's 3x3 figure of one run, shaded by the stages of ``rules`` (default: the analysis's)."""
+        """The study's 3x3 figure of one run, shaded as the folder's dashboards are (a
+        transformer's phases, or the stages of the analysis's rules), or by the stages of ``rules``."""
         return report.dashboard_figure(self.results.config, self.results.metrics, self.results.analysed,
-                                       self._run(run, where), rules or self.results.analysis.stage_rules)
+                                       self._run(run, where), rules)
 
     def fourier(self, run: int | None = None, **where) -> Figure:
         """One run's Fourier features (the sweep needs snapshots: ``fourier_every``)."""
@@ -224,26 +226,35 @@ class Plots:
         return report.fourier_figure(self.results.config, self.results.metrics, self.results.analysed,
                                      self.results.fourier, self._run(run, where))
 
-    def overview(self) -> Figure:
-        """Test accuracy of every run, coloured by wd, the median thick."""
-        analysed = self.results.analysed
-        return plots.overview(self.results.metrics["test_acc"], analysed.summary, analysed.axes, self.title)
+    def _at(self, at: dict | None) -> dict:
+        return report.resolve_at(at or {}, self.results.config, self.results.coordinates, "at")
 
-    def delay_vs_wd(self) -> Figure:
-        """Delay against wd, log-log: each run, medians with intervals, the power-law fit."""
+    def overview(self, at: dict | None = None) -> Figure:
+        """Test accuracy of every run, coloured by wd, the median thick; a panel per combination
+        of the other axes (those in ``at``, e.g. ``{"hidden": 128}``, held at that value)."""
         analysed = self.results.analysed
-        return plots.delay_vs_wd(analysed.summary, analysed.rows, analysed.fit, self.title, analysed.axes)
+        return plots.overview(self.results.metrics["test_acc"], analysed.summary, analysed.axes, self.title, self._at(at))
 
-    def phase_diagram(self, x: str = "wd", y: str = "lr") -> Figure:
-        """Fraction grokked and median grokking epoch over two axes (other axes at their first value)."""
+    def delay_vs_wd(self, at: dict | None = None) -> Figure:
+        """Grokking epoch and delay against wd, log-log: each run, medians with intervals and
+        the power-law fit, a colour per combination of the other axes (those in ``at`` held)."""
+        analysed, at = self.results.analysed, self._at(at)
+        fits = [fit for fit in analysed.fits if all(fit["at"].get(axis) == value for axis, value in at.items())]
+        return plots.delay_vs_wd(analysed.summary, analysed.rows, fits, self.title, analysed.axes, at)
+
+    def phase_diagram(self, x: str = "wd", y: str = "lr", at: dict | None = None) -> Figure:
+        """Fraction grokked and median grokking epoch over two axes, a pair of panels per
+        combination of the others (those in ``at`` held)."""
         report.check_figure_axes(self.results.config, x, y)
-        return plots.phase_diagram(self.results.analysed.rows, self.results.analysed.axes, x, y, self.title)
+        analysed = self.results.analysed
+        return plots.phase_diagram(analysed.rows, analysed.axes, x, y, self.title, self._at(at))
 
-    def epochs_vs(self, x: str) -> Figure:
-        """Grokking epoch and delay against a numeric axis: median and interval over seeds."""
+    def epochs_vs(self, x: str, at: dict | None = None) -> Figure:
+        """Grokking epoch and delay against a numeric axis: median and interval over seeds, a
+        series per combination of the other axes (those in ``at`` held)."""
         report.check_figure_axes(self.results.config, x, None)
         analysed = self.results.analysed
-        return plots.epochs_vs_axis(analysed.summary, analysed.axes, x, report.GROK_QUANTITIES, self.title)
+        return plots.epochs_vs_axis(analysed.summary, analysed.axes, x, report.GROK_QUANTITIES, self.title, self._at(at))
 
     @property
     def title(self) -> str:

@@ -12,8 +12,8 @@ from matplotlib.patches import Patch
 from matplotlib.ticker import LogLocator, NullFormatter, NullLocator, ScalarFormatter
 
 from grokjax.analysis import (
+    combinations,
     format_value,
-    group_keys,
     group_label,
     group_mask,
     medians_along,
@@ -22,8 +22,11 @@ from grokjax.analysis import (
 AXIS_NAMES = {"wd": "weight decay", "lr": "learning rate", "train_frac": "training fraction", "hidden": "hidden width",
               "batch_size": "batch size", "m": "modulus m", "init_scale": "initialisation scale α",
               "grokfast_alpha": "grokfast α", "grokfast_lambda": "grokfast λ", "grokfast_window": "grokfast window"}
-STAGE_COLOURS = {1: "#bbbbbb", 2: "#6fa8dc", 3: "#93c47d"}
-STAGE_TITLES = {1: "I lazy", 2: "II independent", 3: "III interactive"}
+# what a dashboard shades: per label, its name and colour (a label without an entry is not shaded)
+STAGE_BANDS = {1: ("Stage I lazy", "#bbbbbb"), 2: ("Stage II independent", "#6fa8dc"), 3: ("Stage III interactive", "#93c47d")}
+# Nanda et al.'s phases of a transformer run (the label after cleanup, 4, is not shaded)
+PROGRESS_BANDS = {1: ("memorisation", "#bbbbbb"), 2: ("circuit formation", "#6fa8dc"), 3: ("cleanup", "#93c47d")}
+MAX_SERIES = 6  # combinations of the other axes one figure draws; beyond, those with the most generalised runs
 
 
 def label_segments(labels: np.ndarray) -> list[tuple[int, int, int]]:
@@ -35,16 +38,17 @@ def label_segments(labels: np.ndarray) -> list[tuple[int, int, int]]:
     return [(int(s) + 1, int(e), int(labels[s])) for s, e in zip(starts, ends)]
 
 
-def shade_stages(ax, labels: np.ndarray) -> None:
+def shade_bands(ax, labels: np.ndarray, bands: dict[int, tuple[str, str]]) -> None:
     for first, last, label in label_segments(labels):
-        if label:
-            ax.axvspan(first - 0.5, last + 0.5, color=STAGE_COLOURS[label], alpha=0.25, lw=0)
+        if label in bands:
+            ax.axvspan(first - 0.5, last + 0.5, color=bands[label][1], alpha=0.25, lw=0)
 
 
-def dashboard(run_metrics: dict[str, np.ndarray], labels: np.ndarray, grok: float, mem: float, title: str, rules: str,
-              loss_name: str = "cross-entropy") -> Figure:
-    """The study's 3x3 per-run figure, with stage bands shaded. Metrics measured only
-    every few epochs (NaN between) are drawn through their measured points."""
+def dashboard(run_metrics: dict[str, np.ndarray], labels: np.ndarray, grok: float, mem: float, title: str, shading: str,
+              loss_name: str = "cross-entropy", bands: dict[int, tuple[str, str]] = STAGE_BANDS) -> Figure:
+    """The study's 3x3 per-run figure, with the epochs' ``labels`` shaded as ``bands`` say
+    (the stages, or a transformer's phases; ``shading`` names them in the title). Metrics
+    measured only every few epochs (NaN between) are drawn through their measured points."""
     epochs = np.arange(1, len(run_metrics["train_acc"]) + 1)
     fig = Figure(figsize=(15, 11), layout="constrained")
     axes = fig.subplots(3, 3).ravel()
@@ -61,7 +65,7 @@ def dashboard(run_metrics: dict[str, np.ndarray], labels: np.ndarray, grok: floa
         ("generalisation gap (train − test acc)", [(None, gap)], "linear"),
     ]
     for ax, (name, series, scale) in zip(axes, panels):
-        shade_stages(ax, labels)
+        shade_bands(ax, labels, bands)
         measured = False
         for label, values in series:
             values = np.asarray(values, float)
@@ -83,13 +87,13 @@ def dashboard(run_metrics: dict[str, np.ndarray], labels: np.ndarray, grok: floa
         ax.grid(alpha=0.3)
     axes[0].set_ylabel("accuracy")
     axes[0].set_ylim(-0.02, 1.02)
-    handles = [Patch(color=STAGE_COLOURS[k], alpha=0.5, label=f"Stage {STAGE_TITLES[k]}") for k in (1, 2, 3)]
+    handles = [Patch(color=colour, alpha=0.5, label=name) for name, colour in bands.values()]
     handles += axes[0].get_legend_handles_labels()[0]
     grok_text = "never grokked" if np.isnan(grok) else f"grokked at epoch {grok:.0f} (dashed)"
     mem_text = "never memorised" if np.isnan(mem) else f"memorised at epoch {mem:.0f}"
     axes[0].legend(handles=handles, fontsize=8, loc="center right")
     axes[1].legend(fontsize=8)
-    fig.suptitle(f"{title}\n{mem_text}; {grok_text}; stages by the '{rules}' rules", fontsize=13)
+    fig.suptitle(f"{title}\n{mem_text}; {grok_text}; shaded: {shading}", fontsize=13)
     return fig
 
 
@@ -101,20 +105,50 @@ def wd_colours(wds: np.ndarray):
     return {wd: ("black" if wd == 0 else cmap(0.9 * norm(wd))) for wd in wds}
 
 
-def overview(test_acc: np.ndarray, summary: dict[str, np.ndarray], axes: tuple[str, ...], title: str) -> Figure:
+def shown_combinations(table: dict[str, np.ndarray], others: tuple[str, ...], at: dict | None = None
+                       ) -> tuple[list[dict], list[dict]]:
+    """The combinations of the ``others`` axes a figure draws, those in ``at`` held at its
+    value: every one up to ``MAX_SERIES``, beyond that the ones with the most generalised
+    runs (``table``: the run summary or the groups as columns, with a ``generalised``
+    column); and the combinations left out."""
+    every = combinations(table, others, at)
+    if len(every) <= MAX_SERIES:
+        return every, []
+    score = [table["generalised"][group_mask(table, tuple(c), tuple(c.values()))].sum() for c in every]
+    keep = sorted(sorted(range(len(every)), key=lambda k: -score[k])[:MAX_SERIES])
+    return [every[k] for k in keep], [c for k, c in enumerate(every) if k not in keep]
+
+
+def left_out_note(left: list[dict]) -> str:
+    """What a figure leaves out, for its caption."""
+    if not left:
+        return ""
+    names = "; ".join(group_label(c, ", ") for c in left)
+    text = names if len(left) <= 3 else f"{len(left)} combinations"
+    return f"not drawn (fewer generalised runs; report --at chooses): {text}"
+
+
+def held_text(at: dict) -> str:
+    """`` at hidden 128`` for a title: what ``--at`` holds fixed."""
+    return f" at {group_label(at, ', ')}" if at else ""
+
+
+def overview(test_acc: np.ndarray, summary: dict[str, np.ndarray], axes: tuple[str, ...], title: str,
+             at: dict | None = None) -> Figure:
     """Test accuracy of every run: colour by wd, thin lines per seed, the median thick;
-    one panel per value of the other ``axes`` (lr, and any other varied axis)."""
+    one panel per value of the other ``axes`` (lr, and any other varied axis; those in
+    ``at`` held at its value)."""
     wd = summary["wd"]
     others = tuple(axis for axis in axes if axis != "wd")
-    panels = group_keys(summary, others)
+    panels = combinations(summary, others, at)
     colours = wd_colours(np.unique(wd))
     epochs = np.arange(1, test_acc.shape[1] + 1)
     columns = min(len(panels), 3)
     rows = -(-len(panels) // columns)
     fig = Figure(figsize=(7 * columns, 5 * rows), layout="constrained")
     grid = np.atleast_1d(fig.subplots(rows, columns, sharey=True, squeeze=False)).ravel()
-    for ax, key in zip(grid, panels):
-        in_panel = group_mask(summary, others, key)
+    for ax, panel in zip(grid, panels):
+        in_panel = group_mask(summary, tuple(panel), tuple(panel.values()))
         for this_wd in np.unique(wd[in_panel]):
             runs = in_panel & (wd == this_wd)
             # through the measured epochs: with --eval-every the others read NaN
@@ -124,105 +158,132 @@ def overview(test_acc: np.ndarray, summary: dict[str, np.ndarray], axes: tuple[s
             measured = ~np.isnan(test_acc[runs]).all(axis=0)
             ax.plot(epochs[measured], np.median(test_acc[runs][:, measured], axis=0), color=colours[this_wd], lw=2.4,
                     label=f"wd {this_wd:g} (median of {runs.sum()})")
-        ax.set_title(group_label(dict(zip(others, key)), ", "))
+        ax.set_title(group_label(panel, ", "))
         ax.set_xlabel("epoch")
         ax.grid(alpha=0.3)
         ax.legend(fontsize=8, loc="upper left")
     for ax in grid[len(panels):]:
         ax.set_visible(False)
     grid[0].set_ylabel("test accuracy")
-    fig.suptitle(f"{title}\ntest accuracy of every run (thin: seeds, thick: median)", wrap=True)
+    fig.suptitle(f"{title}{held_text(at or {})}\ntest accuracy of every run (thin: seeds, thick: median)", wrap=True)
     return fig
 
 
-def delay_vs_wd(summary: dict[str, np.ndarray], rows: list[dict], fit: dict | None, title: str,
-                axes: tuple[str, ...] = ("wd", "lr")) -> Figure:
-    """Grokking epoch and delay against weight decay on log–log axes: each run, medians
-    with bootstrap 95% intervals, and the fitted power law of the delay (whose points are
-    the runs the fit used), at one value of every other axis (the fit's: the smallest lr,
-    the first value of any other)."""
-    fig = Figure(figsize=(7.5, 5.5), layout="constrained")
+def medians_with_errors(points: list[dict], value: str = "median", low: str = "low", high: str = "high"):
+    """x, median and the error bars' extents of points that have a median."""
+    y = np.array([p[value] for p in points], float)
+    return y, np.abs(np.array([[p[low] for p in points], [p[high] for p in points]], float) - y)
+
+
+def delay_vs_wd(summary: dict[str, np.ndarray], rows: list[dict], fits: list[dict], title: str,
+                axes: tuple[str, ...] = ("wd", "lr"), at: dict | None = None) -> Figure:
+    """Grokking epoch and delay against weight decay on log–log axes, one colour per
+    combination of the other axes (those in ``at`` held at its value; beyond ``MAX_SERIES``,
+    the combinations with the most generalised runs): each run faint, medians with
+    bootstrap 95% intervals, and the fitted power law of the delay (whose points are the
+    runs the fit used)."""
+    fig = Figure(figsize=(9, 7.5), layout="constrained")
     ax = fig.subplots()
     others = tuple(axis for axis in axes if axis != "wd")
-    at = fit["at"] if fit is not None else {axis: (summary[axis].min() if axis == "lr" else group_keys(summary, (axis,))[0][0])
-                                            for axis in others}
-    selected = group_mask(summary, tuple(at), tuple(at.values()))
-    in_rows = [r for r in rows if all(r[axis] == value for axis, value in at.items())]
-    grokked = selected & (summary["wd"] > 0) & ~np.isnan(summary["grok_epoch"])
-    ax.scatter(summary["wd"][grokked], summary["grok_epoch"][grokked], marker="s", s=14, alpha=0.45, color="tab:orange",
-               label="grokking epoch, each run")
-    medians = [r for r in in_rows if r["wd"] > 0 and r["grokked"]]
-    if medians:
-        x = np.array([r["wd"] for r in medians])
-        y = np.array([r["grok_median"] for r in medians])
-        err = np.abs(np.array([[r["grok_ci_low"] for r in medians], [r["grok_ci_high"] for r in medians]]) - y)
-        ax.errorbar(x, y, yerr=err, fmt="s-", color="tab:orange", lw=1.5, ms=7, capsize=4, mfc="white",
-                    label="grokking epoch, median with 95% CI")
-    if fit is not None:
-        fitted = {level["wd"] for level in fit["levels"]}
-        use = selected & np.isin(summary["wd"], list(fitted)) & (summary["delay"] > 0)
-        ax.scatter(summary["wd"][use], summary["delay"][use], marker="o", s=14, alpha=0.45, color="tab:blue",
-                   label="delay (grok − memorisation), each run")
-        x = np.array([level["wd"] for level in fit["levels"]])
-        y = np.array([level["median"] for level in fit["levels"]])
-        err = np.abs(np.array([[level["low"] for level in fit["levels"]], [level["high"] for level in fit["levels"]]]) - y)
-        ax.errorbar(x, y, yerr=err, fmt="o-", color="tab:blue", lw=1.5, ms=7, capsize=4, mfc="white",
-                    label="delay, median with 95% CI")
-        xs = np.geomspace(x.min(), x.max(), 50)
-        ax.plot(xs, fit["prefactor"] * xs ** (-fit["alpha"]), "k--", lw=1.2,
-                label=f"fit: delay ∝ wd^-{fit['alpha']:.2f} (95% CI {fit['alpha_low']:.2f}–{fit['alpha_high']:.2f})")
-    notes = [f"wd {r['wd']:g}: {r['grokked']}/{r['runs']} grokked" for r in in_rows if r["grokked"] < r["runs"]]
-    if fit is not None:
-        notes.append(f"delay fit: {fit['n_points']} runs whose delay exceeds the comprehension gap")
-    if notes:
-        ax.text(0.01, 0.01, "\n".join(notes), transform=ax.transAxes, fontsize=8, va="bottom")
+    shown, left = shown_combinations(summary, others, at)
+    colours = colormaps["tab10"]
+    notes, drawn = [], False
+    for number, combination in enumerate(shown):
+        colour = colours(number % 10)
+        dodge = 10 ** (0.012 * (number - (len(shown) - 1) / 2))  # side by side at each wd, on the log axis
+        label = group_label(combination, ", ")
+        selected = group_mask(summary, tuple(combination), tuple(combination.values()))
+        grokked = selected & (summary["wd"] > 0) & ~np.isnan(summary["grok_epoch"])
+        ax.scatter(summary["wd"][grokked] * dodge, summary["grok_epoch"][grokked], marker="s", s=10, alpha=0.3, color=colour)
+        in_rows = [r for r in rows if all(r[axis] == value for axis, value in combination.items())]
+        medians = [r for r in in_rows if r["wd"] > 0 and r["grokked"]]
+        if medians:
+            drawn = True
+            y, err = medians_with_errors(medians, "grok_median", "grok_ci_low", "grok_ci_high")
+            ax.errorbar(np.array([r["wd"] for r in medians]) * dodge, y, yerr=err, fmt="s:", color=colour, lw=1.2, ms=6,
+                        capsize=3, mfc="white")
+        fit = next((f for f in fits if f["at"] == combination), None)
+        if fit is not None:
+            use = selected & np.isin(summary["wd"], [level["wd"] for level in fit["levels"]]) & (summary["delay"] > 0)
+            ax.scatter(summary["wd"][use] * dodge, summary["delay"][use], marker="o", s=10, alpha=0.3, color=colour)
+            y, err = medians_with_errors(fit["levels"])
+            x = np.array([level["wd"] for level in fit["levels"]])
+            ax.errorbar(x * dodge, y, yerr=err, fmt="o-", color=colour, lw=1.5, ms=6, capsize=3, mfc="white")
+            xs = np.geomspace(x.min(), x.max(), 50)
+            ax.plot(xs, fit["prefactor"] * xs ** (-fit["alpha"]), "--", color=colour, lw=1.2)
+            label += f": delay ∝ wd^-{fit['alpha']:.2f} [{fit['alpha_low']:.2f}–{fit['alpha_high']:.2f}], {fit['n_points']} runs"
+        else:
+            delays = [r for r in medians if not np.isnan(r["delay_median"])]
+            if delays:
+                y, err = medians_with_errors(delays, "delay_median", "delay_ci_low", "delay_ci_high")
+                ax.errorbar(np.array([r["wd"] for r in delays]) * dodge, y, yerr=err, fmt="o-", color=colour, lw=1.5, ms=6,
+                            capsize=3, mfc="white")
+            label += ": no delay fit (it needs delays at two weight decays)"
+        ax.plot([], [], "-", color=colour, lw=3, label=label)
+        notes += [f"{group_label({**combination, 'wd': r['wd']}, ', ')}: {r['grokked']}/{r['runs']} grokked, "
+                  f"{r['generalised']}/{r['runs']} generalised" for r in in_rows if r["grokked"] < r["runs"] and r["wd"] > 0]
+    for style, text in (("s:", "grokking epoch: median, 95% CI (faint: each run)"),
+                        ("o-", "delay (grok − memorisation): median, 95% CI"), ("--", "delay fit (runs above the gap)")):
+        ax.plot([], [], style, color="0.35", mfc="white", label=text)
+    if len(notes) > 6:
+        notes = [f"{len(notes)} groups where not every seed grokked (groups.csv)"]
+    for note in notes + ([left_out_note(left)] if left else []):
+        ax.plot([], [], " ", label=note)
     ax.set_xlabel("weight decay")
     ax.set_ylabel("epochs")
     ax.grid(alpha=0.3, which="both")
-    if medians:  # log axes need something positive to show
+    if drawn:  # log axes need something positive to show
         ax.set_xscale("log")
         ax.set_yscale("log")
-        wds = np.unique(summary["wd"][grokked])
+        wds = np.unique(summary["wd"][(summary["wd"] > 0) & ~np.isnan(summary["grok_epoch"])])
         ax.set_xticks(wds, [f"{w:g}" for w in wds])
         ax.xaxis.set_minor_locator(NullLocator())
         ax.yaxis.set_major_locator(LogLocator(subs=(1.0, 2.0, 5.0)))
         ax.yaxis.set_major_formatter(ScalarFormatter())
         ax.yaxis.set_minor_formatter(NullFormatter())
-        ax.legend(fontsize=8, loc="upper right")
+        ax.legend(fontsize=7, loc="upper center", bbox_to_anchor=(0.5, -0.1), ncol=2 if len(shown) > 2 else 1)
     else:
         ax.text(0.5, 0.5, "no run with wd > 0 grokked", transform=ax.transAxes, ha="center", va="center")
-    ax.set_title(f"{title}\ngrokking epoch and delay vs weight decay ({group_label(at, ', ')})", fontsize=11, wrap=True)
+    per = ", ".join(axis for axis in others if axis not in (at or {}))
+    ax.set_title(f"{title}{held_text(at or {})}\ngrokking epoch and delay vs weight decay"
+                 + (f", a colour per {per}" if per else ""), fontsize=11, wrap=True)
     return fig
 
 
 def epochs_vs_axis(summary: dict[str, np.ndarray], axes: tuple[str, ...], x: str, quantities: dict[str, str],
-                   title: str) -> Figure:
+                   title: str, at: dict | None = None) -> Figure:
     """Epoch columns of the run summary (``quantities``: column -> label, e.g. grok_epoch ->
-    "grokking epoch") against the numeric axis ``x``: per series (a value of every other
-    axis) the median over seeds with its bootstrap 95% interval, solid for the first
-    quantity and dashed for the others; a value where no seed reached the event is marked
-    × at the top ("never"), and one where only some did is annotated with the count."""
+    "grokking epoch") against the numeric axis ``x``: per series (a combination of the other
+    axes, those in ``at`` held at its value; beyond ``MAX_SERIES``, the combinations with the
+    most generalised runs) the median over seeds with its bootstrap 95% interval, solid for
+    the first quantity and dashed for the others; a value where no seed reached the event is
+    marked × at the top ("never"), and one where only some did is annotated with the count."""
     fig = Figure(figsize=(8.5, 5.8), layout="constrained")
     ax = fig.subplots()
     colours = colormaps["tab10"]
     styles = ("o-", "s--", "^:", "d-.")
-    xs = np.unique(summary[x])
+    shown, left = shown_combinations(summary, tuple(axis for axis in axes if axis != x), at)
+    selected = np.zeros(len(summary["wd"]), bool)
+    for combination in shown:
+        selected |= group_mask(summary, tuple(combination), tuple(combination.values()))
+    xs = np.unique(summary[x][selected])
     log_x = xs.min() > 0 and xs.max() / xs.min() >= 20
     highest = 1.0
-    never = []
+    never, positive = [], True
     for column, style in zip(quantities, styles):
-        for number, series in enumerate(medians_along(summary, x, axes, column)):
-            points = series["points"]
+        every = medians_along(summary, x, axes, column)
+        for number, series in enumerate(s for s in every if s["at"] in shown):
+            points = [p for p in series["points"] if p["runs"]]
             colour = colours(number % 10)
-            shown = [p for p in points if p["reached"]]
+            shown_points = [p for p in points if p["reached"]]
             label = f"{quantities[column]}" + (f", {group_label(series['at'], ', ')}" if series["at"] else "")
-            if shown:
-                px = np.array([p["x"] for p in shown], float)
-                py = np.array([p["median"] for p in shown])
-                err = np.abs(np.array([[p["low"] for p in shown], [p["high"] for p in shown]]) - py)
-                ax.errorbar(px, py, yerr=err, fmt=style, color=colour, lw=1.5, ms=6, capsize=3, mfc="white", label=label)
-                highest = max(highest, np.nanmax([p["high"] for p in shown]))
-                for p in shown:
+            if shown_points:
+                py, err = medians_with_errors(shown_points)
+                ax.errorbar([p["x"] for p in shown_points], py, yerr=err, fmt=style, color=colour, lw=1.5, ms=6, capsize=3,
+                            mfc="white", label=label)
+                highest = max(highest, np.nanmax([p["high"] for p in shown_points]))
+                positive &= bool((py > 0).all())
+                for p in shown_points:
                     if p["reached"] < p["runs"]:
                         ax.annotate(f"{p['reached']}/{p['runs']}", (p["x"], p["median"]), textcoords="offset points",
                                     xytext=(4, 4), fontsize=7, color=colour)
@@ -231,8 +292,7 @@ def epochs_vs_axis(summary: dict[str, np.ndarray], axes: tuple[str, ...], x: str
         ax.plot([value], [highest * 1.25], "x", color=colour, ms=9, mew=2)
     if never:
         ax.plot([], [], "x", color="gray", ms=9, mew=2, label="never reached by any seed (at the top)")
-    if all(p["median"] > 0 for column in quantities for series in medians_along(summary, x, axes, column)
-           for p in series["points"] if p["reached"]):
+    if positive:
         ax.set_yscale("log")  # else a delay <= 0 (test rose with train) needs the linear axis
     if log_x:
         ax.set_xscale("log")
@@ -243,43 +303,49 @@ def epochs_vs_axis(summary: dict[str, np.ndarray], axes: tuple[str, ...], x: str
     ax.set_ylabel("epochs (median over seeds, 95% CI)")
     ax.grid(alpha=0.3, which="both")
     ax.legend(fontsize=8)
-    ax.set_title(f"{title}\n{' and '.join(quantities.values())} vs {AXIS_NAMES.get(x, x)}", fontsize=11)
+    if left:
+        ax.text(0.01, 0.01, left_out_note(left), transform=ax.transAxes, fontsize=7, va="bottom")
+    ax.set_title(f"{title}{held_text(at or {})}\n{' and '.join(quantities.values())} vs {AXIS_NAMES.get(x, x)}",
+                 fontsize=11)
     return fig
 
 
-def phase_diagram(rows: list[dict], axes: tuple[str, ...], x: str, y: str, title: str) -> Figure:
+def phase_diagram(rows: list[dict], axes: tuple[str, ...], x: str, y: str, title: str, at: dict | None = None) -> Figure:
     """A ``y`` x ``x`` grid of groups (two of the sweep's ``axes``, e.g. lr x wd): fraction
-    of seeds that grokked and their median grokking epoch. Any other axis is held at its
-    first value (the title says which)."""
-    fixed = {axis: rows[0][axis] for axis in axes if axis not in (x, y)}
-    rows = [r for r in rows if all(r[axis] == value for axis, value in fixed.items())]
-    wds = sorted({r[x] for r in rows})
-    lrs = sorted({r[y] for r in rows})
-    frac = np.full((len(lrs), len(wds)), np.nan)
-    epoch = np.full((len(lrs), len(wds)), np.nan)
-    for r in rows:
-        frac[lrs.index(r[y]), wds.index(r[x])] = r["frac_grokked"]
-        epoch[lrs.index(r[y]), wds.index(r[x])] = r["grok_median"]
-    fig = Figure(figsize=(6 + 1.1 * len(wds), 1.2 * len(lrs) + 2.5), layout="constrained")
-    axes = fig.subplots(1, 2)
-    for ax, values, name, fmt, limits in ((axes[0], frac, "fraction of seeds grokked", "{:.2f}", (0, 1)),
-                                          (axes[1], epoch, "median grokking epoch", "{:.0f}", (None, None))):
-        image = ax.imshow(np.ma.masked_invalid(values), origin="lower", aspect="auto", cmap="viridis",
-                          vmin=limits[0], vmax=limits[1])
-        fig.colorbar(image, ax=ax, label=name)
-        for i in range(len(lrs)):
-            for j in range(len(wds)):
-                text = "never" if np.isnan(values[i, j]) else fmt.format(values[i, j])
-                ax.text(j, i, text, ha="center", va="center", fontsize=9, bbox=dict(boxstyle="round", fc="white", alpha=0.6, lw=0))
-        ax.set_xticks(range(len(wds)), [format_value(w) for w in wds])
-        ax.set_yticks(range(len(lrs)), [format_value(v) for v in lrs])
-        ax.set_xlabel(AXIS_NAMES.get(x, x))
-        ax.set_ylabel(AXIS_NAMES.get(y, y))
-        ax.set_title(name)
-    held = f" ({group_label(fixed, ', ')})" if fixed else ""
-    fig.suptitle(f"{title}\n{y} × {x} phase diagram{held}")
+    of seeds that grokked and their median grokking epoch; one such pair of panels per
+    combination of the other axes (those in ``at`` held at its value; beyond ``MAX_SERIES``,
+    the combinations with the most generalised runs), its values in the panels' titles."""
+    table = {key: np.array([r[key] for r in rows]) for key in (*axes, "generalised")}
+    shown, left = shown_combinations(table, tuple(axis for axis in axes if axis not in (x, y)), at)
+    xs = sorted({r[x] for r in rows})
+    ys = sorted({r[y] for r in rows})
+    fig = Figure(figsize=(6 + 1.1 * len(xs), (1.2 * len(ys) + 1.6) * len(shown) + 1), layout="constrained")
+    panels = np.atleast_2d(fig.subplots(len(shown), 2, squeeze=False))
+    for pair, combination in zip(panels, shown):
+        frac = np.full((len(ys), len(xs)), np.nan)
+        epoch = np.full((len(ys), len(xs)), np.nan)
+        for r in rows:
+            if all(r[axis] == value for axis, value in combination.items()):
+                frac[ys.index(r[y]), xs.index(r[x])] = r["frac_grokked"]
+                epoch[ys.index(r[y]), xs.index(r[x])] = r["grok_median"]
+        for ax, values, name, fmt, limits in ((pair[0], frac, "fraction of seeds grokked", "{:.2f}", (0, 1)),
+                                              (pair[1], epoch, "median grokking epoch", "{:.0f}", (None, None))):
+            image = ax.imshow(np.ma.masked_invalid(values), origin="lower", aspect="auto", cmap="viridis",
+                              vmin=limits[0], vmax=limits[1])
+            fig.colorbar(image, ax=ax, label=name)
+            for i in range(len(ys)):
+                for j in range(len(xs)):
+                    text = "never" if np.isnan(values[i, j]) else fmt.format(values[i, j])
+                    ax.text(j, i, text, ha="center", va="center", fontsize=9,
+                            bbox=dict(boxstyle="round", fc="white", alpha=0.6, lw=0))
+            ax.set_xticks(range(len(xs)), [format_value(w) for w in xs])
+            ax.set_yticks(range(len(ys)), [format_value(v) for v in ys])
+            ax.set_xlabel(AXIS_NAMES.get(x, x))
+            ax.set_ylabel(AXIS_NAMES.get(y, y))
+            ax.set_title(f"{name}" + (f"\n{group_label(combination, ', ')}" if combination else ""), fontsize=10)
+    caption = f"\n{left_out_note(left)}" if left else ""
+    fig.suptitle(f"{title}{held_text(at or {})}\n{y} × {x} phase diagram{caption}")
     return fig
-
 
 
 FRAMEWORK_COLOURS = {"grokjax": "tab:blue", "PyTorch": "tab:orange"}
@@ -378,8 +444,6 @@ def fourier_features(
     return fig
 
 
-# Nanda et al.'s phases of a transformer run, shaded in the progress figure
-PROGRESS_PHASES = (("memorisation", "tab:gray"), ("circuit formation", "tab:blue"), ("cleanup", "tab:green"))
 
 
 def progress_measures(
@@ -408,7 +472,7 @@ def progress_measures(
     losses.plot(snapshot_epochs, snapshots["excluded_loss"], "o-", ms=2.5, color="tab:purple",
                 label="excluded loss (key frequencies removed, training pairs)")
     bounds = [0.0, *phase_starts, float(epochs[-1])]
-    for (start, end), (name, colour) in zip(zip(bounds, bounds[1:]), PROGRESS_PHASES):
+    for (start, end), (name, colour) in zip(zip(bounds, bounds[1:]), PROGRESS_BANDS.values()):
         if np.isfinite(start):
             losses.axvspan(start, end if np.isfinite(end) else epochs[-1], color=colour, alpha=0.12, lw=0, label=name)
     losses.set_yscale("log")

@@ -160,23 +160,75 @@ def check_figure_axes(config: dict, x: str | None, y: str | None) -> None:
 
 
 class Analysis(NamedTuple):
-    """A sweep's analysis: what the tables, stage labels, fit and figures are drawn from."""
+    """A sweep's analysis: what the tables, stage labels, fits and figures are drawn from."""
 
     axes: tuple[str, ...]  # the runs' grouping: every varied axis but the seed
     summary: dict[str, np.ndarray]  # per run (summary.csv)
     rows: list[dict]  # per group of seeds (groups.csv)
-    fit: dict | None  # the delay's power law in wd (delay_fit.json)
+    fits: list[dict]  # the delay's power law in wd, per combination of the other axes (delay_fit.json)
     labels: dict[str, np.ndarray]  # per rule set, the stage label of every run and epoch (stages.npz)
+    events: tuple[analysis.Milestone, ...]  # what the table reports per group: stages, or a transformer's phases
+    cfg: AnalysisConfig  # the thresholds and rules it was made with
+    at: dict  # the axes the fits and figures hold at one value (--at)
+
+    def table(self) -> str:
+        """The table the sweep and the report print."""
+        return analysis.format_group_table(self.rows, self.fits, self.axes, self.events, self.cfg, self.at)
+
+
+def is_transformer(config: dict) -> bool:
+    """Whether every program of a sweep is a transformer (a static axis lists its models)."""
+    models = config.get("model", "modularnet")
+    return set(models if isinstance(models, list) else [models]) == {"transformer"}
+
+
+def parse_at(text: str | None) -> dict[str, str]:
+    """``hidden=128,lr=1e-3`` as {axis: text of its value}; ConfigError for another shape."""
+    at = {}
+    for item in (text or "").split(",") if text else []:
+        axis, _, value = item.partition("=")
+        if not axis.strip() or not value.strip():
+            raise ConfigError(f"--at {item}: expected AXIS=VALUE[,AXIS=VALUE...]")
+        at[axis.strip()] = value.strip()
+    return at
+
+
+def resolve_at(given: dict, config: dict, coordinates: dict[str, np.ndarray], source: str = "--at") -> dict:
+    """{axis: value} (numbers, or their text) as the runs' coordinates hold them; ConfigError
+    naming the axes and values the sweep has for anything else."""
+    axes = [axis for axis in varied_axes(config) if axis != "seed"]
+    at = {}
+    for axis, value in given.items():
+        if axis not in axes:
+            raise ConfigError(f"{source} {axis}: not an axis this sweep varies ({', '.join(axes)})")
+        values = np.unique(coordinates[axis])
+        if values.dtype.kind in "fiu":
+            try:
+                match = values[np.isclose(values, float(value), rtol=1e-6, atol=0)]
+            except (TypeError, ValueError):
+                match = values[:0]
+        else:
+            match = values[values == str(value)]
+        if len(match) != 1:
+            raise ConfigError(f"{source} {axis}={value}: {axis} takes "
+                              f"{', '.join(analysis.format_value(v) for v in values)} in this sweep")
+        at[axis] = match[0].item()
+    return at
 
 
 def analyse(config: dict, coordinates: dict[str, np.ndarray], metrics: dict[str, np.ndarray],
-            cfg: AnalysisConfig = analysis.DEFAULT) -> Analysis:
-    """The analysis of a sweep's metrics, runs grouped over seeds by every varied axis of ``config``."""
+            cfg: AnalysisConfig = analysis.DEFAULT, fourier: tuple[np.ndarray, dict[str, np.ndarray]] | None = None,
+            at: dict | None = None) -> Analysis:
+    """The analysis of a sweep's metrics, runs grouped over seeds by every varied axis of
+    ``config``; the delay fits at every combination of the other axes (those in ``at`` held
+    at its value)."""
     axes = tuple(varied_axes(config))
-    summary = analysis.run_summary(coordinates, metrics, cfg)
-    return Analysis(axes, summary, analysis.group_summary(summary, cfg, axes),
-                    analysis.delay_power_law(summary, metrics["test_acc"].shape[1], cfg, axes),
-                    {rules: analysis.stage_labels(analysis.held_test_metrics(metrics), rules, cfg) for rules in STAGE_RULES})
+    summary = analysis.run_summary(coordinates, metrics, cfg, fourier)
+    events = analysis.milestones(cfg, transformer=is_transformer(config))
+    return Analysis(axes, summary, analysis.group_summary(summary, cfg, axes, events),
+                    analysis.delay_power_laws(summary, metrics["test_acc"].shape[1], cfg, axes, at),
+                    {rules: analysis.stage_labels(analysis.held_test_metrics(metrics), rules, cfg) for rules in STAGE_RULES},
+                    events, cfg, at or {})
 
 
 def run_title(config: dict, analysed: Analysis, run: int) -> str:
@@ -185,17 +237,25 @@ def run_title(config: dict, analysed: Analysis, run: int) -> str:
     return f"{sweep_title(config)}; {group}, seed {analysed.summary['seed'][run]} (run {run})"
 
 
+PHASE_STARTS = ("circuit_epoch", "cleanup_epoch", "cleanup_end_epoch")  # a transformer's phases after memorisation
+
+
 def dashboard_figure(config: dict, metrics: dict[str, np.ndarray], analysed: Analysis, run: int,
-                     rules: str = analysis.DEFAULT.stage_rules) -> Figure:
-    """The study's 3x3 figure of one run, shaded by the stages of ``rules``."""
+                     rules: str | None = None) -> Figure:
+    """The study's 3x3 figure of one run, shaded as its table reads the run: by Nanda et al.'s
+    phases for a transformer with progress measures, else by the stages of the analysis's
+    rules; ``rules`` asks for the stages of those rules instead."""
+    summary = analysed.summary
+    if rules is None and analysed.events[0].column == PHASE_STARTS[0] and PHASE_STARTS[0] in summary:
+        labels = analysis.staircase([summary[name][run : run + 1] for name in PHASE_STARTS], metrics["test_acc"].shape[1])[0]
+        bands, shading = plots.PROGRESS_BANDS, "Nanda et al.'s phases, from the progress measures"
+    else:
+        rules = rules or analysed.cfg.stage_rules
+        labels, bands, shading = analysed.labels[rules][run], plots.STAGE_BANDS, f"stages by the '{rules}' rules"
     return plots.dashboard(
-        {name: values[run] for name, values in metrics.items()},
-        analysed.labels[rules][run],
-        analysed.summary["grok_epoch"][run],
-        analysed.summary["mem_epoch"][run],
-        run_title(config, analysed, run),
-        rules,
-        {"mse": "centred MSE", "ce_log1p": "cross-entropy (log1p form)"}.get(config.get("loss"), "cross-entropy"),
+        {name: values[run] for name, values in metrics.items()}, labels, summary["grok_epoch"][run], summary["mem_epoch"][run],
+        run_title(config, analysed, run), shading,
+        {"mse": "centred MSE", "ce_log1p": "cross-entropy (log1p form)"}.get(config.get("loss"), "cross-entropy"), bands,
     )
 
 
@@ -205,13 +265,11 @@ def fourier_figure(config: dict, metrics: dict[str, np.ndarray], analysed: Analy
     over the epochs; a transformer's embedding and progress measures."""
     snapshot_epochs, snapshots = fourier
     if "embedding_norm" in snapshots:
-        one = {name: values[run : run + 1] for name, values in snapshots.items()}
-        phases = analysis.progress_phases(snapshot_epochs, one, metrics["test_loss"][run : run + 1])
         return plots.progress_measures(
             np.arange(1, metrics["test_acc"].shape[1] + 1), snapshot_epochs,
-            {name: values[0] for name, values in one.items()},
+            {name: values[run] for name, values in snapshots.items()},
             {name: metrics[name][run] for name in ("train_loss", "test_loss", "test_acc")},
-            [phases[name][0] for name in ("circuit_epoch", "cleanup_epoch", "cleanup_end_epoch")],
+            [analysed.summary[name][run] for name in PHASE_STARTS],
             run_title(config, analysed, run).replace("; ", ";\n", 1) + ": embedding and progress measures",
         )
     shown = analysis.fourier_moments(snapshot_epochs, metrics["test_acc"][run], analysed.summary["mem_epoch"][run])
@@ -225,18 +283,19 @@ def fourier_figure(config: dict, metrics: dict[str, np.ndarray], analysed: Analy
 def write_report(
     folder: Path, config: dict, coordinates: dict[str, np.ndarray], metrics: dict[str, np.ndarray],
     cfg: AnalysisConfig = analysis.DEFAULT, x: str | None = None, y: str | None = None,
-    fourier: tuple[np.ndarray, dict[str, np.ndarray]] | None = None,
+    fourier: tuple[np.ndarray, dict[str, np.ndarray]] | None = None, at: dict | None = None,
 ) -> Analysis:
-    """Analyse a sweep's metrics (:func:`analyse`) and write the tables, stage labels, fit
+    """Analyse a sweep's metrics (:func:`analyse`) and write the tables, stage labels, fits
     and figures: a dashboard (and with snapshots a Fourier figure) of each group's
     representative run. When the training fraction varies, Power et al.'s figure (epochs to
     generalise and to memorise against it); with ``x``, grokking epoch and delay against
-    that axis, and with ``y`` too, the phase diagram over both. ``fourier`` (see
-    :func:`load_fourier`) is read from the folder when not given."""
+    that axis, and with ``y`` too, the phase diagram over both. The fits and the figures
+    over groups cover every combination of the other axes, or hold those in ``at`` at its
+    value. ``fourier`` (see :func:`load_fourier`) is read from the folder when not given."""
     folder = Path(folder)
     fourier = fourier or load_fourier(folder, len(metrics["test_acc"]))
-    analysed = analyse(config, coordinates, metrics, cfg)
-    axes, summary, rows, fit = analysed.axes, analysed.summary, analysed.rows, analysed.fit
+    analysed = analyse(config, coordinates, metrics, cfg, fourier, at)
+    axes, summary, rows, at = analysed.axes, analysed.summary, analysed.rows, analysed.at
 
     write_csv(folder / "summary.csv", summary)
     write_csv(folder / "groups.csv", {key: [row[key] for row in rows] for key in rows[0]})
@@ -246,28 +305,30 @@ def write_report(
     buffer = io.BytesIO()
     np.savez_compressed(buffer, **analysed.labels)
     write_atomic(folder / "stages.npz", buffer.getvalue())
-    write_atomic(folder / "delay_fit.json", (json.dumps({"fit": fit, "analysis": dataclasses.asdict(cfg)}, indent=2) + "\n").encode())
+    record = {"fits": analysed.fits, "at": at, "analysis": dataclasses.asdict(cfg)}
+    write_atomic(folder / "delay_fit.json", (json.dumps(record, indent=2) + "\n").encode())
 
     figures = folder / "figures"
     figures.mkdir(exist_ok=True)
     title = sweep_title(config)
     for run in representative_runs(summary, rows, axes):
         suffix = group_file_suffix(summary, run, axes)
-        save_figure(dashboard_figure(config, metrics, analysed, run, cfg.stage_rules), figures / f"dashboard_{suffix}.png")
+        save_figure(dashboard_figure(config, metrics, analysed, run), figures / f"dashboard_{suffix}.png")
         if fourier is not None:
             save_figure(fourier_figure(config, metrics, analysed, fourier, run), figures / f"fourier_{suffix}.png")
-    save_figure(plots.overview(metrics["test_acc"], summary, axes, title), figures / "overview.png")
+    save_figure(plots.overview(metrics["test_acc"], summary, axes, title, at), figures / "overview.png")
     if (summary["wd"] > 0).any():
-        save_figure(plots.delay_vs_wd(summary, rows, fit, title, axes), figures / "delay_vs_wd.png")
+        save_figure(plots.delay_vs_wd(summary, rows, analysed.fits, title, axes, at), figures / "delay_vs_wd.png")
     if len(np.unique(summary["wd"])) >= 2 and len(np.unique(summary["lr"])) >= 2:
-        save_figure(plots.phase_diagram(rows, axes, "wd", "lr", title), figures / "phase_diagram.png")
+        save_figure(plots.phase_diagram(rows, axes, "wd", "lr", title, at), figures / "phase_diagram.png")
     if "train_frac" in axes:
-        reach = {"generalised_epoch": f"{cfg.grok_threshold:.0%} test accuracy", "mem_epoch": f"{cfg.mem_threshold:.0%} train accuracy"}
-        save_figure(plots.epochs_vs_axis(summary, axes, "train_frac", reach, title), figures / "train_frac.png")
+        reach = {"generalised_epoch": f"{cfg.grok_threshold:.0%} test accuracy, held {cfg.grok_window} epochs",
+                 "mem_epoch": f"{cfg.mem_threshold:.0%} train accuracy"}
+        save_figure(plots.epochs_vs_axis(summary, axes, "train_frac", reach, title, at), figures / "train_frac.png")
     if x is not None:
-        save_figure(plots.epochs_vs_axis(summary, axes, x, GROK_QUANTITIES, title), figures / f"epochs_vs_{x}.png")
+        save_figure(plots.epochs_vs_axis(summary, axes, x, GROK_QUANTITIES, title, at), figures / f"epochs_vs_{x}.png")
     if y is not None:
-        save_figure(plots.phase_diagram(rows, axes, x, y, title), figures / f"phase_{y}_{x}.png")
+        save_figure(plots.phase_diagram(rows, axes, x, y, title, at), figures / f"phase_{y}_{x}.png")
     return analysed
 
 
@@ -294,7 +355,9 @@ def build_parser() -> argparse.ArgumentParser:
         formatter_class=argparse.ArgumentDefaultsHelpFormatter,
     )
     parser.add_argument("folder", help="a results folder written by python -m grokjax.sweep")
-    parser.add_argument("--stage-rules", choices=STAGE_RULES, default=d.stage_rules, help="rules that shade the dashboards")
+    parser.add_argument("--stage-rules", choices=STAGE_RULES, default=d.stage_rules,
+                        help="rules of the table's stage columns and the dashboards' shading (a transformer with progress "
+                        "measures shows Nanda et al.'s phases instead)")
     parser.add_argument("--stage3-event", choices=STAGE3_EVENTS, default=d.stage3_event,
                         help="what starts Stage III under the events rules")
     parser.add_argument("--grok-threshold", type=float, default=d.grok_threshold, help="test accuracy that counts as generalised")
@@ -305,6 +368,9 @@ def build_parser() -> argparse.ArgumentParser:
                         "(figures/epochs_vs_X.png)")
     parser.add_argument("--y", help="with --x: also the phase diagram (fraction grokked, median grokking epoch) over "
                         "the two axes (figures/phase_Y_X.png)")
+    parser.add_argument("--at", metavar="AXIS=VALUE[,AXIS=VALUE...]",
+                        help="hold these axes at one value in the delay fits and the figures over groups (default: "
+                        "every combination of the axes other than the one drawn; the tables always cover every group)")
     return parser
 
 
@@ -323,11 +389,12 @@ def main(argv: list[str] | None = None) -> int:
         record, coordinates, metrics = load_sweep(Path(args.folder))
         config = record["config"]
         check_figure_axes(config, args.x, args.y)
+        at = resolve_at(parse_at(args.at), config, coordinates)
         fourier = load_fourier(Path(args.folder), len(metrics["test_acc"]))  # refused before anything is written
     except (ConfigError, FileNotFoundError, ValueError) as error:  # DamagedFile is a ValueError
         parser.exit(2, f"{parser.prog}: error: {error}\n")
-    analysed = write_report(Path(args.folder), config, coordinates, metrics, cfg, args.x, args.y, fourier)
-    print(analysis.format_group_table(analysed.rows, analysed.fit, analysed.axes))
+    analysed = write_report(Path(args.folder), config, coordinates, metrics, cfg, args.x, args.y, fourier, at)
+    print(analysed.table())
     print(f"\nwrote summary.csv, groups.csv, stages.npz, delay_fit.json and figures/ in {args.folder}")
     return 0
 

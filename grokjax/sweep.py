@@ -316,7 +316,7 @@ def main(argv: list[str] | None = None) -> int:
         parser.exit(2, f"{parser.prog}: error: {error}\n")
 
     # Imported after validation so that a bad flag answers at once, before JAX starts.
-    from grokjax import analysis, report, results
+    from grokjax import report, results
     from grokjax.config import config_hash
     from grokjax.driver import SweepInterrupted, configure_jax, snapshot_epochs
 
@@ -358,7 +358,7 @@ def main(argv: list[str] | None = None) -> int:
                                     (snapshot_epochs(plan.programs[0]), fourier) if fourier else None)
 
     print()
-    print(analysis.format_group_table(analysed.rows, analysed.fit, analysed.axes))
+    print(analysed.table())
     print(f"\ncompile {timing['timing']['compile_seconds']:.1f} s, train {timing['timing']['train_seconds']:.1f} s "
           f"({timing['timing']['ms_per_run_epoch']:.1f} ms per run-epoch); results in {out}")
     return 0

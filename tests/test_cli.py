@@ -216,13 +216,14 @@ def check_phase_diagram(fig, metrics, grok: np.ndarray) -> None:
 
 def check_delay_vs_wd(fig, metrics, grok: np.ndarray) -> None:
     """Without a power law to fit (one weight decay > 0), the grokking epochs of the runs with
-    wd > 0 at the smallest learning rate, or a note that none grokked."""
+    wd > 0 at the smallest learning rate (the first of two colours, drawn a little left of its
+    weight decay: 10^(-0.012 / 2) on the log axis), or a note that none grokked."""
     (ax,) = fig.axes
-    assert ax.get_title() == f"{TITLE}\ngrokking epoch and delay vs weight decay (lr {metrics['lr'].min():g})"
+    assert ax.get_title() == f"{TITLE}\ngrokking epoch and delay vs weight decay, a colour per lr"
     assert (ax.get_xlabel(), ax.get_ylabel()) == ("weight decay", "epochs")
     runs = (metrics["wd"] > 0) & (metrics["lr"] == metrics["lr"].min()) & ~np.isnan(grok)
     drawn = np.ma.filled(ax.collections[0].get_offsets(), np.nan)  # a masked point (NaN) is drawn as nothing
-    np.testing.assert_allclose(drawn, np.stack([metrics["wd"][runs], grok[runs]], axis=1).reshape(-1, 2))
+    np.testing.assert_allclose(drawn, np.stack([metrics["wd"][runs] * 10 ** -0.006, grok[runs]], axis=1).reshape(-1, 2))
     assert ("no run with wd > 0 grokked" in [t.get_text() for t in ax.texts]) == (not runs.any())
 
 
@@ -232,11 +233,11 @@ def report_figures(folder, cfg: AnalysisConfig = DEFAULT) -> dict:
     axes = ("wd", "lr")
     summary = analysis.run_summary(coordinates, metrics, cfg)
     rows = analysis.group_summary(summary, cfg, axes)
-    fit = analysis.delay_power_law(summary, metrics["test_acc"].shape[1], cfg, axes)
+    fits = analysis.delay_power_laws(summary, metrics["test_acc"].shape[1], cfg, axes)
     title = report.sweep_title(record["config"])
     return {
         "overview.png": plots.overview(metrics["test_acc"], summary, axes, title),
-        "delay_vs_wd.png": plots.delay_vs_wd(summary, rows, fit, title, axes),
+        "delay_vs_wd.png": plots.delay_vs_wd(summary, rows, fits, title, axes),
         "phase_diagram.png": plots.phase_diagram(rows, axes, "wd", "lr", title),
     }
 
