@@ -500,13 +500,14 @@ def format_group_table(rows: list[dict], fits: list[dict] = (), axes: tuple[str,
     why; then the power-law fits of the delay, one per combination of the other axes (those
     in ``at`` held at its value)."""
     events = milestones(cfg) if events is None else events
-    notes: dict[str, list[str]] = {}  # what a note says -> the groups it counts, "k/n at <group>"
+    notes: dict[str, list[tuple[int, int, str]]] = {}  # what a note says -> the runs it counts per group
 
-    def marked(text: str, found: list[tuple[str, str]]) -> str:
-        """``text`` with the numbers of the notes that explain it: (what the note says, this group's count)."""
-        for note, count in found:
-            notes.setdefault(note, []).append(count)
-        return text + (f"[{','.join(str(list(notes).index(note) + 1) for note, _ in found)}]" if found else "")
+    def marked(text: str, found: list[tuple[str, int, int, str]]) -> str:
+        """``text`` with the numbers of the notes that explain it: (what the note says, runs it
+        counts, runs, the group)."""
+        for note, count, runs, where in found:
+            notes.setdefault(note, []).append((count, runs, where))
+        return text + (f"[{','.join(str(list(notes).index(item[0]) + 1) for item in found)}]" if found else "")
 
     def interval(median, low, high):
         return "-" if np.isnan(median) else f"{median:.0f} [{low:.0f}-{high:.0f}]"
@@ -520,9 +521,9 @@ def format_group_table(rows: list[dict], fits: list[dict] = (), axes: tuple[str,
               *(event.header for event in events), "test acc"]
     table = []
     for row in rows:
-        where = f"at {group_label({axis: row[axis] for axis in axes})}"
+        where = group_label({axis: row[axis] for axis in axes})
         cells = [format_value(row[axis]) for axis in axes]
-        cells.append(marked(f"{row['grokked']}/{row['runs']}", [(text, f"{row[f'n_{miss}']}/{row['runs']} {where}")
+        cells.append(marked(f"{row['grokked']}/{row['runs']}", [(text, row[f"n_{miss}"], row["runs"], where)
                                                                 for miss, text in misses.items() if row[f"n_{miss}"]]))
         cells += [interval(row["grok_median"], row["grok_ci_low"], row["grok_ci_high"]),
                   "-" if not row["grokked"] else f"{row['grok_min']:.0f}-{row['grok_max']:.0f}",
@@ -531,7 +532,7 @@ def format_group_table(rows: list[dict], fits: list[dict] = (), axes: tuple[str,
                   interval(row["generalised_median"], row["generalised_ci_low"], row["generalised_ci_high"])]
         for event in events:
             reached, median = row[event.key.replace("_median", "_reached")], row[event.key]
-            missing = [(f"{event.header}: {event.missing}", f"{row['runs'] - reached}/{row['runs']} {where}")]
+            missing = [(f"{event.header}: {event.missing}", row["runs"] - reached, row["runs"], where)]
             cells.append(marked("-" if np.isnan(median) else f"{median:.0f}", missing if reached < row["runs"] else []))
         cells.append(f"{row['final_test_acc_mean']:.3f}")
         table.append(cells)
@@ -544,8 +545,10 @@ def format_group_table(rows: list[dict], fits: list[dict] = (), axes: tuple[str,
                  "grok epoch and delay over the runs that grokked; "
                  + ("circuit from, cleanup from, cleanup to: median epoch each of Nanda et al.'s phases begins and cleanup ends"
                     if events and events[0].column == "circuit_epoch" else "II/III from: median epoch each stage starts"))
-    lines += [f"[{k}] {note}: {', '.join(counts) if len(counts) < len(rows) else 'in every group'}"
-              for k, (note, counts) in enumerate(notes.items(), 1)]
+    for k, (note, counts) in enumerate(notes.items(), 1):
+        every = len(counts) == len(rows) and all(count == runs for count, runs, _ in counts)
+        lines.append(f"[{k}] {note}: " + ("every run" if every else ", ".join(f"{count}/{runs} at {where}"
+                                                                             for count, runs, where in counts)))
     if any(note.split(":")[0] in {event.header for event in events} for note in notes):
         lines.append("a stage or phase column shows the median over the runs that reached it")
     diverged = [f"{group_label({axis: row[axis] for axis in axes})}: {row['diverged']}" for row in rows if row["diverged"]]

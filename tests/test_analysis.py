@@ -230,3 +230,164 @@ def test_sparse_metrics_hold_and_average_over_measured_epochs():
     dense = np.arange(6.0)[None]
     np.testing.assert_allclose(analysis.trailing_mean(dense, 2), [[np.nan, 0.5, 1.5, 2.5, 3.5, 4.5]])
     assert np.isnan(analysis.trailing_mean(np.full((1, 4), np.nan), 2)).all()
+
+
+def hand_made_sweep(test_curves: list[np.ndarray], w1_norms: list[np.ndarray], wd: float = 1e-3):
+    """Run summary and groups of one group of hand-made runs (train accuracy 1 from epoch 20)."""
+    n_runs, n_epochs = len(test_curves), len(test_curves[0])
+    coordinates = {"seed": np.arange(n_runs), "data_seed": np.arange(n_runs), "wd": np.full(n_runs, wd, np.float32),
+                   "lr": np.full(n_runs, 1e-3, np.float32), "n_train": np.full(n_runs, 60)}
+    metrics = {"train_acc": np.stack([curve(n_epochs, {0: 0.5, 19: 1.0})] * n_runs), "test_acc": np.stack(test_curves),
+               "w1_norm": np.stack(w1_norms), "train_loss": np.ones((n_runs, n_epochs)),
+               "w1_delta_norm": np.full((n_runs, n_epochs), 0.2), "grad_cosine_sim": np.zeros((n_runs, n_epochs)),
+               "grad_norm": np.full((n_runs, n_epochs), 0.5)}
+    summary = analysis.run_summary(coordinates, metrics)
+    return summary, analysis.group_summary(summary)
+
+
+def test_generalisation_the_study_rule_misses_is_counted_and_explained():
+    """Three hand-made runs: one generalises at epoch 31 and stays (the rule's earliest epoch is
+    51: not grokked), one generalises at 31, dips at 80 and crosses again at 151 (grokked at
+    151), one generalises at 101 (both agree)."""
+    n = 300
+    tests = [curve(n, {0: 0.1, 30: 0.99}), curve(n, {0: 0.1, 30: 0.99, 80: 0.6, 150: 0.99}), curve(n, {0: 0.1, 100: 0.99})]
+    turning = np.concatenate([np.linspace(6, 30, 100), np.linspace(30, 20, n - 100)])  # peaks at epoch 100, falls 33 %
+    summary, (row,) = hand_made_sweep(tests, [turning] * 3)
+    np.testing.assert_array_equal(summary["grok_epoch"], [np.nan, 151, 101])
+    np.testing.assert_array_equal(summary["generalised_epoch"], [31, 31, 101])
+    np.testing.assert_array_equal(summary["generalised"], [1, 1, 1])
+    assert summary["grok_rule_miss"].tolist() == ["early", "recrossing", ""]
+    assert (row["grokked"], row["generalised"], row["n_early"], row["n_recrossing"]) == (2, 3, 1, 1)
+    assert row["generalised_median"] == 31 and row["grok_median"] == 126
+    table = analysis.format_group_table([row]).splitlines()
+    assert table[2].split()[2] == "2/3[1,2]" and " 3/3 " in table[2] and "31 [31-101]" in table[2]
+    assert ("[1] grokked: runs that generalised before epoch 51, the study's rule's earliest, and stayed there, so that the "
+            "rule counts them as not grokked: 1/3 at wd 0.001 lr 0.001") in table
+    assert ("[2] grokked: runs that generalised before epoch 51, dipped and crossed again, so that the rule counts the "
+            "later crossing: 1/3 at wd 0.001 lr 0.001") in table
+    # the boundary: generalised at epoch 50 (index 49) is before the rule's earliest, at 51 it is the rule's
+    assert analysis.grok_rule_miss(np.array([np.nan, 51.0]), np.array([50.0, 51.0]), min_index=50).tolist() == ["early", ""]
+    # from the rule's earliest epoch on, the two agree
+    assert analysis.grok_rule_miss(np.array([31.0, np.nan]), np.array([31.0, np.nan]), min_index=20).tolist() == ["", ""]
+
+
+def test_a_stage_a_run_cannot_reach_gets_a_note_not_a_bare_dash():
+    """No weight-norm turn (a norm that only grows, as without weight decay or with Muon): no
+    Stage III, and the table says why; a group where some runs turned shows their median."""
+    n = 300
+    growing = np.linspace(6, 40, n)
+    turning = np.concatenate([np.linspace(6, 30, 100), np.linspace(30, 20, n - 100)])
+    tests = [curve(n, {0: 0.1, 100: 0.99})] * 3
+    _, (none_turned,) = hand_made_sweep(tests, [growing] * 3)
+    _, (one_turned,) = hand_made_sweep(tests, [growing, growing, turning])
+    assert none_turned["stageIII_start_reached"] == 0 and np.isnan(none_turned["stageIII_start_median"])
+    assert one_turned["stageIII_start_reached"] == 1 and one_turned["stageIII_start_median"] == 100
+    assert none_turned["stageII_start_median"] == 20  # memorised at epoch 20: Stage II
+    for row, cell, count in ((none_turned, "-[1]", "3/3"), (one_turned, "100[1]", "2/3")):
+        lines = analysis.format_group_table([row]).splitlines()
+        assert lines[2].split()[-2] == cell
+        note = next(line for line in lines if line.startswith("[1]"))
+        assert note.startswith("[1] III from: runs whose W1 norm never turned (fell 5% below its peak)")
+        assert note.endswith(f": {count} at wd 0.001 lr 0.001" if count == "2/3" else ": every run")
+    assert "a stage or phase column shows the median over the runs that reached it" in lines
+
+
+def test_transformer_tables_show_nanda_phases():
+    """A transformer's table reports the phases of its progress measures (hand-made snapshots:
+    the excluded loss lowest at epoch 40, the test loss halving at epoch 61, the Gini reaching
+    95 % of its final value at epoch 80); without snapshots it says so."""
+    n_epochs, snapshot_epochs = 100, np.arange(0, 101, 20)
+    test_loss = np.where(np.arange(n_epochs) < 60, 4.0, 0.1)[None]
+    snapshots = {"excluded_loss": np.array([[3.0, 2.0, 1.0, 2.0, 3.0, 4.0]]), "gini": np.array([[0.1, 0.2, 0.3, 0.5, 0.9, 0.92]]),
+                 "key_frequency": np.ones((1, 6, 5)), "n_key_frequencies": np.full((1, 6), 5.0)}
+    test_acc = curve(n_epochs, {0: 0.1, 61: 1.0})[None]
+    coordinates = {"seed": np.array([0]), "data_seed": np.array([0]), "wd": np.array([1.0], np.float32),
+                   "lr": np.array([1e-3], np.float32), "n_train": np.array([60])}
+    metrics = {"train_acc": curve(n_epochs, {0: 0.5, 10: 1.0})[None], "test_acc": test_acc, "test_loss": test_loss,
+               "w1_norm": np.linspace(6, 40, n_epochs)[None], "train_loss": np.ones((1, n_epochs)),
+               "w1_delta_norm": np.full((1, n_epochs), 0.2), "grad_cosine_sim": np.zeros((1, n_epochs)),
+               "grad_norm": np.full((1, n_epochs), 0.5)}
+    events = analysis.milestones(transformer=True)
+    summary = analysis.run_summary(coordinates, metrics, fourier=(snapshot_epochs, snapshots))
+    assert (summary["circuit_epoch"][0], summary["cleanup_epoch"][0], summary["cleanup_end_epoch"][0]) == (40, 61, 80)
+    (row,) = analysis.group_summary(summary, events=events)
+    assert (row["circuit_median"], row["cleanup_median"], row["cleanup_end_median"]) == (40, 61, 80)
+    lines = analysis.format_group_table([row], events=events).splitlines()
+    assert "circuit from cleanup from cleanup to" in " ".join(lines[0].split())
+    assert lines[2].split()[-4:-1] == ["40", "61", "80"] and "II from" not in lines[0]
+    # the same run without snapshots: every phase cell says why it is empty
+    (row,) = analysis.group_summary(analysis.run_summary(coordinates, metrics), events=events)
+    lines = analysis.format_group_table([row], events=events).splitlines()
+    assert lines[2].split()[-4:-1] == ["-[1]", "-[2]", "-[3]"]
+    assert lines[4] == ("[1] circuit from: runs without progress measures (the sweep took no snapshots: --fourier-every): "
+                        "every run")
+
+
+def two_by_three_sweep():
+    """Hand-made runs over hidden {64, 128} x lr {1e-3, 2e-3, 4e-3} x wd {1e-4, 1e-3}, 2 seeds:
+    in combination k the delay is 100 * (wd / 1e-4)^(-alpha_k), alpha_k = 0.2, 0.3, ... 0.7."""
+    hiddens, lrs, wds = (64, 128), (1e-3, 2e-3, 4e-3), (1e-4, 1e-3)
+    alphas = {}
+    rows = []
+    for k, (hidden, lr) in enumerate((h, v) for h in hiddens for v in lrs):
+        alphas[(hidden, lr)] = 0.2 + 0.1 * k
+        for wd in wds:
+            for seed in (0, 1):
+                delay = 100 * (wd / 1e-4) ** -alphas[(hidden, lr)] * (1 + 0.01 * seed)
+                rows.append((seed, hidden, lr, wd, delay))
+    seed, hidden, lr, wd, delay = (np.array(column) for column in zip(*rows))
+    n = len(seed)
+    summary = {"seed": seed, "hidden": hidden, "lr": lr, "wd": wd, "mem_epoch": np.full(n, 20.0), "delay": delay,
+               "grok_epoch": delay + 20, "generalised_epoch": delay + 20, "generalised": np.ones(n, int),
+               "grok_rule_miss": np.full(n, ""), "diverged_epoch": np.full(n, np.nan), "final_test_acc": np.ones(n),
+               "phase": np.full(n, "grokking"), "events_stageII_start": np.full(n, 20.0),
+               "events_stageIII_start": np.full(n, 50.0)}
+    return summary, alphas
+
+
+def test_a_delay_fit_and_a_figure_per_combination_of_the_other_axes():
+    from grokjax import plots
+
+    summary, alphas = two_by_three_sweep()
+    axes = ("hidden", "wd", "lr")
+    fits = analysis.delay_power_laws(summary, 1000, axes=axes)
+    assert [fit["at"] for fit in fits] == [{"hidden": h, "lr": v} for h, v in alphas]
+    for fit in fits:
+        assert abs(fit["alpha"] - alphas[(fit["at"]["hidden"], fit["at"]["lr"])]) < 0.01 and fit["n_points"] == 4
+    rows = analysis.group_summary(summary, axes=axes)
+    table = analysis.format_group_table(rows, fits, axes).splitlines()
+    assert sum(line.startswith("delay ∝ wd^-α at hidden") for line in table) == 6
+    assert "delay ∝ wd^-α at hidden 128, lr 0.004: α = 0.70" in "\n".join(table)
+    held = analysis.delay_power_laws(summary, 1000, axes=axes, at={"hidden": 64})
+    assert [fit["at"] for fit in held] == [{"hidden": 64, "lr": v} for v in (1e-3, 2e-3, 4e-3)]
+
+    fig = plots.delay_vs_wd(summary, rows, fits, "t", axes)
+    labels = [text.get_text() for text in fig.axes[0].get_legend().get_texts()]
+    assert [label.split(":")[0] for label in labels[:6]] == [f"hidden {h}, lr {v:g}" for h, v in alphas]
+    assert labels[5].startswith("hidden 128, lr 0.004: delay ∝ wd^-0.70")
+    assert fig.axes[0].get_title() == "t\ngrokking epoch and delay vs weight decay, a colour per hidden, lr"
+    fig = plots.delay_vs_wd(summary, rows, held, "t", axes, at={"hidden": 64})
+    labels = [text.get_text() for text in fig.axes[0].get_legend().get_texts()]
+    assert [label.split(":")[0] for label in labels[:3]] == ["hidden 64, lr 0.001", "hidden 64, lr 0.002", "hidden 64, lr 0.004"]
+    assert fig.axes[0].get_title() == "t at hidden 64\ngrokking epoch and delay vs weight decay, a colour per lr"
+    fig = plots.phase_diagram(rows, axes, "wd", "lr", "t")
+    assert [ax.get_title() for ax in fig.axes if ax.images] == [
+        f"{name}\nhidden {h}" for h in (64, 128) for name in ("fraction of seeds grokked", "median grokking epoch")]
+
+
+def test_figures_draw_the_combinations_with_the_most_generalised_runs_and_say_which_they_leave_out():
+    from grokjax import plots
+
+    summary, alphas = two_by_three_sweep()
+    # a third hidden width, 32, whose runs never generalise: 9 combinations, 6 drawn
+    extra = {name: values[summary["hidden"] == 64].copy() for name, values in summary.items()}
+    extra["hidden"][:] = 32
+    extra["generalised"][:] = 0
+    summary = {name: np.concatenate([extra[name], summary[name]]) for name in summary}
+    shown, left = plots.shown_combinations(summary, ("hidden", "lr"))
+    assert left == [{"hidden": 32, "lr": v} for v in (1e-3, 2e-3, 4e-3)] and len(shown) == plots.MAX_SERIES
+    assert plots.left_out_note(left) == ("not drawn (fewer generalised runs; report --at chooses): hidden 32, lr 0.001; "
+                                         "hidden 32, lr 0.002; hidden 32, lr 0.004")
+    fig = plots.epochs_vs_axis(summary, ("hidden", "wd", "lr"), "wd", {"grok_epoch": "grokking epoch"}, "t")
+    assert plots.left_out_note(left) in [text.get_text() for text in fig.axes[0].texts]
+    assert len(fig.axes[0].get_legend().get_texts()) == 6

@@ -158,6 +158,11 @@ def test_plots_are_the_figures_of_the_folder(command_folder):
         plot.dashboard()
     with pytest.raises(ValueError, match="hidden: not an axis"):
         plot.dashboard(hidden=8)
+    # the figures over groups hold an axis as report --at does, and say so
+    assert plot.delay_vs_wd(at={"wd": 1e-2}).axes[0].get_title().startswith("m=11 add, hidden 8, adam, batch 16 at wd 0.01\n")
+    with pytest.raises(ValueError, match=r"at wd=0.5: wd takes 0, 0.01 in this sweep"):
+        plot.overview(at={"wd": 0.5})
+    assert grokjax.load(command_folder).fits == []  # one weight decay above 0: nothing to fit
 
 
 def test_load_names_what_is_missing(command_folder, tmp_path):

@@ -420,3 +420,37 @@ def test_cli_refuses_an_existing_results_folder(tmp_path, capsys):
     assert captured.err == (f"python -m grokjax.sweep: error: output folder {tmp_path} already exists and is not empty; "
                             "choose another --out\n")
     assert {p.name for p in tmp_path.iterdir()} == {"keep.txt"} and (tmp_path / "keep.txt").read_text() == "earlier results"
+
+
+def test_report_at_holds_an_axis_in_the_fits_and_figures(tiny_folder, tmp_path, monkeypatch):
+    """``--at lr=0.003``: the figures over groups draw that learning rate only and say so, and
+    delay_fit.json records what was held; the tables still cover every group."""
+    for name in ("config.json", "metrics.npz"):
+        (tmp_path / name).write_bytes((tiny_folder / name).read_bytes())
+    figures = {}
+    monkeypatch.setattr(report, "save_figure", lambda fig, path: figures.__setitem__(path.name, fig))  # drawn, not rendered
+    with contextlib.redirect_stdout(io.StringIO()):
+        assert report.main([str(tmp_path), "--at", "lr=0.003"]) == 0
+    held = float(np.float32(3e-3))
+    assert json.loads((tmp_path / "delay_fit.json").read_text())["at"] == {"lr": held}
+    assert [ax.get_title() for ax in figures["overview.png"].axes if ax.get_visible()] == ["lr 0.003"]
+    assert figures["overview.png"].get_suptitle().startswith(f"{TITLE} at lr 0.003\n")
+    assert figures["delay_vs_wd.png"].axes[0].get_title().startswith(f"{TITLE} at lr 0.003\n")
+    assert len(read_table(tmp_path / "groups.csv")["lr"]) == 4  # every (wd, lr)
+
+
+@pytest.mark.parametrize("at,message", [
+    ("lr=0.5", "--at lr=0.5: lr takes 0.003, 0.01 in this sweep"),
+    ("hidden=8", "--at hidden: not an axis this sweep varies (wd, lr)"),
+    ("lr", "--at lr: expected AXIS=VALUE[,AXIS=VALUE...]"),
+])
+def test_report_at_refuses_what_the_sweep_does_not_have(tiny_folder, tmp_path, capsys, at, message):
+    for name in ("config.json", "metrics.npz"):
+        (tmp_path / name).write_bytes((tiny_folder / name).read_bytes())
+    before = sorted(p.name for p in tmp_path.iterdir())
+    with pytest.raises(SystemExit) as exit_info:
+        report.main([str(tmp_path), "--at", at])
+    assert exit_info.value.code == 2
+    captured = capsys.readouterr()
+    assert captured.err == f"python -m grokjax.report: error: {message}\n" and captured.out == ""
+    assert sorted(p.name for p in tmp_path.iterdir()) == before  # nothing written
