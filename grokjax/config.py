@@ -31,9 +31,12 @@ from dataclasses import dataclass
 from pathlib import Path
 
 OPS = ("add", "sub", "mul", "div", "x2xyy2")
-MODELS = ("modularnet", "li2", "transformer")
+MODELS = ("modularnet", "li2", "mlp", "transformer")
 ACTIVATIONS = ("relu", "square", "silu")
-LOSSES = ("ce", "ce_log1p", "mse")
+LOSSES = ("ce", "ce_log1p", "stablemax", "mse")
+# the precision of the loss (and of the softmax whose collapse is measured); "auto": the
+# model's, and float64 for StableMax, as Prieto et al. compute it
+LOGIT_DTYPES = ("auto", "float16", "bfloat16", "float32", "float64")
 OPTIMIZERS = ("adam", "adamw", "sgd", "muon")
 GRADIENT_FILTERS = ("none", "ema", "ma")  # grokfast: none, exponential or windowed moving average
 DTYPES = ("float32", "float64")
@@ -55,13 +58,17 @@ class SweepConfig:
     # --- static: shapes and counts ---
     m: int = 97
     op: str = "add"
-    model: str = "modularnet"  # the study's network (learned embeddings, biases), "li2": one-hot inputs, no biases, or "transformer"
+    # the study's network (learned embeddings, biases); "li2": one-hot inputs, one hidden layer, no biases;
+    # "mlp": the same with `layers` hidden layers (Prieto et al.'s); or "transformer"
+    model: str = "modularnet"
     activation: str = "relu"  # modularnet/li2 hidden activation: relu, square (x^2) or silu (the transformer's MLP: relu)
     # cross-entropy as PyTorch computes it, "ce_log1p" (the same, precise below float32's epsilon),
-    # or "mse": squared error of class-centred outputs against one-hot - 1/m
+    # "stablemax" (Prieto et al.'s StableMax cross-entropy), or "mse": squared error of
+    # class-centred outputs against one-hot - 1/m
     loss: str = "ce"
-    hidden: int = 128  # modularnet/li2 hidden width
-    layers: int = 1  # transformer: blocks (attention + MLP)
+    logit_dtype: str = "auto"  # the loss's precision (see LOGIT_DTYPES)
+    hidden: int = 128  # modularnet/li2/mlp hidden width
+    layers: int = 1  # transformer: blocks (attention + MLP); mlp: hidden layers
     d_model: int = 128  # transformer: residual stream width
     heads: int = 4  # transformer: attention heads (d_model / heads each)
     d_mlp: int = 512  # transformer: MLP hidden width
@@ -72,7 +79,9 @@ class SweepConfig:
     optimizer: str = "adam"
     beta1: float = 0.9  # Adam's/AdamW's moment decays (PyTorch's defaults; Nanda and Power use beta2 0.98)
     beta2: float = 0.999
+    adam_eps: float = 1e-8  # Adam's epsilon (PyTorch's default; Prieto et al. use 1e-25)
     warmup_steps: int = 0  # the learning rate rises linearly over this many optimizer steps (0: none)
+    ortho_grad: bool = False  # Prieto et al.'s ⊥Grad before the optimizer: each gradient without its part along its parameter
     grokfast: str = "none"  # gradient filter before the optimizer: none, ema or ma (Lee et al.'s grokfast)
     grokfast_window: int = 100  # ma: gradients averaged (sizes the filter's buffer)
     fourier_every: int = 0  # Fourier feature snapshot every N epochs (0: none)
@@ -97,7 +106,7 @@ class SweepConfig:
         # one spelling per value, so that equal configurations hash equally (0 and 0.0)
         for name in ("wds", "lrs", "train_fracs", *FILTER_AXES, "init_scales"):
             object.__setattr__(self, name, tuple(float(v) for v in getattr(self, name)))
-        for name in ("beta1", "beta2"):
+        for name in ("beta1", "beta2", "adam_eps"):
             object.__setattr__(self, name, float(getattr(self, name)))
         if self.min_train_frac is not None:
             object.__setattr__(self, "min_train_frac", float(self.min_train_frac))
@@ -110,20 +119,26 @@ class SweepConfig:
 
     def _check_model(self):
         for name, choices in (("model", MODELS), ("activation", ACTIVATIONS), ("loss", LOSSES),
-                              ("optimizer", OPTIMIZERS), ("grokfast", GRADIENT_FILTERS), ("dtype", DTYPES)):
+                              ("optimizer", OPTIMIZERS), ("grokfast", GRADIENT_FILTERS), ("dtype", DTYPES),
+                              ("logit_dtype", LOGIT_DTYPES)):
             _check_choice(name, getattr(self, name), choices)
         for name in ("hidden", "layers", "d_model", "heads", "d_mlp", "grokfast_window"):
             _check_int(name, getattr(self, name), minimum=1)
         if self.d_model % self.heads:
             raise ConfigError(f"d_model {self.d_model} must be a multiple of heads {self.heads}")
-        if not isinstance(self.layernorm, bool):
-            raise ConfigError(f"layernorm must be true or false, got {self.layernorm!r}")
+        for name in ("layernorm", "ortho_grad"):
+            if not isinstance(getattr(self, name), bool):
+                raise ConfigError(f"{name} must be true or false, got {getattr(self, name)!r}")
         for name in ("beta1", "beta2"):
             _check_number(name, getattr(self, name))
             if not 0 <= getattr(self, name) < 1:
                 raise ConfigError(f"{name} must lie in [0, 1), got {getattr(self, name)!r}")
+        _check_number("adam_eps", self.adam_eps)
+        if not self.adam_eps > 0:
+            raise ConfigError(f"adam_eps must be positive, got {self.adam_eps!r}")
         if self.model == "transformer" and (self.activation != "relu" or self.loss == "mse"):
-            raise ConfigError("the transformer has a ReLU MLP and trains on cross-entropy: activation relu, loss ce or ce_log1p")
+            raise ConfigError("the transformer has a ReLU MLP and trains on cross-entropy: activation relu, loss ce, "
+                              "ce_log1p or stablemax")
 
     def _check_schedule(self):
         for name, minimum in (("epochs", 1), ("chunk_epochs", 1), ("run_group", 0), ("batch_size", 0),
@@ -239,6 +254,19 @@ class SweepConfig:
         return max(d for d in range(1, min(self.chunk_epochs, every) + 1) if every % d == 0)
 
     @property
+    def loss_dtype(self) -> str:
+        """The precision the loss is computed in: ``logit_dtype``, or for "auto" the model's
+        (float64 for StableMax, as its authors compute it)."""
+        if self.logit_dtype != "auto":
+            return self.logit_dtype
+        return "float64" if self.loss == "stablemax" else self.dtype
+
+    @property
+    def softmax_dtype(self) -> str:
+        """The precision of the softmax whose collapse is measured: ``logit_dtype``, or the model's."""
+        return self.dtype if self.logit_dtype == "auto" else self.logit_dtype
+
+    @property
     def effective_batch(self) -> int:
         """Examples per optimizer step: the batch size, or the largest training set in full batch."""
         return self.n_train if self.batch_size == 0 else self.batch_size
@@ -348,6 +376,14 @@ PRESETS = {
     # in minutes on a CPU, with wd 0 beside the paper's 1e-4 to show that only decay generalises
     "li2": dict(model="li2", activation="square", loss="mse", m=23, hidden=512, batch_size=0, epochs=3000,
                 lrs=(1e-3,), wds=(0.0, 1e-4), fourier_every=100),
+    # Prieto et al.'s main setting ("Grokking at the edge of numerical stability", arXiv 2501.04697,
+    # their run script): a + b mod 113, 40% of the pairs, full batch, an MLP on the two one-hot
+    # operands with two hidden layers of 200, ReLU, no biases, PyTorch's default initialisation,
+    # cross-entropy in float32, AdamW with betas 0.9/0.99, eps 1e-25 and no weight decay; their figures use
+    # lr 0.01 (StableMax, float64 softmax, ⊥AdamW) and 5e-4 (the precision comparison)
+    "prieto": dict(model="mlp", layers=2, hidden=200, activation="relu", loss="ce", m=113, train_fracs=(0.4,),
+                   batch_size=0, optimizer="adamw", beta2=0.99, adam_eps=1e-25, lrs=(1e-2,), wds=(0.0,), epochs=3000,
+                   chunk_epochs=100),
     # Nanda et al.'s one-layer transformer on a + b mod 113 (arXiv 2301.05217): 30% of the pairs,
     # full batch, AdamW lr 1e-3, wd 1, betas 0.9/0.98, d_model 128, 4 heads, d_mlp 512, no
     # LayerNorm; their loss is computed in float64, ours in the log1p form, which keeps a tiny
@@ -373,12 +409,13 @@ PRESETS = {
 
 # The fields that shape each model's network (the others are ignored by it).
 NETWORK_FIELDS = {"modularnet": ("activation", "loss", "hidden"), "li2": ("activation", "loss", "hidden"),
+                  "mlp": ("activation", "loss", "hidden", "layers"),
                   "transformer": ("layers", "d_model", "heads", "d_mlp", "layernorm")}
 
 # Static fields that may take several values: one compiled program per combination, in this
 # order (the last varies fastest).
-STATIC_AXES = ("m", "op", "model", "activation", "loss", "hidden", "layers", "d_model", "heads", "d_mlp", "batch_size",
-               "optimizer", "grokfast", "grokfast_window")
+STATIC_AXES = ("m", "op", "model", "activation", "loss", "logit_dtype", "hidden", "layers", "d_model", "heads", "d_mlp",
+               "batch_size", "optimizer", "grokfast", "grokfast_window")
 # Grid fields (lists of traced per-run values) and the coordinate each gives a run, in the
 # grid's order (the last varies fastest).
 GRID_AXES = {"seeds": "seed", "data_seeds": "data_seed", "train_fracs": "train_frac", "init_scales": "init_scale",

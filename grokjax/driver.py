@@ -49,8 +49,9 @@ from grokjax.train import (
 
 def configure_jax(plan: SweepPlan) -> None:
     """What a process sets before training ``plan``: float64 arithmetic when the plan asks
-    for it (``jax_enable_x64``), and the persistent compilation cache."""
-    if plan.programs[0].dtype == "float64":
+    for it, for the parameters or the loss (``jax_enable_x64``), and the persistent
+    compilation cache."""
+    if any("float64" in (program.dtype, program.loss_dtype) for program in plan.programs):
         jax.config.update("jax_enable_x64", True)
     enable_compilation_cache()
 
@@ -167,8 +168,9 @@ def place_runs(config: SweepConfig, hparams: Hparams, devices: list | None = Non
     if config.batch_size and not np.isin(hparams.n_train, config.train_sizes).all():
         raise ValueError(f"in minibatch training every run's n_train must be one of the sizes of train_fracs, "
                          f"{', '.join(map(str, config.train_sizes))}")
-    if config.dtype == "float64" and not jax.config.jax_enable_x64:
-        raise ValueError("dtype float64 needs jax.config.update('jax_enable_x64', True) before any JAX call")
+    if "float64" in (config.dtype, config.loss_dtype) and not jax.config.jax_enable_x64:
+        raise ValueError(f"a float64 {'dtype' if config.dtype == 'float64' else 'loss'} needs "
+                         "jax.config.update('jax_enable_x64', True) before any JAX call")
     mesh = runs_mesh(devices)
     trainer = make_train(config, mesh)
     dataset = Dataset(*(jnp.asarray(x) for x in make_dataset(config.m, config.op)))

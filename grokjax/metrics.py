@@ -41,6 +41,40 @@ def cross_entropy_log1p(logits: jax.Array, labels: jax.Array) -> jax.Array:
     return shift + jnp.log1p(jnp.expm1(-shift) + rest)
 
 
+def stablemax(x: jax.Array) -> jax.Array:
+    """Prieto et al.'s replacement for exp: x + 1 for x >= 0, 1 / (1 - x) for x < 0. Each
+    branch sees only the x where it applies (so neither sends an infinite gradient), through
+    a ``where`` rather than a max or min, whose gradient at the tie x = 0 would be halved;
+    the slope is 1 there from both sides."""
+    positive = x >= 0
+    return jnp.where(positive, jnp.where(positive, x, 0) + 1, 1 / (1 - jnp.where(positive, 0, x)))
+
+
+def stablemax_cross_entropy(logits: jax.Array, labels: jax.Array) -> jax.Array:
+    """Per-example cross-entropy of StableMax, s(z) / sum s(z), at the label: the log of the
+    sum minus the log of the label's term (no shift: s grows only linearly)."""
+    s = stablemax(logits)
+    return jnp.log(jnp.sum(s, axis=-1)) - jnp.log(jnp.take_along_axis(s, labels[..., None], axis=-1)[..., 0])
+
+
+def softmax_collapsed(logits: jax.Array) -> jax.Array:
+    """Per-example 1.0 where the softmax has collapsed in the logits' precision: every term
+    exp(z_j - max z) but the largest rounds away, so their sum is exactly 1 and the
+    softmax of the leading class exactly 1 (Prieto et al.'s measure)."""
+    return (jnp.sum(jnp.exp(logits - jnp.max(logits, axis=-1, keepdims=True)), axis=-1) == 1).astype(logits.dtype)
+
+
+def naive_loss_alignment(grads, params) -> jax.Array:
+    """Cosine between the parameters and minus the loss gradient, over every parameter:
+    1 when gradient descent would only scale the weights up (Prieto et al.'s naive loss
+    minimisation direction), 0 when it is orthogonal to them."""
+    def total(x, y):  # summed leaf by leaf: no concatenated copy of the parameters
+        return sum(jnp.vdot(a, b) for a, b in zip(jax.tree.leaves(x), jax.tree.leaves(y)))
+
+    norms = jnp.sqrt(total(grads, grads)) * jnp.sqrt(total(params, params))
+    return -total(grads, params) / jnp.maximum(norms, NORM_FLOOR**2)
+
+
 def centred_mse(outputs: jax.Array, labels: jax.Array) -> jax.Array:
     """Per-example squared error of the class-centred outputs against the centred one-hot
     target (one-hot - 1/m), summed over the m classes. (The sum, not the mean over classes:
@@ -49,20 +83,24 @@ def centred_mse(outputs: jax.Array, labels: jax.Array) -> jax.Array:
     return jnp.sum(jnp.square(output_residual("mse", outputs, labels)), axis=-1)
 
 
-def per_example_loss(kind: str, outputs: jax.Array, labels: jax.Array) -> jax.Array:
-    """The training loss of each example: ``ce`` (cross-entropy), ``ce_log1p`` (the same, kept
-    precise when tiny) or ``mse`` (centred MSE)."""
-    if kind == "mse":
-        return centred_mse(outputs, labels)
-    return cross_entropy(outputs, labels) if kind == "ce" else cross_entropy_log1p(outputs, labels)
+LOSSES = {"ce": cross_entropy, "ce_log1p": cross_entropy_log1p, "stablemax": stablemax_cross_entropy, "mse": centred_mse}
+
+
+def per_example_loss(kind: str, outputs: jax.Array, labels: jax.Array, dtype=None) -> jax.Array:
+    """The training loss of each example, computed in ``dtype`` (default: the outputs'):
+    ``ce`` (cross-entropy), ``ce_log1p`` (the same, kept precise when tiny), ``stablemax``
+    (StableMax cross-entropy) or ``mse`` (centred MSE)."""
+    return LOSSES[kind](outputs if dtype is None else outputs.astype(dtype), labels)
 
 
 def output_residual(kind: str, outputs: jax.Array, labels: jax.Array) -> jax.Array:
     """What the outputs miss, per example and class: target - prediction. For ``mse`` the
-    centred one-hot minus the centred outputs; for ``ce`` one-hot minus softmax. Either
-    way it is minus the gradient of the per-example loss (for mse: of half of it) with
-    respect to the outputs."""
+    centred one-hot minus the centred outputs; for ``ce`` one-hot minus softmax; for
+    ``stablemax`` minus the gradient of its loss. Either way it is minus the gradient of the
+    per-example loss (for mse: of half of it) with respect to the outputs."""
     target = jax.nn.one_hot(labels, outputs.shape[-1], dtype=outputs.dtype)
+    if kind == "stablemax":
+        return -jax.grad(lambda z: jnp.sum(stablemax_cross_entropy(z, labels)))(outputs)
     if kind != "mse":
         return target - jax.nn.softmax(outputs, axis=-1)
     centred = lambda x: x - jnp.mean(x, axis=-1, keepdims=True)  # noqa: E731

@@ -64,10 +64,12 @@ class ModularNet(nn.Module):
     """The study's network: Embed(m, h) for a and b, concatenate, Dense(2h -> h), ReLU,
     Dense(h -> m). With ``one_hot`` it is the Li2 paper's network instead: fixed one-hot
     inputs (2m wide, not trained), W = Dense(2m -> h) and V = Dense(h -> m), both without
-    bias. ``activation`` is relu, square (x^2) or silu either way.
+    bias. ``activation`` is relu, square (x^2) or silu either way. ``depth`` hidden layers
+    put depth - 1 more Dense(h -> h) layers after the first (Prieto et al.'s MLP: one-hot,
+    two hidden layers of 200, ReLU).
 
-    Returns the outputs (logits) and the hidden activations (the features whose
-    diversity is measured). ``fc1``'s kernel is [2h, h] ([2m, h] one-hot): the transpose
+    Returns the outputs (logits) and the last hidden layer's activations (the features
+    whose diversity is measured). ``fc1``'s kernel is [2h, h] ([2m, h] one-hot): the transpose
     of PyTorch's ``fc1.weight``, so a hidden neuron is a *column* of it. Every layer is
     initialised like PyTorch's ``nn.Linear``.
     """
@@ -77,6 +79,7 @@ class ModularNet(nn.Module):
     param_dtype: Any = jnp.float32  # float64 (with jax_enable_x64) for exact comparisons
     one_hot: bool = False
     activation: str = "relu"
+    depth: int = 1  # hidden layers: fc1, then hidden_1 ... hidden_<depth-1> (h -> h, biases as fc1's)
 
     @nn.compact
     def __call__(self, a: jax.Array, b: jax.Array) -> tuple[jax.Array, jax.Array]:
@@ -88,7 +91,12 @@ class ModularNet(nn.Module):
             table, width = embed.embedding, self.hidden
         fan_in_1, fan_in_2 = 2 * width, self.hidden
         fc1 = PairDense(self.hidden, torch_uniform(fan_in_1), torch_uniform(fan_in_1), dtype, use_bias, name="fc1")
-        features = ACTIVATIONS[self.activation](fc1(table, a, b, one_hot_width=self.m))
+        activation = ACTIVATIONS[self.activation]
+        features = activation(fc1(table, a, b, one_hot_width=self.m))
+        for layer in range(1, self.depth):
+            features = activation(nn.Dense(self.hidden, use_bias=use_bias, kernel_init=torch_uniform(self.hidden),
+                                           bias_init=torch_uniform(self.hidden), param_dtype=dtype,
+                                           name=f"hidden_{layer}")(features))
         logits = nn.Dense(
             self.m, use_bias=use_bias, kernel_init=torch_uniform(fan_in_2), bias_init=torch_uniform(fan_in_2),
             param_dtype=dtype, name="fc2",

@@ -21,18 +21,20 @@ def make_optimizer(
     weight_decay: jax.Array | float,
     betas: tuple[float, float] = (ADAM_B1, ADAM_B2),
     warmup_steps: int = 0,
+    eps: float = ADAM_EPS,
 ) -> optax.GradientTransformation:
     """``adam``: torch.optim.Adam(betas=betas, weight_decay=wd), coupled L2 (wd*theta joins
     the gradient before the moments); ``adamw``: torch.optim.AdamW, decoupled (theta shrinks
     by lr*wd); ``sgd``: torch.optim.SGD(weight_decay=wd) without momentum; ``muon``: see
-    :func:`muon`. With ``warmup_steps``, step k (from 1) uses lr * min(1, k / warmup_steps).
+    :func:`muon`. With ``warmup_steps``, step k (from 1) uses lr * min(1, k / warmup_steps);
+    ``eps`` is Adam's (PyTorch's 1e-8; Prieto et al. use 1e-25).
 
     ``learning_rate`` and ``weight_decay`` may be traced arrays, so one compiled program
     serves every value.
     """
     if name == "muon":
-        return muon(learning_rate, weight_decay, betas, warmup_steps)
-    adam = optax.scale_by_adam(*betas, ADAM_EPS)
+        return muon(learning_rate, weight_decay, betas, warmup_steps, eps)
+    adam = optax.scale_by_adam(*betas, eps)
     steps = {"adam": [optax.add_decayed_weights(weight_decay), adam], "adamw": [adam, optax.add_decayed_weights(weight_decay)],
              "sgd": [optax.add_decayed_weights(weight_decay)]}
     if name not in steps:
@@ -49,14 +51,14 @@ def warmup(steps: int) -> list[optax.GradientTransformation]:
 
 
 def hidden_matrix_labels(params) -> dict:
-    """"muon" for the hidden weight matrices ([inputs, outputs] kernels): ModularNet's ``fc1``,
-    every attention and MLP matrix of a transformer's blocks; "adam" for every other
+    """"muon" for the hidden weight matrices ([inputs, outputs] kernels): ModularNet's ``fc1``
+    (and an MLP's further hidden layers), every attention and MLP matrix of a transformer's blocks; "adam" for every other
     parameter: embeddings, biases, LayerNorms, the output layer."""
     def label(path, leaf):
         names = [getattr(entry, "key", None) for entry in path]
         in_block = any(str(name).startswith("block_") for name in names)
-        return "muon" if names[-2:] == ["fc1", "kernel"] or (in_block and names[-1] == "kernel" and leaf.ndim == 2) \
-            else "adam"
+        hidden = names[-2:] == ["fc1", "kernel"] or (str(names[-2]).startswith("hidden_") and names[-1] == "kernel")
+        return "muon" if hidden or (in_block and names[-1] == "kernel" and leaf.ndim == 2) else "adam"
 
     return jax.tree_util.tree_map_with_path(label, params)
 
@@ -70,7 +72,8 @@ def scale_by_width() -> optax.GradientTransformation:
     return optax.GradientTransformation(optax.init_empty_state, update)
 
 
-def muon(learning_rate, weight_decay, betas=(ADAM_B1, ADAM_B2), warmup_steps: int = 0) -> optax.GradientTransformation:
+def muon(learning_rate, weight_decay, betas=(ADAM_B1, ADAM_B2), warmup_steps: int = 0,
+         eps: float = ADAM_EPS) -> optax.GradientTransformation:
     """Muon on the hidden layer's weight matrix, AdamW (:func:`make_optimizer`'s) on the
     rest, as Muon's authors recommend. The hidden matrix's update is optax's
     ``scale_by_muon`` (Nesterov momentum 0.95, five Newton–Schulz steps orthogonalising it,
@@ -87,8 +90,27 @@ def muon(learning_rate, weight_decay, betas=(ADAM_B1, ADAM_B2), warmup_steps: in
         *warmup(warmup_steps),
         optax.scale_by_learning_rate(learning_rate),
     )
-    return optax.partition({"muon": hidden, "adam": make_optimizer("adamw", learning_rate, weight_decay, betas, warmup_steps)},
+    return optax.partition({"muon": hidden, "adam": make_optimizer("adamw", learning_rate, weight_decay, betas, warmup_steps,
+                                                                   eps)},
                            hidden_matrix_labels)
+
+
+def orthogonal_gradient(eps: float = 1e-30) -> optax.GradientTransformation:
+    """⊥Grad (Prieto et al. 2025): each parameter's gradient g without its part along the
+    parameter w, rescaled to the gradient's norm, g_perp = g - (<w, g> / (<w, w> + eps)) w,
+    then g_perp * |g| / (|g_perp| + eps), per parameter array as their code does it. A zero
+    parameter passes its gradient unchanged. Chained before an optimizer (⊥AdamW, ⊥SGD); the
+    optimizer's weight decay joins after it."""
+    def one(g, w):
+        perp = g - jnp.vdot(w, g) / (jnp.vdot(w, w) + eps) * w
+        return perp * (jnp.sqrt(jnp.vdot(g, g)) / (jnp.sqrt(jnp.vdot(perp, perp)) + eps))
+
+    def update(updates, state, params=None):
+        if params is None:
+            raise ValueError("orthogonal_gradient needs the parameters: optimizer.update(grads, state, params)")
+        return jax.tree.map(one, updates, params), state
+
+    return optax.GradientTransformation(optax.init_empty_state, update)
 
 
 class EmaFilterState(NamedTuple):

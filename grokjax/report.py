@@ -32,6 +32,7 @@ from grokjax.config import (
 )
 from grokjax.files import DamagedFile, check_shape, read_json, read_npz, require_arrays
 from grokjax.results import (
+    LATER_METRICS,
     METRIC_NAMES,
     partial_files,
     remove_partial_files,
@@ -72,8 +73,8 @@ def load_sweep(folder: Path) -> tuple[dict, dict[str, np.ndarray], dict[str, np.
         raise DamagedFile(f"{path} lacks {error}; it may have been edited") from None
     axes = [axis for axis in varied_axes(config) if axis not in BASE_COORDINATES]
     path = folder / "metrics.npz"
-    data = read_npz(path, (*METRIC_NAMES, *BASE_COORDINATES, *axes))
-    metrics = {name: data[name] for name in METRIC_NAMES}
+    data = read_npz(path, (*(name for name in METRIC_NAMES if name not in LATER_METRICS), *BASE_COORDINATES, *axes))
+    metrics = {name: data[name] if name in data else np.full((n_runs, n_epochs), np.nan, np.float32) for name in METRIC_NAMES}
     coordinates = {name: data[name] for name in (*BASE_COORDINATES, *axes)}
     coordinates["n_train"] = data["n_train"] if "n_train" in data else np.full(n_runs, record["derived"].get("n_train", 0))
     for name, values in metrics.items():
@@ -115,7 +116,11 @@ def sweep_title(config: dict) -> str:
     extras = "".join(f", {show(key)}" for key, default in (("activation", "relu"), ("loss", "ce"))
                      if config.get(key, default) != default)
     extras += f", grokfast {show('grokfast')}" if config.get("grokfast", "none") != "none" else ""
-    if config.get("model") == "transformer":
+    extras += f", loss in {show('logit_dtype')}" if config.get("logit_dtype", "auto") != "auto" else ""
+    extras += ", ⊥Grad" if config.get("ortho_grad") else ""
+    if config.get("model") == "mlp":
+        shape = f"{show('layers')} x hidden {show('hidden')}"
+    elif config.get("model") == "transformer":
         shape = (f"{show('layers')} layer(s), d_model {show('d_model')}, {show('heads')} heads, d_mlp {show('d_mlp')}"
                  f"{', LayerNorm' if config.get('layernorm') else ''}")
     else:

@@ -35,7 +35,12 @@ METRIC_NAMES = (
     "feature_diversity",
     "neuron_grad_cosine",
     "node_similarity",
+    "softmax_collapse",
+    "zero_loss_fraction",
+    "nlm_alignment",
 )
+# Metrics added after results folders had been written: a folder without them reads NaN.
+LATER_METRICS = ("softmax_collapse", "zero_loss_fraction", "nlm_alignment")
 
 # The metrics of the hidden layer's geometry: by far the costliest to measure, so a sweep
 # may measure them only every few epochs (SweepConfig.geometry_every).

@@ -19,6 +19,7 @@ from grokjax.cli import OneLineErrorParser, float_list, int_list, name_list
 from grokjax.config import (
     ACTIVATIONS,
     GRADIENT_FILTERS,
+    LOGIT_DTYPES,
     LOSSES,
     MODELS,
     NETWORK_FIELDS,
@@ -70,7 +71,9 @@ def build_parser() -> argparse.ArgumentParser:
                         "30%% of the pairs, full-batch AdamW lr 1e-3 wd 1 betas 0.9/0.98, 15000 epochs, test and "
                         "progress measures every 100); power: Power et al.'s two-layer transformer (x/y mod 97, half the "
                         "pairs, minibatch 512, 10-step warm-up, 10000 epochs); transformer-cpu: nanda at m 59 and half "
-                        "the pairs, 4000 epochs, minutes on a CPU. Flags and --config keys override a preset")
+                        "the pairs, 4000 epochs, minutes on a CPU; prieto: Prieto et al.'s MLP (one-hot a+b mod 113, 40%% of "
+                        "the pairs, two hidden layers of 200, no biases, full-batch AdamW lr 0.01 betas 0.9/0.99, no "
+                        "weight decay). Flags and --config keys override a preset")
     task = parser.add_argument_group("task")
     task.add_argument("--m", type=int_list, help=f"modulus: inputs and labels are 0..m-1 (default {d.m})")
     task.add_argument("--op", type=name_list, help=f"the operation: {', '.join(OPS)}: a+b, a-b, a*b, a/b (div: prime m, "
@@ -79,17 +82,23 @@ def build_parser() -> argparse.ArgumentParser:
                       f"traced per run (default {d.train_fracs[0]})")
     model = parser.add_argument_group("model and training")
     model.add_argument("--model", type=name_list, help=f"{' or '.join(MODELS)}: modularnet: learned embeddings and biases "
-                       f"(the study's); li2: fixed one-hot inputs, no biases; transformer: tokens a, b, = through causal "
+                       f"(the study's); li2: fixed one-hot inputs, one hidden layer, no biases; mlp: the same with --layers "
+                       f"hidden layers; transformer: tokens a, b, = through causal "
                        f"attention and a ReLU MLP, read at the last position (default {d.model})")
     model.add_argument("--activation", type=name_list, help=f"hidden activation: {', '.join(ACTIVATIONS)}; square is x^2 "
                        f"(default {d.activation})")
     model.add_argument("--loss", type=name_list, help=f"{', '.join(LOSSES)}: cross-entropy as PyTorch computes it; the "
                        "same as log1p(sum_{j != y} exp(z_j - z_y)), which keeps a loss below float32's epsilon from rounding "
-                       "to 0 (the transformer presets' choice); or squared error of the class-centred outputs against "
+                       "to 0 (the transformer presets' choice); StableMax cross-entropy (Prieto et al.: x+1 for x >= 0, "
+                       "1/(1-x) below, in place of exp); or squared error of the class-centred outputs against "
                        f"one-hot - 1/m, summed over classes (default {d.loss})")
+    model.add_argument("--logit-dtype", type=name_list, help=f"{', '.join(LOGIT_DTYPES)}: the precision the loss (and the "
+                       "softmax whose collapse is measured) is computed in; auto: the model's, float64 for stablemax, as "
+                       f"Prieto et al. compute it (default {d.logit_dtype})")
     model.add_argument("--hidden", type=int_list, help=f"modularnet/li2 hidden width; also the embedding width of modularnet "
                        f"(default {d.hidden})")
-    model.add_argument("--layers", type=int_list, help=f"transformer: blocks of attention + MLP (default {d.layers})")
+    model.add_argument("--layers", type=int_list, help=f"transformer: blocks of attention + MLP; mlp: hidden layers "
+                       f"(default {d.layers})")
     model.add_argument("--d-model", type=int_list, help=f"transformer: residual stream width (default {d.d_model})")
     model.add_argument("--heads", type=int_list, help=f"transformer: attention heads; d_model must be a multiple (default {d.heads})")
     model.add_argument("--d-mlp", type=int_list, help=f"transformer: MLP hidden width (default {d.d_mlp})")
@@ -104,7 +113,13 @@ def build_parser() -> argparse.ArgumentParser:
                        f"(theta shrinks by lr*wd per step) (default {d.optimizer})")
     model.add_argument("--beta1", type=float, help=f"Adam's first-moment decay (default {d.beta1})")
     model.add_argument("--beta2", type=float, help=f"Adam's second-moment decay (default {d.beta2}; Nanda and Power use 0.98)")
+    model.add_argument("--adam-eps", type=float, help=f"Adam's epsilon (default {d.adam_eps:g}, PyTorch's; Prieto et al. "
+                       "use 1e-25)")
     model.add_argument("--warmup-steps", type=int, help="linear learning-rate warm-up over this many optimizer steps (default 0)")
+    model.add_argument("--ortho-grad", action=argparse.BooleanOptionalAction, default=None,
+                       help="Prieto et al.'s ⊥Grad before the optimizer (⊥AdamW, ⊥SGD): each parameter's loss gradient "
+                       "without its part along the parameter, rescaled to the gradient's norm; weight decay joins after it "
+                       "(default: off)")
     model.add_argument("--grokfast", type=name_list, help=f"gradient filter before the optimizer ({', '.join(GRADIENT_FILTERS)}): "
                        "grokfast's ema (g + lambda h, h <- alpha h + (1-alpha) g) or ma (g + lambda * mean of the last "
                        "--grokfast-window gradients, once there are that many); it sees the loss gradient only, weight decay "
@@ -164,8 +179,10 @@ def build_parser() -> argparse.ArgumentParser:
 
 # The flags that set configuration fields, by their own names (read as the field names:
 # wd as wds, train_frac as train_fracs, ...; see grokjax.config.field_names).
-CONFIG_FLAGS = ("preset", "m", "op", "train_frac", "model", "activation", "loss", "hidden", "layers", "d_model", "heads",
-                "d_mlp", "layernorm", "epochs", "batch_size", "optimizer", "beta1", "beta2", "warmup_steps", "grokfast",
+CONFIG_FLAGS = ("preset", "m", "op", "train_frac", "model", "activation", "loss", "logit_dtype", "hidden", "layers", "d_model",
+                "heads", "d_mlp", "layernorm", "epochs", "batch_size", "optimizer", "beta1", "beta2", "adam_eps", "warmup_steps",
+                "ortho_grad",
+                "grokfast",
                 "grokfast_window", "seeds", "wd", "lr", "init_scale", "grokfast_alpha", "grokfast_lambda", "data_seed",
                 "fourier_every", "geometry_every", "eval_every", "chunk_epochs", "run_group")
 
@@ -386,6 +403,8 @@ def describe(plan: SweepPlan) -> str:
     names = ["m", "op", "model", *networks, "batch_size", "optimizer"]
     if any(program.grokfast != "none" for program in plan.programs):
         names.append("grokfast")
+    names += [name for name, default in (("logit_dtype", "auto"), ("ortho_grad", False))
+              if any(getattr(program, name) != default for program in plan.programs)]
     settings = " ".join(setting(name) for name in names)
     return f"grokjax: {plan.n_runs} runs ({' x '.join(grid)}{programs}), {plan.epochs} epochs, {settings}"
 

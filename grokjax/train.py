@@ -38,7 +38,7 @@ from grokjax import metrics as M
 from grokjax.config import GRID_AXES, SweepConfig
 from grokjax.data import Dataset, batch_schedule, probe_positions
 from grokjax.model import ModularNet, Transformer, fc1_kernel, fc2_kernel, operand_weights, token_embedding, weight_norms
-from grokjax.optim import gradient_filter, make_optimizer
+from grokjax.optim import gradient_filter, make_optimizer, orthogonal_gradient
 from grokjax.results import GEOMETRY_METRICS, METRIC_NAMES
 
 
@@ -131,7 +131,9 @@ def make_model(config: SweepConfig) -> ModularNet | Transformer:
     if config.model == "transformer":
         return Transformer(config.m, config.layers, config.d_model, config.heads, config.d_mlp, config.layernorm,
                            jnp.dtype(config.dtype))
-    return ModularNet(config.m, config.hidden, jnp.dtype(config.dtype), config.model == "li2", config.activation)
+    one_hot = config.model in ("li2", "mlp")
+    return ModularNet(config.m, config.hidden, jnp.dtype(config.dtype), one_hot, config.activation,
+                      config.layers if config.model == "mlp" else 1)
 
 
 def split_run(config: SweepConfig, key: jax.Array, n_train: jax.Array) -> RunData:
@@ -147,12 +149,15 @@ def split_run(config: SweepConfig, key: jax.Array, n_train: jax.Array) -> RunDat
 
 
 def run_optimizer(config: SweepConfig, hp: Hparams) -> optax.GradientTransformation:
-    """The run's optimizer, after the grokfast filter when there is one: the filter sees the
-    loss gradient alone (weight decay joins later, inside the optimizer)."""
-    optimizer = make_optimizer(config.optimizer, hp.lr, hp.wd, (config.beta1, config.beta2), config.warmup_steps)
-    if config.grokfast == "none":
-        return optimizer
-    return optax.chain(gradient_filter(config.grokfast, config.grokfast_window, hp.grokfast_alpha, hp.grokfast_lambda), optimizer)
+    """The run's optimizer, after the grokfast filter when there is one, and first ⊥Grad when
+    asked for: both see the loss gradient alone (weight decay joins later, inside the
+    optimizer)."""
+    optimizer = make_optimizer(config.optimizer, hp.lr, hp.wd, (config.beta1, config.beta2), config.warmup_steps,
+                               config.adam_eps)
+    if config.grokfast != "none":
+        optimizer = optax.chain(gradient_filter(config.grokfast, config.grokfast_window, hp.grokfast_alpha,
+                                                hp.grokfast_lambda), optimizer)
+    return optax.chain(orthogonal_gradient(), optimizer) if config.ortho_grad else optimizer
 
 
 def init_run(config: SweepConfig, hp: Hparams) -> tuple[RunData, RunState]:
@@ -168,51 +173,70 @@ def init_run(config: SweepConfig, hp: Hparams) -> tuple[RunData, RunState]:
     return run_data, state
 
 
-def batch_loss(model: ModularNet | Transformer, loss_kind: str, params, a, b, labels, weights) -> tuple[jax.Array, jax.Array]:
-    """Weighted mean loss (padding and masked pairs have weight 0) and the number correct."""
+class BatchCounts(NamedTuple):
+    """Weighted counts of a batch's examples."""
+
+    correct: jax.Array  # the arg-max class is the label
+    collapsed: jax.Array  # the softmax has collapsed in its precision (config.softmax_dtype)
+    zero_loss: jax.Array  # the loss is exactly 0 in its precision (config.loss_dtype)
+
+
+def batch_loss(model: ModularNet | Transformer, config: SweepConfig, params, a, b, labels, weights
+               ) -> tuple[jax.Array, BatchCounts]:
+    """Weighted mean loss (padding and masked pairs have weight 0), computed per example in the
+    configuration's loss precision, and the batch's counts."""
     logits, _ = model.apply(params, a, b)
+    per_example = M.per_example_loss(config.loss, logits, labels, config.loss_dtype)
+    counts = BatchCounts(jnp.sum(weights * M.is_correct(logits, labels)),
+                         jnp.sum(weights * M.softmax_collapsed(logits.astype(config.softmax_dtype)).astype(weights.dtype)),
+                         jnp.sum(weights * (per_example == 0).astype(weights.dtype)))
     # at least 1 below: a run with a smaller training set has empty steps (skipped by train_step)
-    loss = jnp.sum(weights * M.per_example_loss(loss_kind, logits, labels)) / jnp.maximum(jnp.sum(weights), 1)
-    return loss, jnp.sum(weights * M.is_correct(logits, labels))
+    loss = jnp.sum(weights * per_example.astype(weights.dtype)) / jnp.maximum(jnp.sum(weights), 1)
+    return loss, counts
 
 
 class StepCarry(NamedTuple):
     params: Any
     opt_state: Any
     loss_sum: jax.Array  # sum over the epoch's examples, for the running average
-    correct_sum: jax.Array
+    counts: BatchCounts  # summed over the epoch's examples
     grad_w1: jax.Array  # fc1 kernel gradient of the latest step
+    nlm_alignment: jax.Array  # of the latest step's gradient (metrics.naive_loss_alignment)
 
 
 def train_step(
     model: ModularNet | Transformer,
-    loss_kind: str,
+    config: SweepConfig,
     optimizer: optax.GradientTransformation,
     dataset: Dataset,
     run_data: RunData,
     skip_empty: bool,
     carry: StepCarry,
-    batch: tuple[jax.Array, jax.Array],
+    batch: tuple[jax.Array, jax.Array, jax.Array],
 ) -> tuple[StepCarry, None]:
     """One optimizer step on the minibatch ``run_data.train_pairs[positions]``. With
     ``skip_empty`` (runs of the program differ in training-set size), a batch without
     examples, past the run's own last one, leaves parameters, optimizer state and the
     latest gradient untouched."""
-    positions, weights = batch
+    positions, weights, last = batch
     index = run_data.train_pairs[positions]
     weights = weights * run_data.train_weight[positions]
-    (loss, n_correct), grads = jax.value_and_grad(batch_loss, argnums=2, has_aux=True)(
-        model, loss_kind, carry.params, dataset.a[index], dataset.b[index], dataset.label[index], weights
+    (loss, counts), grads = jax.value_and_grad(batch_loss, argnums=2, has_aux=True)(
+        model, config, carry.params, dataset.a[index], dataset.b[index], dataset.label[index], weights
     )
     updates, opt_state = optimizer.update(grads, carry.opt_state, carry.params)
     params = optax.apply_updates(carry.params, updates)
     n = jnp.sum(weights)
     grad_w1 = fc1_kernel(grads)
+    # only the epoch's last step is recorded: measured there alone, unless the runs' last steps differ
+    measure = partial(M.naive_loss_alignment, grads, carry.params)
+    alignment = (measure() if skip_empty else jax.lax.cond(last, measure, lambda: carry.nlm_alignment)).astype(n.dtype)
     if skip_empty:
         keep = lambda new, old: jnp.where(n > 0, new, old)  # noqa: E731
-        params, opt_state, grad_w1 = jax.tree.map(keep, (params, opt_state, grad_w1),
-                                                  (carry.params, carry.opt_state, carry.grad_w1))
-    return StepCarry(params, opt_state, carry.loss_sum + loss * n, carry.correct_sum + n_correct, grad_w1), None
+        params, opt_state, grad_w1, alignment = jax.tree.map(
+            keep, (params, opt_state, grad_w1, alignment), (carry.params, carry.opt_state, carry.grad_w1, carry.nlm_alignment))
+    counts = jax.tree.map(jnp.add, carry.counts, counts)
+    return StepCarry(params, opt_state, carry.loss_sum + loss * n, counts, grad_w1, alignment), None
 
 
 def epoch_keys(hp: Hparams, epoch: jax.Array) -> tuple[jax.Array, jax.Array]:
@@ -230,10 +254,12 @@ def train_epoch_steps(
     zero = jnp.zeros((), w1.dtype)
     optimizer = run_optimizer(config, hp)
     skip_empty = config.masked_sizes and config.batch_size != 0
+    positions, weights = batch_schedule(epoch_keys(hp, epoch)[0], hp.n_train, config.effective_batch, config.train_sizes)
+    last = jnp.arange(len(positions)) == len(positions) - 1
     carry, _ = jax.lax.scan(
-        partial(train_step, make_model(config), config.loss, optimizer, dataset, run_data, skip_empty),
-        StepCarry(params, opt_state, zero, zero, jnp.zeros_like(w1)),
-        batch_schedule(epoch_keys(hp, epoch)[0], hp.n_train, config.effective_batch, config.train_sizes),
+        partial(train_step, make_model(config), config, optimizer, dataset, run_data, skip_empty),
+        StepCarry(params, opt_state, zero, BatchCounts(zero, zero, zero), jnp.zeros_like(w1), zero),
+        (positions, weights, last),
     )
     return carry
 
@@ -270,12 +296,15 @@ def train_epoch(
     grad_history = state.grad_history.at[slot].set(carry.grad_w1)
     metrics = {
         "train_loss": carry.loss_sum / hp.n_train,
-        "train_acc": carry.correct_sum / hp.n_train,
+        "train_acc": carry.counts.correct / hp.n_train,
         **every(config.eval_every, partial(evaluate_test_set, config, dataset, run_data, params), ("test_loss", "test_acc"),
                 epoch, w1.dtype, last_epoch=config.epochs - 1),
         "w1_norm": M.frobenius_norm(w1),
         "w1_delta_norm": jnp.where(epoch == 0, 0.0, M.frobenius_norm(w1 - state.prev_w1)),
         "grad_norm": M.frobenius_norm(carry.grad_w1),
+        "softmax_collapse": carry.counts.collapsed / hp.n_train,
+        "zero_loss_fraction": carry.counts.zero_loss / hp.n_train,
+        "nlm_alignment": carry.nlm_alignment,
     }
     measure = partial(geometry_metrics, config, hp, dataset, run_data, params, carry.grad_w1, grad_gram)
     metrics.update(every(config.geometry_every, measure, GEOMETRY_METRICS, epoch, w1.dtype))
@@ -285,9 +314,9 @@ def train_epoch(
 def evaluate_test_set(config: SweepConfig, dataset: Dataset, run_data: RunData, params, epoch) -> dict[str, jax.Array]:
     """Loss and accuracy on the run's test pairs."""
     test, test_weight = run_data.test_pairs, run_data.test_weight
-    evaluate = M.looped_on_cpu(partial(batch_loss, make_model(config), config.loss))
-    test_loss, test_correct = evaluate(params, dataset.a[test], dataset.b[test], dataset.label[test], test_weight)
-    return {"test_loss": test_loss, "test_acc": test_correct / jnp.sum(test_weight)}
+    evaluate = M.looped_on_cpu(partial(batch_loss, make_model(config), config))
+    test_loss, counts = evaluate(params, dataset.a[test], dataset.b[test], dataset.label[test], test_weight)
+    return {"test_loss": test_loss, "test_acc": counts.correct / jnp.sum(test_weight)}
 
 
 def every(period: int, measure: Callable, names, epoch: jax.Array, dtype, last_epoch: int | None = None) -> dict:

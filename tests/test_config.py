@@ -19,14 +19,14 @@ def test_li2_preset_and_overrides():
     config = plan({"hidden": 64, "preset": "li2", "activation": "relu", "loss": "ce"}, "test")
     assert (config.model, config.hidden, config.activation, config.loss) == ("li2", 64, "relu", "ce")
     assert plan({"preset": "study"}, "test") == SweepConfig()
-    assert set(PRESETS) == {"study", "study-grid", "li2", "nanda", "power", "transformer-cpu"}
+    assert set(PRESETS) == {"study", "study-grid", "li2", "nanda", "power", "transformer-cpu", "prieto"}
 
 
 @pytest.mark.parametrize("mapping,message", [
     ({"preset": "li3"}, "preset must be one of study, study-grid, li2"),
     ({"activation": "tanh"}, "activation must be one of relu, square, silu"),
-    ({"loss": "l1"}, "loss must be one of ce, ce_log1p, mse"),
-    ({"model": "mlp"}, "model must be one of modularnet, li2"),
+    ({"loss": "l1"}, "loss must be one of ce, ce_log1p, stablemax, mse"),
+    ({"model": "cnn"}, "model must be one of modularnet, li2, mlp"),
     ({"geometry_every": -1}, "geometry_every must be >= 0"),
     ({"min_train_frac": 0.3}, "need full batch"),
     ({"min_train_frac": 0.6, "batch_size": 0}, "min_train_frac must lie in (0, min(train_fracs)=0.5]"),

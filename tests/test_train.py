@@ -80,17 +80,22 @@ def reference_training(config: SweepConfig, hp: Hparams, epochs: int) -> dict[st
     for epoch in range(epochs):
         order_key, probe_key = epoch_keys(hp, epoch)
         positions, weights = map(np.asarray, batch_schedule(order_key, config.n_train, config.effective_batch))
-        loss_sum = correct_sum = 0.0
+        loss_sum = correct_sum = collapsed_sum = zero_sum = 0.0
         for batch_positions, batch_weights in zip(positions, weights):
             index = train[batch_positions[batch_weights > 0]]
             a, b, y = dataset.a[index], dataset.b[index], dataset.label[index]
             logits, _ = forward(params, a, b)
             loss_sum += cross_entropy(logits, y).sum()
             correct_sum += (logits.argmax(1) == y).sum()
+            single = logits.astype(np.float32)  # the loss's precision: the model's
+            collapsed_sum += (np.exp(single - single.max(1, keepdims=True)).sum(1) == 1).sum()
+            zero_sum += (cross_entropy(single, y) == 0).sum()
             grads = grad_fn(jax.tree.map(jnp.float32, params), a, b, y)
             grad_leaves = [np.asarray(g, np.float64) for g in jax.tree.leaves(grads)]
             step += 1
             leaves = jax.tree.leaves(params)
+            flat_g, flat_w = np.concatenate([g.ravel() for g in grad_leaves]), np.concatenate([w.ravel() for w in leaves])
+            alignment = -(flat_g @ flat_w) / (np.linalg.norm(flat_g) * np.linalg.norm(flat_w))
             new_leaves = []
             for k, (theta, g) in enumerate(zip(leaves, grad_leaves)):
                 theta, m, v = adam_step(theta, g, *adam_moments[k], step, float(hp.lr), float(hp.wd))
@@ -114,6 +119,9 @@ def reference_training(config: SweepConfig, hp: Hparams, epochs: int) -> dict[st
         history["feature_diversity"].append(singular_value_entropy(features))
         history["neuron_grad_cosine"].append(mean_pairwise_cosine(last_grad_w1.T, absolute=True))
         history["node_similarity"].append(mean_pairwise_cosine(w1.T))
+        history["softmax_collapse"].append(collapsed_sum / config.n_train)
+        history["zero_loss_fraction"].append(zero_sum / config.n_train)
+        history["nlm_alignment"].append(alignment)
         previous_w1 = w1
     return history
 
