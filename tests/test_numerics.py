@@ -182,3 +182,35 @@ def test_bad_numerics_settings_are_refused():
         SweepConfig(ortho_grad="yes")
     with pytest.raises(ConfigError, match="loss ce, ce_log1p or stablemax"):
         SweepConfig(model="transformer", loss="mse")
+
+
+def test_the_numerics_experiment_reads_folders_into_a_table_and_a_figure(tmp_path, capsys):
+    """experiments/numerics.py: one row per program of each folder (here two loss precisions
+    by hand-made metrics), with the epochs it reports computed here from the arrays."""
+    import importlib.util
+    import json
+    from pathlib import Path
+
+    from grokjax.results import METRIC_NAMES
+
+    spec = importlib.util.spec_from_file_location("numerics", Path(__file__).parent.parent / "experiments" / "numerics.py")
+    numerics = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(numerics)
+    folder = tmp_path / "sweep"
+    folder.mkdir()
+    epochs, runs = 12, 4
+    config = {**SweepConfig(epochs=epochs, seeds=(0, 1), wds=(0.0,), logit_dtype="float32").to_dict(),
+              "logit_dtype": ["float32", "float64"]}
+    (folder / "config.json").write_text(json.dumps({"config": config, "derived": {"n_runs": runs, "n_train": 10}}))
+    metrics = {name: np.zeros((runs, epochs), np.float32) for name in METRIC_NAMES}
+    metrics["test_acc"][:2, 5:] = 1.0  # the float32 runs generalise at epoch 6
+    metrics["softmax_collapse"][:2, 8:] = 0.6  # ... and collapse from epoch 9
+    metrics["zero_loss_fraction"][0, 10:] = 0.7  # one of them has most losses at 0 from epoch 11
+    np.savez(folder / "metrics.npz", **metrics, seed=np.array([0, 1, 0, 1]), data_seed=np.array([0, 1, 0, 1]),
+             wd=np.zeros(runs, np.float32), lr=np.full(runs, 1e-3, np.float32), n_train=np.full(runs, 10),
+             logit_dtype=np.array(["float32", "float32", "float64", "float64"]))
+    assert numerics.main([str(folder), "--out", str(tmp_path / "out")]) == 0
+    table = (tmp_path / "out" / "numerics.md").read_text().splitlines()
+    assert table[2] == "| sweep: loss ce, lr 0.001, loss in float32 | 2 | 12 | 6 (2/2) | 9 (2/2) | 11 (1/2) | 1.000 |"
+    assert table[3] == "| sweep: loss ce, lr 0.001, loss in float64 | 2 | 12 | never | never | never | 0.000 |"
+    assert (tmp_path / "out" / "numerics.png").stat().st_size > 0
