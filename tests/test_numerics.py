@@ -159,6 +159,10 @@ def test_the_mlp_is_prietos_network():
     logits, features = make_model(config).apply({"params": params}, a, b)
     np.testing.assert_allclose(features, h, rtol=1e-6)
     np.testing.assert_allclose(logits, h @ params["fc2"]["kernel"], rtol=1e-5, atol=1e-7)
+    from grokjax.optim import hidden_matrix_labels  # Muon orthogonalises every hidden matrix, not the output layer
+
+    assert hidden_matrix_labels({"params": params})["params"] == {"fc1": {"kernel": "muon"}, "hidden_1": {"kernel": "muon"},
+                                                                 "fc2": {"kernel": "adam"}}
 
 
 def test_a_sweep_records_the_numerics_metrics():
