@@ -62,14 +62,15 @@ def main(argv: list[str] | None = None) -> int:
         epochs = np.arange(1, held["test_acc"].shape[1] + 1)
         for ax, (name, _) in zip(axes, PANELS):
             values = analysis.latest_measured(held[name]) if name == "test_acc" else held[name]
-            ax.plot(epochs, np.nanmedian(values, axis=0), lw=1.4, label=label)
+            measured = np.isfinite(values).any(axis=0)  # test accuracy before its first measurement: none
+            ax.plot(epochs[measured], np.nanmedian(values[:, measured], axis=0), lw=1.4, label=label)
         cells = [reached_cell(analysis.generalised_epoch(held["test_acc"])),
                  reached_cell(analysis.first_epoch(held["softmax_collapse"] >= 0.5)),
                  reached_cell(analysis.first_epoch(held["zero_loss_fraction"] >= 0.5))]
         lines.append(f"| {label} | {int(runs.sum())} | {len(epochs)} | {' | '.join(cells)} | "
                      f"{np.nanmedian(held['test_acc'][:, -1]):.3f} |")
     for ax, (_, title) in zip(axes, PANELS):
-        ax.set(title=title, xlabel="epoch", xscale="log")
+        ax.set(title=title, xlabel="epoch", xscale="log", ylim=(-0.02, 1.02))  # shares and a cosine
         ax.grid(alpha=0.3)
     axes[0].legend(fontsize=7)
     fig.suptitle("Prieto et al.'s setting (a + b mod 113, 40 %, MLP 2 × 200, full batch): medians over seeds")
