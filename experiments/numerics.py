@@ -26,16 +26,19 @@ PANELS = (("test_acc", "test accuracy"), ("softmax_collapse", "softmax collapse 
 
 
 def settings(folder: Path) -> list[tuple[str, np.ndarray, dict[str, np.ndarray]]]:
-    """(label, run mask, metrics) per program of a folder: its name and what sets it apart."""
+    """(label, run mask, metrics) per group of seeds of a folder (a loss precision, a weight
+    decay): its name and what sets the group apart."""
     record, coordinates, metrics = load_sweep(folder)
     config = record["config"]
     label = f"{folder.name}: loss {config['loss']}, lr {'/'.join(f'{v:g}' for v in config['lrs'])}"
     label += ", ⊥Grad" if config.get("ortho_grad") else ""
-    if "logit_dtype" in coordinates:
-        return [(f"{label}, loss in {dtype}", coordinates["logit_dtype"] == dtype, metrics)
-                for dtype in dict.fromkeys(coordinates["logit_dtype"].tolist())]
     dtype = config.get("logit_dtype", "auto")
-    return [(label + ("" if dtype == "auto" else f", loss in {dtype}"), np.ones(len(coordinates["seed"]), bool), metrics)]
+    label += "" if dtype == "auto" or isinstance(dtype, list) else f", loss in {dtype}"
+    axes = tuple(axis for axis in ("logit_dtype", "wd") if len(np.unique(coordinates.get(axis, [0]))) > 1)
+    groups = analysis.group_keys(coordinates, axes) if axes else [()]
+    names = {"logit_dtype": "loss in", "wd": "wd"}
+    return [(label + "".join(f", {names[axis]} {analysis.format_value(value)}" for axis, value in zip(axes, key)),
+             analysis.group_mask(coordinates, axes, key), metrics) for key in groups]
 
 
 def reached_cell(epochs: np.ndarray) -> str:
@@ -73,7 +76,7 @@ def main(argv: list[str] | None = None) -> int:
         ax.set(title=title, xlabel="epoch", xscale="log", ylim=(-0.02, 1.02))  # shares and a cosine
         ax.grid(alpha=0.3)
     axes[0].legend(fontsize=7)
-    fig.suptitle("Prieto et al.'s setting (a + b mod 113, 40 %, MLP 2 × 200, full batch): medians over seeds")
+    fig.suptitle("Prieto et al.'s measures, median over each setting's seeds (the folders' READMEs give their tasks)")
     args.out.mkdir(parents=True, exist_ok=True)
     save_figure(fig, args.out / "numerics.png")
     write_atomic(args.out / "numerics.md", ("\n".join(lines) + "\n").encode())
