@@ -190,7 +190,7 @@ def is_transformer(config: dict) -> bool:
 def parse_at(text: str | None) -> dict[str, str]:
     """``hidden=128,lr=1e-3`` as {axis: text of its value}; ConfigError for another shape."""
     at = {}
-    for item in (text or "").split(",") if text else []:
+    for item in text.split(",") if text else []:
         axis, _, value = item.partition("=")
         if not axis.strip() or not value.strip():
             raise ConfigError(f"--at {item}: expected AXIS=VALUE[,AXIS=VALUE...]")
