@@ -258,8 +258,7 @@ def run_summary(coordinates: dict[str, np.ndarray], metrics: dict[str, np.ndarra
         for k, name in enumerate(STAGE_NAMES):
             summary[f"{rules}_stage{name}_start"] = starts[:, k]
     if fourier is not None and "excluded_loss" in fourier[1]:
-        phases = progress_phases(*fourier, metrics["test_loss"])
-        summary.update({name: phases[name] for name in ("circuit_epoch", "cleanup_epoch", "cleanup_end_epoch")})
+        summary.update(progress_phases(*fourier, metrics["test_loss"]))
     return summary
 
 
@@ -330,6 +329,11 @@ class Milestone(NamedTuple):
     header: str
     missing: str
 
+    @property
+    def reached_key(self) -> str:
+        """The ``groups.csv`` key of how many runs reached it."""
+        return self.key.replace("_median", "_reached")
+
 
 def milestones(cfg: AnalysisConfig = DEFAULT, transformer: bool = False) -> tuple[Milestone, ...]:
     """The events the table reports: Li2's stages under ``cfg.stage_rules`` for the MLPs;
@@ -396,7 +400,7 @@ def group_summary(summary: dict[str, np.ndarray], cfg: AnalysisConfig = DEFAULT,
         for event in events:
             epochs = summary[event.column][members] if event.column in summary else np.full(runs, np.nan)
             row[event.key] = median_reached(epochs)
-            row[event.key.replace("_median", "_reached")] = int((~np.isnan(epochs)).sum())
+            row[event.reached_key] = int((~np.isnan(epochs)).sum())
         row["final_test_acc_mean"] = float(summary["final_test_acc"][members].mean()) if runs else np.nan
         for phase in PHASES:
             row[f"n_{phase}"] = int((summary["phase"][members] == phase).sum())
@@ -466,6 +470,12 @@ def combinations(summary: dict[str, np.ndarray], axes: tuple[str, ...], at: dict
     return [key for key in keys if all(key[axis] == value for axis, value in at.items() if axis in key)]
 
 
+def top_in_order(items: list, score, n: int) -> list:
+    """The ``n`` items with the highest ``score`` (ties: the earlier), in their given order."""
+    keep = sorted(sorted(range(len(items)), key=lambda k: -score(items[k]))[:n])
+    return [items[k] for k in keep]
+
+
 def delay_power_laws(summary: dict[str, np.ndarray], n_epochs: int, cfg: AnalysisConfig = DEFAULT,
                      axes: tuple[str, ...] = ("wd", "lr"), at: dict | None = None) -> list[dict]:
     """:func:`delay_power_law` at every combination of the varied ``axes`` other than wd
@@ -531,7 +541,7 @@ def format_group_table(rows: list[dict], fits: list[dict] = (), axes: tuple[str,
                   f"{row['generalised']}/{row['runs']}",
                   interval(row["generalised_median"], row["generalised_ci_low"], row["generalised_ci_high"])]
         for event in events:
-            reached, median = row[event.key.replace("_median", "_reached")], row[event.key]
+            reached, median = row[event.reached_key], row[event.key]
             missing = [(f"{event.header}: {event.missing}", row["runs"] - reached, row["runs"], where)]
             cells.append(marked("-" if np.isnan(median) else f"{median:.0f}", missing if reached < row["runs"] else []))
         cells.append(f"{row['final_test_acc_mean']:.3f}")
@@ -549,28 +559,26 @@ def format_group_table(rows: list[dict], fits: list[dict] = (), axes: tuple[str,
         every = len(counts) == len(rows) and all(count == runs for count, runs, _ in counts)
         lines.append(f"[{k}] {note}: " + ("every run" if every else ", ".join(f"{count}/{runs} at {where}"
                                                                              for count, runs, where in counts)))
-    if any(note.split(":")[0] in {event.header for event in events} for note in notes):
+    if any(row[event.reached_key] < row["runs"] for row in rows for event in events):
         lines.append("a stage or phase column shows the median over the runs that reached it")
     diverged = [f"{group_label({axis: row[axis] for axis in axes})}: {row['diverged']}" for row in rows if row["diverged"]]
     if diverged:
         lines.append(f"diverged (loss or parameters not finite; left out above): {', '.join(diverged)}")
-    shown = sorted(sorted(fits, key=lambda fit: -fit["n_points"])[:MAX_PRINTED_FITS], key=lambda fit: fits.index(fit))
-    for number, fit in enumerate(shown):
-        lines.append(
-            f"{'' if number else chr(10)}delay ∝ wd^-α at {group_label(fit['at'], ', ')}: α = {fit['alpha']:.2f} "
-            f"[95% CI {fit['alpha_low']:.2f}-{fit['alpha_high']:.2f}] "
-            f"from {fit['n_points']} runs at {fit['n_levels']} weight decays (runs with a delay above the comprehension gap)"
-        )
+    shown = top_in_order(list(fits), lambda fit: fit["n_points"], MAX_PRINTED_FITS)
+    lines.append("")
+    lines += [f"delay ∝ wd^-α at {group_label(fit['at'], ', ')}: α = {fit['alpha']:.2f} "
+              f"[95% CI {fit['alpha_low']:.2f}-{fit['alpha_high']:.2f}] from {fit['n_points']} runs at {fit['n_levels']} "
+              "weight decays (runs with a delay above the comprehension gap)" for fit in shown]
     if len(fits) > len(shown):
         lines.append(f"{len(fits) - len(shown)} more combinations have a fit (the {len(shown)} with the most runs are shown); "
                      "delay_fit.json holds every one")
     combined = {tuple(row[axis] for axis in axes if axis != "wd") for row in rows
                 if all(row[axis] == value for axis, value in (at or {}).items() if axis != "wd")}
     if len({row["wd"] for row in rows if row["wd"] > 0}) < 2:
-        lines.append("\nno delay fit: it needs runs at two or more weight decays above 0")
+        lines.append("no delay fit: it needs runs at two or more weight decays above 0")
     elif len(fits) < len(combined):
-        lines.append(f"{'' if fits else chr(10)}no delay fit at {len(combined) - len(fits)} of {len(combined)} combinations "
-                     "of the other axes: fewer than two weight decays have runs with a delay above the comprehension gap")
+        lines.append(f"no delay fit at {len(combined) - len(fits)} of {len(combined)} combinations of the other axes: "
+                     "fewer than two weight decays have runs with a delay above the comprehension gap")
     return "\n".join(lines)
 
 
@@ -606,7 +614,6 @@ def progress_phases(snapshot_epochs: np.ndarray, snapshots: dict[str, np.ndarray
       coefficient of W_E's frequency norms reaches ``cleanup_share`` of its final value
       (the embedding has become as sparse as it will).
 
-    Also each run's final number of key frequencies, final Gini and its key frequency classes.
     A phase that never starts reads NaN, and so do the later ones."""
     epochs = np.asarray(snapshot_epochs, float)
     held = latest_measured(test_loss)
@@ -625,11 +632,14 @@ def progress_phases(snapshot_epochs: np.ndarray, snapshots: dict[str, np.ndarray
         cleanup[run] = circuit[run] + fallen[0] + 1
         sparse = np.flatnonzero((epochs >= cleanup[run]) & (gini >= cleanup_share * gini[-1]))
         cleanup_end[run] = epochs[sparse[0]] if len(sparse) else np.nan
+    return {"circuit_epoch": circuit, "cleanup_epoch": cleanup, "cleanup_end_epoch": cleanup_end}
+
+
+def final_embedding(snapshots: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
+    """Each transformer run's token embedding at its last snapshot: the number of key
+    frequencies, the Gini of its frequency norms and its key frequency classes ("2 4")."""
     key = np.asarray(snapshots["key_frequency"])[:, -1] > 0
     return {
-        "circuit_epoch": circuit,
-        "cleanup_epoch": cleanup,
-        "cleanup_end_epoch": cleanup_end,
         "final_n_key_frequencies": np.asarray(snapshots["n_key_frequencies"])[:, -1],
         "final_gini": np.asarray(snapshots["gini"])[:, -1],
         "key_frequencies": np.array([" ".join(str(f + 1) for f in np.flatnonzero(row)) for row in key]),

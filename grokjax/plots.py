@@ -17,6 +17,7 @@ from grokjax.analysis import (
     group_label,
     group_mask,
     medians_along,
+    top_in_order,
 )
 
 AXIS_NAMES = {"wd": "weight decay", "lr": "learning rate", "train_frac": "training fraction", "hidden": "hidden width",
@@ -112,11 +113,9 @@ def shown_combinations(table: dict[str, np.ndarray], others: tuple[str, ...], at
     runs (``table``: the run summary or the groups as columns, with a ``generalised``
     column); and the combinations left out."""
     every = combinations(table, others, at)
-    if len(every) <= MAX_SERIES:
-        return every, []
-    score = [table["generalised"][group_mask(table, tuple(c), tuple(c.values()))].sum() for c in every]
-    keep = sorted(sorted(range(len(every)), key=lambda k: -score[k])[:MAX_SERIES])
-    return [every[k] for k in keep], [c for k, c in enumerate(every) if k not in keep]
+    shown = top_in_order(every, lambda c: table["generalised"][group_mask(table, tuple(c), tuple(c.values()))].sum(),
+                         MAX_SERIES)
+    return shown, [c for c in every if c not in shown]
 
 
 def left_out_note(left: list[dict]) -> str:

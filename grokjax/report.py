@@ -305,8 +305,8 @@ def write_report(
     write_csv(folder / "summary.csv", summary)
     write_csv(folder / "groups.csv", {key: [row[key] for row in rows] for key in rows[0]})
     if fourier is not None and "excluded_loss" in fourier[1]:
-        phases = analysis.progress_phases(*fourier, metrics["test_loss"])
-        write_csv(folder / "progress.csv", {name: summary[name] for name in ("run", *axes, "seed", "grok_epoch")} | phases)
+        columns = ("run", *axes, "seed", "grok_epoch", *PHASE_STARTS)
+        write_csv(folder / "progress.csv", {name: summary[name] for name in columns} | analysis.final_embedding(fourier[1]))
     buffer = io.BytesIO()
     np.savez_compressed(buffer, **analysed.labels)
     write_atomic(folder / "stages.npz", buffer.getvalue())

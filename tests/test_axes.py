@@ -190,6 +190,7 @@ def test_epochs_against_an_axis_draw_medians_and_mark_never():
     summary = {"wd": np.full(8, 1e-3), "lr": np.full(8, 1e-3), "train_frac": np.repeat([0.2, 0.4, 0.6, 0.8], 2),
                "diverged_epoch": np.full(8, np.nan),
                "generalised_epoch": np.array([np.nan, np.nan, 300, 500, 150, 250, np.nan, 90]),
+               "generalised": np.array([0, 0, 1, 1, 1, 1, 0, 1]),
                "mem_epoch": np.array([20, 22, 30, 34, 40, 44, 50, 54], float)}
     fig = plots.epochs_vs_axis(summary, ("train_frac", "wd", "lr"), "train_frac",
                                {"generalised_epoch": "95% test", "mem_epoch": "99% train"}, "test")

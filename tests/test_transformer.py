@@ -215,7 +215,7 @@ def test_log1p_cross_entropy_keeps_tiny_losses_and_their_gradient():
 
 
 def test_progress_phases_from_hand_made_measures():
-    from grokjax.analysis import progress_phases
+    from grokjax.analysis import final_embedding, progress_phases
 
     epochs = np.arange(0, 1001, 100)
     excluded = np.array([[4.0, 1.0, 0.1, 0.01, 0.5, 2.0, 5.0, 6.0, 6.0, 6.0, 6.0]])  # lowest at epoch 300
@@ -228,6 +228,7 @@ def test_progress_phases_from_hand_made_measures():
     snapshots = {"excluded_loss": excluded, "gini": gini, "key_frequency": key, "n_key_frequencies": key.sum(-1)}
     phases = progress_phases(epochs, snapshots, test_loss)
     assert (phases["circuit_epoch"][0], phases["cleanup_epoch"][0], phases["cleanup_end_epoch"][0]) == (300, 640, 900)
-    assert phases["key_frequencies"][0] == "2 4" and phases["final_n_key_frequencies"][0] == 2
+    final = final_embedding(snapshots)
+    assert final["key_frequencies"][0] == "2 4" and final["final_n_key_frequencies"][0] == 2 and final["final_gini"][0] == 0.8
     never = progress_phases(epochs, snapshots, np.full((1, 1000), 20.0))
     assert never["circuit_epoch"][0] == 300 and np.isnan(never["cleanup_epoch"][0]) and np.isnan(never["cleanup_end_epoch"][0])
