@@ -30,7 +30,8 @@ import tomllib
 from dataclasses import dataclass
 from pathlib import Path
 
-OPS = ("add", "sub", "mul", "div", "x2xyy2")
+S5_OPS = ("s5", "s5conj", "s5aba")  # composition in the permutation group S5: m = 120
+OPS = ("add", "sub", "mul", "div", "x2xyy2", *S5_OPS)
 MODELS = ("modularnet", "li2", "mlp", "transformer")
 ACTIVATIONS = ("relu", "square", "silu")
 LOSSES = ("ce", "ce_log1p", "stablemax", "mse")
@@ -116,6 +117,8 @@ class SweepConfig:
         _check_choice("op", self.op, OPS)
         if self.op == "div" and not is_prime(self.m):
             raise ConfigError(f"op 'div' needs a prime m (every b != 0 invertible), got m={self.m}")
+        if self.op in S5_OPS and self.m != 120:
+            raise ConfigError(f"op {self.op!r} acts on the 120 permutations of 5 elements: give m 120, got m={self.m}")
 
     def _check_model(self):
         for name, choices in (("model", MODELS), ("activation", ACTIVATIONS), ("loss", LOSSES),

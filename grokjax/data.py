@@ -1,25 +1,49 @@
-"""The modular-arithmetic data set and each run's train/test split and batch order."""
+"""The tasks' data sets (modular arithmetic, composition in the permutation group S5) and
+each run's train/test split and batch order."""
 
 from __future__ import annotations
 
+import itertools
 from typing import NamedTuple
 
 import jax
 import jax.numpy as jnp
 import numpy as np
 
+from grokjax.config import S5_OPS
 
 class Dataset(NamedTuple):
     """Every (a, b) pair of the task and its label; the same for all runs."""
 
     a: np.ndarray  # [n_pairs] int32
     b: np.ndarray  # [n_pairs] int32
-    label: np.ndarray  # [n_pairs] int32, (a op b) mod m; x2xyy2 is a^2 + ab + b^2
+    label: np.ndarray  # [n_pairs] int32, (a op b) mod m; x2xyy2 is a^2 + ab + b^2; S5: the composed permutation
+
+
+def permutations_of_5() -> np.ndarray:
+    """The 120 elements of S5 as [120, 5] arrays p (p[i] is the image of i), in
+    lexicographic order: element 0 is the identity. Power et al. number them so."""
+    return np.array(list(itertools.permutations(range(5))), np.int32)
+
+
+def s5_labels(op: str, a: np.ndarray, b: np.ndarray) -> np.ndarray:
+    """The S5 ops on element indices, composing left to right (``x∘y``: apply x, then y),
+    as Power et al.'s code does: ``s5`` x∘y, ``s5conj`` x∘y∘x⁻¹, ``s5aba`` x∘y∘x."""
+    perms = permutations_of_5()
+    then = lambda first, second: np.take_along_axis(second, first, axis=1)  # noqa: E731  (second[first[i]])
+    x, y = perms[a], perms[b]
+    composed = {"s5": lambda: then(x, y), "s5conj": lambda: then(then(x, y), np.argsort(x, axis=1)),
+                "s5aba": lambda: then(then(x, y), x)}[op]()
+    index = {tuple(p): i for i, p in enumerate(perms.tolist())}
+    return np.array([index[tuple(p)] for p in composed.tolist()], np.int32)
 
 
 def make_dataset(m: int, op: str) -> Dataset:
-    """All pairs in row-major order (a major); ``div`` omits b = 0 and needs a prime m."""
+    """All pairs in row-major order (a major); ``div`` omits b = 0 and needs a prime m; the
+    S5 ops need m = 120 (the tokens are the elements of :func:`permutations_of_5`)."""
     a, b = (x.ravel() for x in np.meshgrid(np.arange(m), np.arange(m), indexing="ij"))
+    if op in S5_OPS:
+        return Dataset(a.astype(np.int32), b.astype(np.int32), s5_labels(op, a, b))
     if op == "div":
         a, b = a[b != 0], b[b != 0]
     if op == "add":

@@ -77,7 +77,8 @@ def build_parser() -> argparse.ArgumentParser:
     task = parser.add_argument_group("task")
     task.add_argument("--m", type=int_list, help=f"modulus: inputs and labels are 0..m-1 (default {d.m})")
     task.add_argument("--op", type=name_list, help=f"the operation: {', '.join(OPS)}: a+b, a-b, a*b, a/b (div: prime m, "
-                      f"b != 0) or a^2+ab+b^2, all mod m (default {d.op})")
+                      f"b != 0) or a^2+ab+b^2, all mod m; or, with m 120, composition in the permutation group S5: "
+                      f"s5 x∘y, s5conj x∘y∘x⁻¹, s5aba x∘y∘x (default {d.op})")
     task.add_argument("--train-frac", type=float_list, help="comma-separated fractions of all pairs used for training, "
                       f"traced per run (default {d.train_fracs[0]})")
     model = parser.add_argument_group("model and training")

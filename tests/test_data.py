@@ -3,8 +3,8 @@ import jax.numpy as jnp
 import numpy as np
 import pytest
 
-from grokjax.config import SweepConfig
-from grokjax.data import batch_schedule, make_dataset, random_subset
+from grokjax.config import ConfigError, SweepConfig
+from grokjax.data import batch_schedule, make_dataset, permutations_of_5, random_subset
 from grokjax.train import grid_hparams, init_run, split_run
 
 
@@ -25,6 +25,47 @@ def test_dataset_labels(op):
     assert len(ds.a) == len(pairs)
     for a, b, label in zip(ds.a, ds.b, ds.label):
         assert label == expected(int(a), int(b))
+
+
+def s5_table(op: str) -> np.ndarray:
+    """The op's labels as a [120, 120] table: entry [x, y] is x op y."""
+    ds = make_dataset(120, op)
+    table = np.full((120, 120), -1)
+    table[ds.a, ds.b] = ds.label
+    return table
+
+
+def test_s5_is_a_non_abelian_group():
+    table = s5_table("s5")
+    elements = np.arange(120)
+    assert sorted(table[0].tolist()) == elements.tolist()  # every row a permutation of the elements
+    np.testing.assert_array_equal(table[0], elements)  # element 0 (the identity permutation) is neutral
+    np.testing.assert_array_equal(table[:, 0], elements)
+    inverse = np.argmax(table == 0, axis=1)  # the one y with x∘y = e
+    np.testing.assert_array_equal(table[elements, inverse], 0)
+    np.testing.assert_array_equal(table[inverse, elements], 0)
+    x, y, z = np.meshgrid(elements, elements, elements, indexing="ij")
+    np.testing.assert_array_equal(table[table[x, y], z], table[x, table[y, z]])  # associative
+    assert (table != table.T).sum() > 0  # not commutative
+
+
+def test_s5_composes_left_to_right_and_the_other_ops_follow_from_it():
+    perms = permutations_of_5().tolist()
+    swap, cycle = perms.index([1, 0, 2, 3, 4]), perms.index([1, 2, 3, 4, 0])
+    table = s5_table("s5")
+    # x∘y applies x, then y: i -> cycle[swap[i]]
+    assert perms[table[swap, cycle]] == [2, 1, 3, 4, 0]
+    inverse = np.argmax(table == 0, axis=1)
+    x, y = np.meshgrid(np.arange(120), np.arange(120), indexing="ij")
+    np.testing.assert_array_equal(s5_table("s5conj"), table[table[x, y], inverse[x]])
+    np.testing.assert_array_equal(s5_table("s5aba"), table[table[x, y], x])
+
+
+@pytest.mark.parametrize("op", ["s5", "s5conj", "s5aba"])
+def test_s5_ops_need_120_elements(op):
+    with pytest.raises(ConfigError, match="m 120"):
+        SweepConfig(op=op)
+    assert SweepConfig(op=op, m=120).n_pairs == 14400
 
 
 def test_split_is_a_partition():
