@@ -17,6 +17,8 @@ from grokjax.config import STAGE_RULES, AnalysisConfig
 
 DEFAULT = AnalysisConfig()
 PHASES = ("comprehension", "grokking", "memorization", "confusion")
+# with corrupted training labels (Doshi et al.): see noise_phase
+NOISE_PHASES = ("coexistence", "partial inversion", "full inversion", "generalization", "memorization", "forgetting")
 STAGE_NAMES = ("I", "II", "III")  # per-epoch labels 1, 2, 3; 0 = no stage's condition holds
 CLEANUP_SHARE = 0.95  # cleanup ends when the Gini of W_E's frequency norms reaches this share of its final value
 
@@ -108,6 +110,25 @@ def phase_label(
         "confusion",
         np.where(np.isnan(test_fit), "memorization", np.where(test_fit - train_fit <= gap_epochs, "comprehension", "grokking")),
     )
+
+
+def noise_phase(final: dict[str, np.ndarray], threshold: float = DEFAULT.phase_threshold) -> np.ndarray:
+    """Doshi et al.'s phase of each run trained on corrupted labels, from its last epoch's
+    accuracies (``final``: train_acc, test_acc, train_acc_corrupted, corrupted_true_acc;
+    Doshi et al.'s code names the phases but sets no thresholds, so ``threshold`` is
+    grokjax's, and the names the papers' spelling): a run that generalises (test accuracy ≥
+    threshold) is in *coexistence* while it still fits the corrupted labels (≥ threshold of
+    them), in *full inversion* once it gives ≥ threshold of them their true label, in
+    *partial inversion* between; one that does not generalise is in *memorization* when it
+    fits the whole training set and in *forgetting* when it does not. A run without
+    corrupted labels (their accuracies NaN) reads *generalization*, *memorization* or
+    *forgetting*."""
+    generalises = final["test_acc"] >= threshold
+    clean = np.isnan(final["train_acc_corrupted"])
+    return np.select(
+        [generalises & clean, generalises & (final["train_acc_corrupted"] >= threshold),
+         generalises & (final["corrupted_true_acc"] >= threshold), generalises, final["train_acc"] >= threshold],
+        ["generalization", "coexistence", "full inversion", "partial inversion", "memorization"], "forgetting")
 
 
 # --- stages ------------------------------------------------------------------------------
@@ -208,6 +229,7 @@ def stage_starts(labels: np.ndarray) -> np.ndarray:
 
 
 COORDINATE_ORDER = ("seed", "data_seed", "wd", "lr", "n_train")  # first in a summary; other axes follow
+CORRUPTION_METRICS = ("train_acc", "test_acc", "train_acc_clean", "train_acc_corrupted", "corrupted_true_acc")
 
 
 def held_test_metrics(metrics: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
@@ -259,6 +281,10 @@ def run_summary(coordinates: dict[str, np.ndarray], metrics: dict[str, np.ndarra
             summary[f"{rules}_stage{name}_start"] = starts[:, k]
     if fourier is not None and "excluded_loss" in fourier[1]:
         summary.update(progress_phases(*fourier, metrics["test_loss"]))
+    if "label_noise" in coordinates or np.isfinite(np.asarray(metrics.get("train_acc_corrupted", np.nan))).any():
+        final = {name: np.asarray(metrics[name], float)[:, -1] for name in CORRUPTION_METRICS}
+        summary.update({f"final_{name}": final[name] for name in CORRUPTION_METRICS[2:]})
+        summary["noise_phase"] = noise_phase(final, cfg.phase_threshold)
     return summary
 
 
@@ -404,6 +430,9 @@ def group_summary(summary: dict[str, np.ndarray], cfg: AnalysisConfig = DEFAULT,
         row["final_test_acc_mean"] = float(summary["final_test_acc"][members].mean()) if runs else np.nan
         for phase in PHASES:
             row[f"n_{phase}"] = int((summary["phase"][members] == phase).sum())
+        if "noise_phase" in summary:
+            for phase in NOISE_PHASES:
+                row[f"n_noise_{phase.replace(' ', '_')}"] = int((summary["noise_phase"][members] == phase).sum())
         rows.append(row)
     return rows
 
@@ -527,8 +556,9 @@ def format_group_table(rows: list[dict], fits: list[dict] = (), axes: tuple[str,
                        "there, so that the rule counts them as not grokked",
               "recrossing": f"grokked: runs that generalised before epoch {earliest}, dipped and crossed again, so that "
                             "the rule counts the later crossing"}
+    noisy = bool(rows) and "n_noise_coexistence" in rows[0]
     header = [*axes, "grokked", "grok epoch [95% CI]", "range", "delay [95% CI]", "generalised", "gen. epoch [95% CI]",
-              *(event.header for event in events), "test acc"]
+              *(event.header for event in events), "test acc", *(["coexist."] if noisy else [])]
     table = []
     for row in rows:
         where = group_label({axis: row[axis] for axis in axes})
@@ -545,6 +575,8 @@ def format_group_table(rows: list[dict], fits: list[dict] = (), axes: tuple[str,
             missing = [(f"{event.header}: {event.missing}", row["runs"] - reached, row["runs"], where)]
             cells.append(marked("-" if np.isnan(median) else f"{median:.0f}", missing if reached < row["runs"] else []))
         cells.append(f"{row['final_test_acc_mean']:.3f}")
+        if noisy:
+            cells.append(f"{row['n_noise_coexistence']}/{row['runs']}")
         table.append(cells)
     width = [max(len(name), 8, *(len(cells[k]) for cells in table)) for k, name in enumerate(header)]
     lines = [" ".join(f"{name:>{w}}" for name, w in zip(header, width))]
@@ -554,7 +586,9 @@ def format_group_table(rows: list[dict], fits: list[dict] = (), axes: tuple[str,
                  f"holds it {cfg.grok_window} epochs); generalised: holds it {cfg.grok_window} epochs from any epoch; "
                  "grok epoch and delay over the runs that grokked; "
                  + ("circuit from, cleanup from, cleanup to: median epoch each of Nanda et al.'s phases begins and cleanup ends"
-                    if events and events[0].column == "circuit_epoch" else "II/III from: median epoch each stage starts"))
+                    if events and events[0].column == "circuit_epoch" else "II/III from: median epoch each stage starts")
+                 + (f"; coexist.: runs that end fitting ≥ {cfg.phase_threshold:g} of their corrupted training labels while "
+                    f"generalising (test accuracy ≥ {cfg.phase_threshold:g}), Doshi et al.'s coexistence" if noisy else ""))
     for k, (note, counts) in enumerate(notes.items(), 1):
         every = len(counts) == len(rows) and all(count == runs for count, runs, _ in counts)
         lines.append(f"[{k}] {note}: " + ("every run" if every else ", ".join(f"{count}/{runs} at {where}"

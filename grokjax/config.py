@@ -9,7 +9,7 @@ Fields fall into two groups, and the split decides what recompiles:
   ``grokfast_window``, ``fourier_every``, ``geometry_every``, ``eval_every``,
   ``chunk_epochs``, ``run_group``, ``dtype``) are baked into the compiled program;
   changing one compiles a new program;
-* the grid (``seeds``, ``data_seeds``, ``train_fracs``, ``init_scales``,
+* the grid (``seeds``, ``data_seeds``, ``train_fracs``, ``label_noises``, ``init_scales``,
   ``grokfast_alphas``, ``grokfast_lambdas``, ``wds``, ``lrs``) becomes per-run traced
   arrays (:class:`grokjax.train.Hparams`); any values of the same count reuse the compiled
   program (the training fractions also size its arrays).
@@ -95,6 +95,9 @@ class SweepConfig:
     seeds: tuple[int, ...] = (0, 1, 2)
     data_seeds: tuple[int, ...] | None = None  # None: each run's seed also fixes its split
     train_fracs: tuple[float, ...] = (0.5,)  # each run trains on the first int(frac * pairs) of its permutation
+    # the fraction of each run's training labels replaced by a uniformly random wrong label (Doshi et al.'s
+    # corrupted labels; chosen by the data seed; the test set is never corrupted)
+    label_noises: tuple[float, ...] = (0.0,)
     wds: tuple[float, ...] = (0.0, 1e-4, 3e-4, 1e-3)
     lrs: tuple[float, ...] = (1e-3,)
     init_scales: tuple[float, ...] = (1.0,)  # every initial parameter multiplied by this (Omnigrok's alpha)
@@ -105,7 +108,7 @@ class SweepConfig:
         for check in (self._check_task, self._check_model, self._check_schedule, self._check_grid, self._check_sizes):
             check()
         # one spelling per value, so that equal configurations hash equally (0 and 0.0)
-        for name in ("wds", "lrs", "train_fracs", *FILTER_AXES, "init_scales"):
+        for name in ("wds", "lrs", "train_fracs", "label_noises", *FILTER_AXES, "init_scales"):
             object.__setattr__(self, name, tuple(float(v) for v in getattr(self, name)))
         for name in ("beta1", "beta2", "adam_eps"):
             object.__setattr__(self, name, float(getattr(self, name)))
@@ -155,7 +158,7 @@ class SweepConfig:
             )
 
     def _check_grid(self):
-        lists = ("seeds", "train_fracs", "wds", "lrs", "init_scales", *FILTER_AXES)
+        lists = ("seeds", "train_fracs", "label_noises", "wds", "lrs", "init_scales", *FILTER_AXES)
         for name in lists + (("data_seeds",) if self.data_seeds is not None else ()):
             values = getattr(self, name)
             if not isinstance(values, tuple) or not values:
@@ -164,12 +167,15 @@ class SweepConfig:
         for name in ("seeds", "data_seeds"):
             for seed in getattr(self, name) or ():
                 _check_int(name, seed, minimum=0)
-        for name in ("train_fracs", "wds", "lrs", "init_scales", *FILTER_AXES):
+        for name in ("train_fracs", "label_noises", "wds", "lrs", "init_scales", *FILTER_AXES):
             for value in getattr(self, name):
                 _check_number(name, value)
         for frac in self.train_fracs:
             if not 0 < frac < 1:
                 raise ConfigError(f"train_fracs must lie strictly between 0 and 1, got {frac!r}")
+        for noise in self.label_noises:
+            if not 0 <= noise < 1:
+                raise ConfigError(f"label_noises must lie in [0, 1), got {noise!r}")
         for name in ("wds", "lrs"):
             if any(value < 0 for value in getattr(self, name)):
                 raise ConfigError(f"{name} must be non-negative, got {min(getattr(self, name))!r}")
@@ -283,7 +289,8 @@ class SweepConfig:
     def n_runs(self) -> int:
         """Runs the program trains: the product of the grid's lengths."""
         n_data_seeds = 1 if self.data_seeds is None else len(self.data_seeds)
-        per_seed = [len(getattr(self, name)) for name in ("train_fracs", "init_scales", *FILTER_AXES, "wds", "lrs")]
+        per_seed = [len(getattr(self, name)) for name in ("train_fracs", "label_noises", "init_scales", *FILTER_AXES, "wds",
+                                                          "lrs")]
         return len(self.seeds) * n_data_seeds * math.prod(per_seed)
 
     def to_dict(self) -> dict:
@@ -421,10 +428,11 @@ STATIC_AXES = ("m", "op", "model", "activation", "loss", "logit_dtype", "hidden"
                "batch_size", "optimizer", "grokfast", "grokfast_window")
 # Grid fields (lists of traced per-run values) and the coordinate each gives a run, in the
 # grid's order (the last varies fastest).
-GRID_AXES = {"seeds": "seed", "data_seeds": "data_seed", "train_fracs": "train_frac", "init_scales": "init_scale",
+GRID_AXES = {"seeds": "seed", "data_seeds": "data_seed", "train_fracs": "train_frac", "label_noises": "label_noise",
+             "init_scales": "init_scale",
              "grokfast_alphas": "grokfast_alpha", "grokfast_lambdas": "grokfast_lambda", "wds": "wd", "lrs": "lr"}
 # Grid fields that are a coordinate of every run only when they list several values.
-OPTIONAL_GRID_AXES = ("train_fracs", "data_seeds", "init_scales", "grokfast_alphas", "grokfast_lambdas")
+OPTIONAL_GRID_AXES = ("train_fracs", "data_seeds", "label_noises", "init_scales", "grokfast_alphas", "grokfast_lambdas")
 # The command's flag names of the grid fields (wd for wds, ...; they are also the keys of
 # earlier versions' config files), read as the field names wherever keys are read.
 KEY_ALIASES = {axis: field for field, axis in GRID_AXES.items() if field != "seeds"}
@@ -464,7 +472,7 @@ class SweepPlan:
 def varied_axes(config: dict) -> list[str]:
     """The coordinates that set a sweep's groups of seeds apart, from its configuration
     record: every static axis given several values, then each of ``train_frac``,
-    ``data_seed``, ``init_scale``, ``grokfast_alpha``, ``grokfast_lambda`` when several are
+    ``data_seed``, ``label_noise``, ``init_scale``, ``grokfast_alpha``, ``grokfast_lambda`` when several are
     listed, then ``wd`` and ``lr`` (always)."""
     axes = [name for name in STATIC_AXES if isinstance(config.get(name), list)]
     for field in OPTIONAL_GRID_AXES:

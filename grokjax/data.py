@@ -61,6 +61,21 @@ def make_dataset(m: int, op: str) -> Dataset:
     return Dataset(a.astype(np.int32), b.astype(np.int32), label.astype(np.int32))
 
 
+def corrupt_labels(key: jax.Array, labels: jax.Array, n_train: jax.Array, n_corrupted: jax.Array, classes: int
+                   ) -> tuple[jax.Array, jax.Array]:
+    """Doshi et al.'s label corruption of a run's training labels (``labels`` [n], of which the
+    first ``n_train`` are the run's own): exactly ``n_corrupted`` of those, chosen uniformly,
+    get a label drawn uniformly from the ``classes - 1`` wrong ones. Returns the labels and
+    the corrupted mask."""
+    choose_key, shift_key = jax.random.split(key)
+    n = labels.shape[0]
+    # the run's positions ranked in random order (the others last): the first n_corrupted are corrupted
+    scores = jnp.where(jnp.arange(n) < n_train, jax.random.uniform(choose_key, (n,)), 2.0)
+    corrupted = jnp.argsort(jnp.argsort(scores)) < n_corrupted
+    wrong = (labels + jax.random.randint(shift_key, (n,), 1, classes)) % classes
+    return jnp.where(corrupted, wrong, labels).astype(labels.dtype), corrupted
+
+
 def epoch_order(key: jax.Array, n_train: jax.Array, sizes: tuple[int, ...]) -> jax.Array:
     """A shuffled pass over a run's own ``n_train`` training positions, padded to the largest
     of ``sizes`` (the static sizes ``n_train`` may take): exactly the run's order had it been

@@ -98,6 +98,27 @@ def gini(values: jax.Array) -> jax.Array:
     return jnp.where(has_mass, jnp.sum(weights * ascending) / (n * jnp.where(has_mass, total, 1.0)), 0.0)
 
 
+def ipr(weights: jax.Array, r: int = 2) -> jax.Array:
+    """[K] the inverse participation ratio of each column of ``weights`` [M, K] in the Fourier
+    basis, as Doshi et al. define it: with a = |rfft(column)| over its M // 2 + 1 frequencies
+    (the constant one included), IPR = Σ_f (a_f / ‖a‖₂)^(2r), r = 2. It is 1 when one
+    frequency holds all the column's power and 1 / (M // 2 + 1) when every frequency holds
+    the same; 0 for an all-zero column."""
+    power = jnp.abs(jnp.fft.rfft(weights, axis=0)) ** 2
+    total = jnp.sum(power, axis=0)
+    shares = power / jnp.where(total > 0, total, 1.0)
+    return jnp.sum(shares**r, axis=0)
+
+
+def neuron_ipr(wa: jax.Array, wb: jax.Array, wout: jax.Array | None = None) -> jax.Array:
+    """[K] each hidden neuron's IPR (:func:`ipr`), averaged over its weights from operand a,
+    from operand b and, when it feeds the outputs directly, to them (``wout`` [M, K]): Doshi
+    et al.'s per-neuron measure, high for a periodic (generalising) neuron, low for a
+    memorising one."""
+    parts = [ipr(wa), ipr(wb)] + ([] if wout is None else [ipr(wout)])
+    return sum(parts) / len(parts)
+
+
 def fourier_summary(wa: jax.Array, wb: jax.Array) -> dict[str, jax.Array]:
     """All the measures for one layer: the per-neuron spectrum normalised to sum 1 per neuron
     (rows of neurons without non-constant power stay 0), dominant frequencies, concentrations,

@@ -38,9 +38,13 @@ METRIC_NAMES = (
     "softmax_collapse",
     "zero_loss_fraction",
     "nlm_alignment",
+    "train_acc_clean",
+    "train_acc_corrupted",
+    "corrupted_true_acc",
 )
 # Metrics added after results folders had been written: a folder without them reads NaN.
-LATER_METRICS = ("softmax_collapse", "zero_loss_fraction", "nlm_alignment")
+LATER_METRICS = ("softmax_collapse", "zero_loss_fraction", "nlm_alignment", "train_acc_clean", "train_acc_corrupted",
+                 "corrupted_true_acc")
 
 # The metrics of the hidden layer's geometry: by far the costliest to measure, so a sweep
 # may measure them only every few epochs (SweepConfig.geometry_every).

@@ -127,7 +127,7 @@ def build_parser() -> argparse.ArgumentParser:
                        f"joins after it (default {d.grokfast})")
     model.add_argument("--grokfast-window", type=int_list, help=f"ma: gradients averaged (default {d.grokfast_window})")
     grid = parser.add_argument_group(
-        "grid (one run per seed x data seed x training fraction x init scale x grokfast alpha x grokfast lambda x wd x lr, "
+        "grid (one run per seed x data seed x training fraction x label noise x init scale x grokfast alpha x grokfast lambda x wd x lr, "
         "all trained at once; each flag above "
         "given a comma-separated list adds a compiled program per value instead, all in one results folder)")
     grid.add_argument("--seeds", type=int, help=f"N: seeds 0..N-1 (split, init and batch order) (default {len(d.seeds)})")
@@ -139,12 +139,15 @@ def build_parser() -> argparse.ArgumentParser:
                       f"(default {d.grokfast_alphas[0]:g})")
     grid.add_argument("--grokfast-lambda", type=float_list, help="comma-separated filter amplifications >= 0 for --grokfast "
                       f"(default {d.grokfast_lambdas[0]:g}; 0 trains as without the filter)")
+    grid.add_argument("--label-noise", type=float_list, help="comma-separated fractions in [0, 1) of each run's training "
+                      "labels replaced by a uniformly random wrong label, chosen by the data seed (Doshi et al.'s corrupted "
+                      "labels; the test set stays clean) (default 0)")
     grid.add_argument("--data-seed", type=int_list, help="comma-separated seeds of the train/test split, a grid axis "
                       "(default: each run's seed fixes its split)")
     run = parser.add_argument_group("running")
     run.add_argument("--config", help="a TOML file of configuration keys (preset and the fields of the flags above: m, op, "
                      "model, activation, loss, hidden, train_fracs, batch_size, epochs, optimizer, grokfast, grokfast_window, "
-                     "fourier_every, geometry_every, chunk_epochs, run_group, dtype, seeds, wds, lrs, data_seeds, init_scales, "
+                     "fourier_every, geometry_every, chunk_epochs, run_group, dtype, seeds, wds, lrs, data_seeds, label_noises, init_scales, "
                      "grokfast_alphas, grokfast_lambdas; lists where the "
                      "flag takes one); flags override it")
     run.add_argument("--fourier-every", type=int, help="snapshot every run's Fourier features every N epochs into "
@@ -184,7 +187,7 @@ CONFIG_FLAGS = ("preset", "m", "op", "train_frac", "model", "activation", "loss"
                 "heads", "d_mlp", "layernorm", "epochs", "batch_size", "optimizer", "beta1", "beta2", "adam_eps", "warmup_steps",
                 "ortho_grad",
                 "grokfast",
-                "grokfast_window", "seeds", "wd", "lr", "init_scale", "grokfast_alpha", "grokfast_lambda", "data_seed",
+                "grokfast_window", "seeds", "wd", "lr", "init_scale", "grokfast_alpha", "grokfast_lambda", "data_seed", "label_noise",
                 "fourier_every", "geometry_every", "eval_every", "chunk_epochs", "run_group")
 
 
@@ -388,7 +391,7 @@ def describe(plan: SweepPlan) -> str:
     grid = [f"{len(first.seeds)} seeds"]
     if first.data_seeds is not None and len(first.data_seeds) > 1:
         grid.append(f"{len(first.data_seeds)} data seeds")
-    for field, label in (("train_fracs", "train fractions"), ("init_scales", "init scales"),
+    for field, label in (("train_fracs", "train fractions"), ("label_noises", "label noises"), ("init_scales", "init scales"),
                          ("grokfast_alphas", "grokfast alphas"), ("grokfast_lambdas", "grokfast lambdas")):
         if len(getattr(first, field)) > 1:
             grid.append(f"{len(getattr(first, field))} {label}")

@@ -13,8 +13,8 @@ Read top to bottom:
 * :func:`make_train` vmaps ``init_run``, ``train_chunk`` and ``fourier_snapshot`` over runs
   (``shard_map`` over devices when there are several) and jits them.
 
-Everything that varies across runs (seed, data seed, lr, wd, training-set size, init
-scale, the grokfast filter's alpha and lambda) is a traced array in :class:`Hparams`; everything in :class:`~grokjax.config.SweepConfig` is
+Everything that varies across runs (seed, data seed, lr, wd, training-set size, corrupted
+labels, init scale, the grokfast filter's alpha and lambda) is a traced array in :class:`Hparams`; everything in :class:`~grokjax.config.SweepConfig` is
 static. A run whose training set is smaller than the program's largest masks the rest.
 The host-side loop that calls the compiled chunk (devices, checkpoints, progress) is
 :mod:`grokjax.driver`.
@@ -36,7 +36,7 @@ from jax.sharding import Mesh, PartitionSpec
 from grokjax import fourier
 from grokjax import metrics as M
 from grokjax.config import GRID_AXES, SweepConfig
-from grokjax.data import Dataset, batch_schedule, probe_positions
+from grokjax.data import Dataset, batch_schedule, corrupt_labels, make_dataset, probe_positions
 from grokjax.model import ModularNet, Transformer, fc1_kernel, fc2_kernel, operand_weights, token_embedding, weight_norms
 from grokjax.optim import gradient_filter, make_optimizer, orthogonal_gradient
 from grokjax.results import GEOMETRY_METRICS, METRIC_NAMES
@@ -53,15 +53,19 @@ class Hparams(NamedTuple):
     init_scale: Any  # float: every initial parameter multiplied by it
     grokfast_alpha: Any  # float: the EMA filter's decay (unused without it)
     grokfast_lambda: Any  # float: the filter's amplification (unused without a filter)
+    n_corrupted: Any  # int32: training labels replaced by a random wrong one (label_noise x n_train, rounded)
 
 
 class RunData(NamedTuple):
     """A run's split, as indices into the :class:`~grokjax.data.Dataset`: the first
-    ``n_train`` pairs of a random permutation train, the rest test. The arrays have the
-    configuration's static sizes; the weights (1 or 0) say which entries belong to the run."""
+    ``n_train`` pairs of a random permutation train, the rest test; and the labels the run
+    trains on (with ``label_noise``, some corrupted). The arrays have the configuration's
+    static sizes; the weights (1 or 0) say which entries belong to the run."""
 
     train_pairs: jax.Array  # [config.n_train] int32
     train_weight: jax.Array  # [config.n_train] 1.0 for the run's training pairs
+    train_labels: jax.Array  # [config.n_train] int32: the dataset's labels, but where train_corrupted
+    train_corrupted: jax.Array  # [config.n_train] 1.0 where the label was replaced by a wrong one
     test_pairs: jax.Array  # [config.n_test] int32
     test_weight: jax.Array  # [config.n_test] 1.0 for the run's test pairs
 
@@ -93,22 +97,24 @@ def grid_hparams(config: SweepConfig) -> Hparams:
         return np.array([row[name] for row in rows], dtype)
 
     seed = column("seed", np.int32)
+    n_train = np.array([int(row["train_frac"] * config.n_pairs) for row in rows], np.int32)
     return Hparams(
         seed=seed,
         data_seed=np.array([row["seed"] if row["data_seed"] is None else row["data_seed"] for row in rows], np.int32),
         wd=column("wd", config.dtype),
         lr=column("lr", config.dtype),
-        n_train=np.array([int(row["train_frac"] * config.n_pairs) for row in rows], np.int32),
+        n_train=n_train,
         init_scale=column("init_scale", config.dtype),
         grokfast_alpha=column("grokfast_alpha", config.dtype),
         grokfast_lambda=column("grokfast_lambda", config.dtype),
+        n_corrupted=np.array([round(row["label_noise"] * n) for row, n in zip(rows, n_train)], np.int32),
     )
 
 
 def chosen_runs_hparams(config: SweepConfig, seed, wd, lr, n_train) -> Hparams:
     """Per-run arrays for runs chosen one by one (not a grid): each run's seed (which also
     fixes its split), wd, lr and training-set size; the other traced settings at the
-    configuration's first values."""
+    configuration's first values, and no corrupted labels."""
     seed = np.asarray(seed, np.int32)
 
     def same(values):
@@ -116,15 +122,25 @@ def chosen_runs_hparams(config: SweepConfig, seed, wd, lr, n_train) -> Hparams:
 
     return Hparams(seed=seed, data_seed=seed, wd=np.asarray(wd, config.dtype), lr=np.asarray(lr, config.dtype),
                    n_train=np.asarray(n_train, np.int32), init_scale=same(config.init_scales),
-                   grokfast_alpha=same(config.grokfast_alphas), grokfast_lambda=same(config.grokfast_lambdas))
+                   grokfast_alpha=same(config.grokfast_alphas), grokfast_lambda=same(config.grokfast_lambdas),
+                   n_corrupted=np.zeros(len(seed), np.int32))
 
 
-def run_keys(hp: Hparams) -> tuple[jax.Array, jax.Array, jax.Array]:
-    """(split, init, shuffle) keys. The split key depends on ``data_seed`` alone, so runs
-    sharing a data seed share a split, and ``data_seed == seed`` reproduces the default."""
-    split_key = jax.random.fold_in(jax.random.key(hp.data_seed), 0)
-    seed_key = jax.random.key(hp.seed)
-    return split_key, jax.random.fold_in(seed_key, 1), jax.random.fold_in(seed_key, 2)
+class RunKeys(NamedTuple):
+    """A run's keys. ``split`` and ``labels`` depend on ``data_seed`` alone, so runs sharing a
+    data seed share a split and its corrupted labels, and ``data_seed == seed`` reproduces
+    the default."""
+
+    split: jax.Array
+    init: jax.Array
+    shuffle: jax.Array
+    labels: jax.Array  # which training labels are corrupted, and to what
+
+
+def run_keys(hp: Hparams) -> RunKeys:
+    data_key, seed_key = jax.random.key(hp.data_seed), jax.random.key(hp.seed)
+    return RunKeys(jax.random.fold_in(data_key, 0), jax.random.fold_in(seed_key, 1), jax.random.fold_in(seed_key, 2),
+                   jax.random.fold_in(data_key, 3))
 
 
 def make_model(config: SweepConfig) -> ModularNet | Transformer:
@@ -136,13 +152,24 @@ def make_model(config: SweepConfig) -> ModularNet | Transformer:
                       config.layers if config.model == "mlp" else 1)
 
 
-def split_run(config: SweepConfig, key: jax.Array, n_train: jax.Array) -> RunData:
-    """A random permutation of the pairs: the first ``n_train`` train, the rest test."""
+def split_run(config: SweepConfig, key: jax.Array, n_train: jax.Array, labels: jax.Array | None = None,
+              label_key: jax.Array | None = None, n_corrupted: jax.Array = 0) -> RunData:
+    """A random permutation of the pairs: the first ``n_train`` train, the rest test; the
+    training pairs' ``labels`` (the dataset's, [n_pairs]), ``n_corrupted`` of them replaced
+    by a wrong one drawn with ``label_key`` (:func:`grokjax.data.corrupt_labels`). Without
+    ``labels`` the train labels are left 0."""
     order = jax.random.permutation(key, config.n_pairs)
     weight = lambda keep: keep.astype(config.dtype)  # noqa: E731
+    train_pairs = order[: config.n_train]
+    if labels is None:
+        train_labels, corrupted = jnp.zeros(config.n_train, jnp.int32), jnp.zeros(config.n_train, bool)
+    else:
+        train_labels, corrupted = corrupt_labels(label_key, labels[train_pairs], n_train, n_corrupted, config.m)
     return RunData(
-        train_pairs=order[: config.n_train],
+        train_pairs=train_pairs,
         train_weight=weight(jnp.arange(config.n_train) < n_train),
+        train_labels=train_labels,
+        train_corrupted=weight(corrupted),
         test_pairs=order[config.n_train_min :],
         test_weight=weight(jnp.arange(config.n_train_min, config.n_pairs) >= n_train),
     )
@@ -161,11 +188,13 @@ def run_optimizer(config: SweepConfig, hp: Hparams) -> optax.GradientTransformat
 
 
 def init_run(config: SweepConfig, hp: Hparams) -> tuple[RunData, RunState]:
-    """A run's split and its initial state: the model's initialisation times ``init_scale``."""
-    split_key, init_key, _ = run_keys(hp)
-    run_data = split_run(config, split_key, hp.n_train)
+    """A run's split, its training labels and its initial state: the model's initialisation
+    times ``init_scale``."""
+    keys = run_keys(hp)
+    labels = jnp.asarray(make_dataset(config.m, config.op).label)
+    run_data = split_run(config, keys.split, hp.n_train, labels, keys.labels, hp.n_corrupted)
     dummy = jnp.zeros((1,), jnp.int32)
-    params = jax.tree.map(lambda p: p * hp.init_scale.astype(p.dtype), make_model(config).init(init_key, dummy, dummy))
+    params = jax.tree.map(lambda p: p * hp.init_scale.astype(p.dtype), make_model(config).init(keys.init, dummy, dummy))
     opt_state = run_optimizer(config, hp).init(params)
     w1 = fc1_kernel(params)
     state = RunState(params, opt_state, w1, jnp.zeros((M.GRAD_HISTORY,) + w1.shape, w1.dtype),
@@ -179,17 +208,25 @@ class BatchCounts(NamedTuple):
     correct: jax.Array  # the arg-max class is the label
     collapsed: jax.Array  # the softmax has collapsed in its precision (config.softmax_dtype)
     zero_loss: jax.Array  # the loss is exactly 0 in its precision (config.loss_dtype)
+    corrupted_correct: jax.Array  # corrupted examples whose arg-max class is their (wrong) label
+    corrupted_true: jax.Array  # corrupted examples whose arg-max class is their true label
 
 
-def batch_loss(model: ModularNet | Transformer, config: SweepConfig, params, a, b, labels, weights
-               ) -> tuple[jax.Array, BatchCounts]:
+def batch_loss(model: ModularNet | Transformer, config: SweepConfig, params, a, b, labels, weights,
+               true_labels=None, corrupted=None) -> tuple[jax.Array, BatchCounts]:
     """Weighted mean loss (padding and masked pairs have weight 0), computed per example in the
-    configuration's loss precision, and the batch's counts."""
+    configuration's loss precision, and the batch's counts; ``corrupted`` (weights, default
+    none) marks the examples whose ``labels`` differ from their ``true_labels``."""
     logits, _ = model.apply(params, a, b)
     per_example = M.per_example_loss(config.loss, logits, labels, config.loss_dtype)
-    counts = BatchCounts(jnp.sum(weights * M.is_correct(logits, labels)),
+    correct = M.is_correct(logits, labels).astype(weights.dtype)
+    corrupted = jnp.zeros_like(weights) if corrupted is None else corrupted * weights
+    counts = BatchCounts(jnp.sum(weights * correct),
                          jnp.sum(weights * M.softmax_collapsed(logits.astype(config.softmax_dtype)).astype(weights.dtype)),
-                         jnp.sum(weights * (per_example == 0).astype(weights.dtype)))
+                         jnp.sum(weights * (per_example == 0).astype(weights.dtype)),
+                         jnp.sum(corrupted * correct),
+                         jnp.sum(corrupted * M.is_correct(logits, labels if true_labels is None else true_labels)
+                                 .astype(weights.dtype)))
     # at least 1 below: a run with a smaller training set has empty steps (skipped by train_step)
     loss = jnp.sum(weights * per_example.astype(weights.dtype)) / jnp.maximum(jnp.sum(weights), 1)
     return loss, counts
@@ -222,7 +259,8 @@ def train_step(
     index = run_data.train_pairs[positions]
     weights = weights * run_data.train_weight[positions]
     (loss, counts), grads = jax.value_and_grad(batch_loss, argnums=2, has_aux=True)(
-        model, config, carry.params, dataset.a[index], dataset.b[index], dataset.label[index], weights
+        model, config, carry.params, dataset.a[index], dataset.b[index], run_data.train_labels[positions], weights,
+        dataset.label[index], run_data.train_corrupted[positions]
     )
     updates, opt_state = optimizer.update(grads, carry.opt_state, carry.params)
     params = optax.apply_updates(carry.params, updates)
@@ -241,8 +279,7 @@ def train_step(
 
 def epoch_keys(hp: Hparams, epoch: jax.Array) -> tuple[jax.Array, jax.Array]:
     """(batch order, feature-diversity batch) keys of one epoch, from the run's seed alone."""
-    _, _, shuffle_key = run_keys(hp)
-    order_key, probe_key = jax.random.split(jax.random.fold_in(shuffle_key, epoch))
+    order_key, probe_key = jax.random.split(jax.random.fold_in(run_keys(hp).shuffle, epoch))
     return order_key, probe_key
 
 
@@ -258,7 +295,7 @@ def train_epoch_steps(
     last = jnp.arange(len(positions)) == len(positions) - 1
     carry, _ = jax.lax.scan(
         partial(train_step, make_model(config), config, optimizer, dataset, run_data, skip_empty),
-        StepCarry(params, opt_state, zero, BatchCounts(zero, zero, zero), jnp.zeros_like(w1), zero),
+        StepCarry(params, opt_state, zero, BatchCounts(*[zero] * len(BatchCounts._fields)), jnp.zeros_like(w1), zero),
         (positions, weights, last),
     )
     return carry
@@ -305,6 +342,11 @@ def train_epoch(
         "softmax_collapse": carry.counts.collapsed / hp.n_train,
         "zero_loss_fraction": carry.counts.zero_loss / hp.n_train,
         "nlm_alignment": carry.nlm_alignment,
+        # with corrupted labels: accuracy on the clean and on the corrupted training examples (against the
+        # labels trained on), and how many corrupted ones the network gives their true label
+        "train_acc_clean": (carry.counts.correct - carry.counts.corrupted_correct) / (hp.n_train - hp.n_corrupted),
+        "train_acc_corrupted": carry.counts.corrupted_correct / hp.n_corrupted,
+        "corrupted_true_acc": carry.counts.corrupted_true / hp.n_corrupted,
     }
     measure = partial(geometry_metrics, config, hp, dataset, run_data, params, carry.grad_w1, grad_gram)
     metrics.update(every(config.geometry_every, measure, GEOMETRY_METRICS, epoch, w1.dtype))
@@ -381,10 +423,14 @@ def fourier_snapshot(config: SweepConfig, dataset: Dataset, run_data: RunData, p
     for a transformer, :func:`progress_snapshot`."""
     if config.model == "transformer":
         return progress_snapshot(config, dataset, run_data, params)
-    summary = fourier.fourier_summary(*operand_weights(params))
+    operands = operand_weights(params)
+    summary = fourier.fourier_summary(*operands)
+    # the output weights are the hidden neurons' own only when one hidden layer feeds the outputs
+    summary["neuron_ipr"] = fourier.neuron_ipr(*operands, fc2_kernel(params).T if config.model != "mlp" or
+                                               config.layers == 1 else None)
     train = run_data.train_pairs
     outputs, _ = make_model(config).apply(params, dataset.a[train], dataset.b[train])
-    summary["gf_norm"] = M.backprop_signal_norm(config.loss, outputs, dataset.label[train], fc2_kernel(params),
+    summary["gf_norm"] = M.backprop_signal_norm(config.loss, outputs, run_data.train_labels, fc2_kernel(params),
                                                 run_data.train_weight)
     return summary
 

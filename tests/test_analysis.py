@@ -391,3 +391,18 @@ def test_figures_draw_the_combinations_with_the_most_generalised_runs_and_say_wh
     fig = plots.epochs_vs_axis(summary, ("hidden", "wd", "lr"), "wd", {"grok_epoch": "grokking epoch"}, "t")
     assert plots.left_out_note(left) in [text.get_text() for text in fig.axes[0].texts]
     assert len(fig.axes[0].get_legend().get_texts()) == 6
+
+
+def test_noise_phases_from_the_last_epochs_accuracies():
+    """Doshi et al.'s phases, one hand-made run each: (train, test, on corrupted labels,
+    true label given to corrupted examples)."""
+    runs = {"coexistence": (1.0, 0.97, 0.95, 0.02), "full inversion": (0.7, 0.99, 0.05, 0.93),
+            "partial inversion": (0.85, 0.95, 0.5, 0.45), "memorization": (0.99, 0.1, 0.98, 0.0),
+            "forgetting": (0.4, 0.2, 0.1, 0.1), "generalization": (1.0, 0.99, np.nan, np.nan)}
+    final = dict(zip(("train_acc", "test_acc", "train_acc_corrupted", "corrupted_true_acc"),
+                     map(np.array, zip(*runs.values()))))
+    assert analysis.noise_phase(final).tolist() == list(runs)
+    # a stricter threshold: 0.95 of the corrupted labels no longer counts as fitting them, 0.93 as inverting them,
+    # 0.95 test accuracy as generalising
+    assert analysis.noise_phase(final, 0.96).tolist() == ["partial inversion", "partial inversion", "forgetting",
+                                                          "memorization", "forgetting", "generalization"]

@@ -398,6 +398,8 @@ def test_report_rejects_a_folder_that_is_not_a_sweep(tmp_path, capsys):
         (["--seeds", "0"], "seeds must be >= 1"),
         (["--fourier-every", "-1"], "fourier_every must be >= 0"),
         (["--preset", "li3"], "invalid choice"),
+        (["--label-noise", "1"], "label_noises must lie in [0, 1)"),
+        (["--op", "s5"], "give m 120"),
     ],
 )
 def test_cli_rejects_bad_input(args, message, tmp_path, capsys):

@@ -5,7 +5,7 @@ import pytest
 
 from grokjax.config import ConfigError, SweepConfig
 from grokjax.data import batch_schedule, make_dataset, permutations_of_5, random_subset
-from grokjax.train import grid_hparams, init_run, split_run
+from grokjax.train import grid_hparams, grid_rows, init_run, split_run
 
 
 @pytest.mark.parametrize("op", ["add", "sub", "mul", "div", "x2xyy2"])
@@ -135,3 +135,34 @@ def test_seed_fixes_split_and_data_seed_shares_it():
     np.testing.assert_array_equal(shared_data.train_pairs[0], run_data.train_pairs[0])
     # ... while initialisation still follows each run's own seed
     assert not np.array_equal(shared_state.prev_w1[0], shared_state.prev_w1[1])
+
+
+def test_label_noise_corrupts_exactly_its_share_of_each_runs_own_training_labels():
+    """round(noise x n_train) of a run's own training labels, each replaced by a wrong one,
+    chosen by the data seed alone; the split and the test set are those without noise."""
+    config = SweepConfig(m=11, train_fracs=(0.3, 0.6), label_noises=(0.0, 0.25, 0.5), seeds=(0, 1), data_seeds=(4, 5),
+                         wds=(0.0,), batch_size=0)
+    hparams = grid_hparams(config)
+    run_data, _ = jax.vmap(lambda hp: init_run(config, hp))(hparams)
+    clean_data, _ = jax.vmap(lambda hp: init_run(config, hp))(hparams._replace(n_corrupted=0 * hparams.n_corrupted))
+    true = make_dataset(config.m, config.op).label
+    by_key = {}
+    for run, row in enumerate(grid_rows(config)):
+        n_train = int(row["train_frac"] * 121)
+        pairs = np.asarray(run_data.train_pairs[run])
+        labels, corrupted = np.asarray(run_data.train_labels[run]), np.asarray(run_data.train_corrupted[run]) > 0
+        assert corrupted.sum() == round(row["label_noise"] * n_train) and not corrupted[n_train:].any()
+        np.testing.assert_array_equal(labels[~corrupted], true[pairs][~corrupted])
+        assert (labels[corrupted] != true[pairs][corrupted]).all() and labels.min() >= 0 and labels.max() < 11
+        for name in ("train_pairs", "train_weight", "test_pairs", "test_weight"):
+            np.testing.assert_array_equal(getattr(run_data, name)[run], getattr(clean_data, name)[run], err_msg=name)
+        by_key.setdefault((row["data_seed"], row["train_frac"], row["label_noise"]), []).append(labels)
+    for same in by_key.values():  # the seed (initialisation, batch order) leaves the corruption alone
+        np.testing.assert_array_equal(same[0], same[1])
+    assert not np.array_equal(by_key[(4, 0.6, 0.5)][0], by_key[(5, 0.6, 0.5)][0])
+
+
+@pytest.mark.parametrize("noise", [-0.1, 1.0])
+def test_label_noise_outside_0_1_is_refused(noise):
+    with pytest.raises(ConfigError, match="label_noises must lie in"):
+        SweepConfig(label_noises=(noise,))

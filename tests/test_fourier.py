@@ -157,3 +157,26 @@ def test_summary_under_jit_and_vmap_matches_single_runs():
     layer_gini = jax.jit(lambda s: jax.vmap(F.gini)(jax.vmap(F.frequency_norms)(s)))(spectra)
     np.testing.assert_array_equal(distinct, batched["distinct_frequencies"])
     np.testing.assert_allclose(layer_gini, batched["gini"], rtol=1e-6)
+
+
+def numpy_ipr(weights):
+    """Doshi et al.'s IPR of each column, transcribed: |rfft|, normalised to unit L2 norm, to the 4th power, summed."""
+    amplitude = np.abs(np.fft.rfft(np.asarray(weights, np.float64), axis=0))
+    return ((amplitude / np.linalg.norm(amplitude, axis=0)) ** 4).sum(axis=0)
+
+
+def test_ipr_matches_its_definition_and_its_extremes():
+    rng = np.random.default_rng(0)
+    m, k = 23, 6
+    wa, wb, wout = (rng.normal(size=(m, k)) for _ in range(3))
+    np.testing.assert_allclose(F.ipr(jnp.asarray(wa)), numpy_ipr(wa), rtol=1e-5)
+    np.testing.assert_allclose(F.neuron_ipr(*map(jnp.asarray, (wa, wb, wout))),
+                               (numpy_ipr(wa) + numpy_ipr(wb) + numpy_ipr(wout)) / 3, rtol=1e-5)
+    np.testing.assert_allclose(F.neuron_ipr(jnp.asarray(wa), jnp.asarray(wb)), (numpy_ipr(wa) + numpy_ipr(wb)) / 2,
+                               rtol=1e-5)
+    x = np.arange(m)[:, None]
+    one_frequency = np.cos(2 * np.pi * 5 * x / m + 0.3)
+    flat_spectrum = np.eye(m)[:, :1]  # a delta: every frequency the same amplitude
+    np.testing.assert_allclose(F.ipr(jnp.asarray(np.hstack([one_frequency, flat_spectrum]))),
+                               [1.0, 1 / (m // 2 + 1)], rtol=1e-5)
+    assert float(F.ipr(jnp.zeros((m, 1)))[0]) == 0.0

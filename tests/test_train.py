@@ -64,6 +64,7 @@ def reference_training(config: SweepConfig, hp: Hparams, epochs: int) -> dict[st
     dataset = make_dataset(config.m, config.op)
     run_data, state = init_run(config, hp)
     train, test = np.asarray(run_data.train_pairs), np.asarray(run_data.test_pairs)
+    trained_labels, corrupted = np.asarray(run_data.train_labels), np.asarray(run_data.train_corrupted) > 0
     params = jax.tree.map(lambda x: np.asarray(x, np.float64), state.params)
     leaves, treedef = jax.tree.flatten(params)
     adam_moments = [(np.zeros_like(x), np.zeros_like(x)) for x in leaves]
@@ -81,12 +82,18 @@ def reference_training(config: SweepConfig, hp: Hparams, epochs: int) -> dict[st
         order_key, probe_key = epoch_keys(hp, epoch)
         positions, weights = map(np.asarray, batch_schedule(order_key, config.n_train, config.effective_batch))
         loss_sum = correct_sum = collapsed_sum = zero_sum = 0.0
+        clean_sum, corrupted_sum, true_sum = 0.0, 0.0, 0.0
         for batch_positions, batch_weights in zip(positions, weights):
-            index = train[batch_positions[batch_weights > 0]]
-            a, b, y = dataset.a[index], dataset.b[index], dataset.label[index]
+            batch_positions = batch_positions[batch_weights > 0]
+            index = train[batch_positions]
+            a, b, y = dataset.a[index], dataset.b[index], trained_labels[batch_positions]
             logits, _ = forward(params, a, b)
             loss_sum += cross_entropy(logits, y).sum()
             correct_sum += (logits.argmax(1) == y).sum()
+            noisy = corrupted[batch_positions]
+            clean_sum += (logits.argmax(1) == y)[~noisy].sum()
+            corrupted_sum += (logits.argmax(1) == y)[noisy].sum()
+            true_sum += (logits.argmax(1) == dataset.label[index])[noisy].sum()
             single = logits.astype(np.float32)  # the loss's precision: the model's
             collapsed_sum += (np.exp(single - single.max(1, keepdims=True)).sum(1) == 1).sum()
             zero_sum += (cross_entropy(single, y) == 0).sum()
@@ -122,6 +129,10 @@ def reference_training(config: SweepConfig, hp: Hparams, epochs: int) -> dict[st
         history["softmax_collapse"].append(collapsed_sum / config.n_train)
         history["zero_loss_fraction"].append(zero_sum / config.n_train)
         history["nlm_alignment"].append(alignment)
+        n_corrupted = corrupted.sum()
+        history["train_acc_clean"].append(clean_sum / (config.n_train - n_corrupted))
+        history["train_acc_corrupted"].append(corrupted_sum / n_corrupted if n_corrupted else np.nan)
+        history["corrupted_true_acc"].append(true_sum / n_corrupted if n_corrupted else np.nan)
         previous_w1 = w1
     return history
 
@@ -137,8 +148,10 @@ def test_metrics_match_a_hand_written_training_loop(tiny_config, tiny_sweep):
         )
 
 
-def test_full_batch_matches_hand_written_loop():
-    config = SweepConfig(**{**TINY, "batch_size": 0, "epochs": 4}, seeds=(0,), wds=(1e-2,), lrs=(1e-2,))
+@pytest.mark.parametrize("label_noise", [0.0, 0.3])
+def test_full_batch_matches_hand_written_loop(label_noise):
+    config = SweepConfig(**{**TINY, "batch_size": 0, "epochs": 4}, seeds=(0,), wds=(1e-2,), lrs=(1e-2,),
+                         label_noises=(label_noise,))
     sweep = run_sweep(config)
     hp = Hparams(*(np.asarray(x)[0] for x in grid_hparams(config)))
     reference = reference_training(config, hp, config.epochs)
