@@ -12,6 +12,7 @@ import numpy as np
 
 from grokjax.config import S5_OPS
 
+
 class Dataset(NamedTuple):
     """Every (a, b) pair of the task and its label; the same for all runs."""
 

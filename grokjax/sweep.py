@@ -147,8 +147,8 @@ def build_parser() -> argparse.ArgumentParser:
     run = parser.add_argument_group("running")
     run.add_argument("--config", help="a TOML file of configuration keys (preset and the fields of the flags above: m, op, "
                      "model, activation, loss, hidden, train_fracs, batch_size, epochs, optimizer, grokfast, grokfast_window, "
-                     "fourier_every, geometry_every, chunk_epochs, run_group, dtype, seeds, wds, lrs, data_seeds, label_noises, init_scales, "
-                     "grokfast_alphas, grokfast_lambdas; lists where the "
+                     "fourier_every, geometry_every, chunk_epochs, run_group, dtype, seeds, wds, lrs, data_seeds, label_noises, "
+                     "init_scales, grokfast_alphas, grokfast_lambdas; lists where the "
                      "flag takes one); flags override it")
     run.add_argument("--fourier-every", type=int, help="snapshot every run's Fourier features every N epochs into "
                      "fourier.npz, with a figure; snapshots fall on chunk ends, so chunks shrink to a divisor of N "

@@ -14,8 +14,9 @@ Read top to bottom:
   (``shard_map`` over devices when there are several) and jits them.
 
 Everything that varies across runs (seed, data seed, lr, wd, training-set size, corrupted
-labels, init scale, the grokfast filter's alpha and lambda) is a traced array in :class:`Hparams`; everything in :class:`~grokjax.config.SweepConfig` is
-static. A run whose training set is smaller than the program's largest masks the rest.
+labels, init scale, the grokfast filter's alpha and lambda) is a traced array in
+:class:`Hparams`; everything in :class:`~grokjax.config.SweepConfig` is static. A run
+whose training set is smaller than the program's largest masks the rest.
 The host-side loop that calls the compiled chunk (devices, checkpoints, progress) is
 :mod:`grokjax.driver`.
 """
