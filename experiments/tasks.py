@@ -125,7 +125,7 @@ def label_noise(folder: Path, shown_noise: float = 0.35) -> None:
     ipr.legend(fontsize=7)
     config = record["config"]
     fig.suptitle(f"corrupted labels: {config['model']} ({config['activation']}, loss {config['loss']}), hidden "
-                 f"{config['hidden']}, a {config['op']} b mod {config['m']}, fraction {format_value(config['train_fracs'][0])}, "
+                 f"{config['hidden']}, {config['op']} mod {config['m']}, fraction {format_value(config['train_fracs'][0])}, "
                  f"batch {config['batch_size'] or 'full'}, {config['optimizer']} lr {format_value(config['lrs'][0])}, "
                  f"{metrics['test_acc'].shape[1]} epochs", fontsize=10)
     fig.tight_layout()

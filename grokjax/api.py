@@ -36,6 +36,7 @@ from grokjax.results import config_record, new_results_dir, timing_record, write
 
 # The dimensions of the Fourier snapshots beyond (run, snapshot_epoch); the other quantities have none.
 FOURIER_DIMS = {"spectrum": ("neuron", "frequency"), "dominant_frequency": ("neuron",), "concentration": ("neuron",),
+                "neuron_ipr": ("neuron",),
                 "embedding_norm": ("frequency",), "key_frequency": ("frequency",), "attention_weight_norm": ("layer",),
                 "mlp_weight_norm": ("layer",)}
 

@@ -2,7 +2,8 @@
 
 Fields fall into two groups, and the split decides what recompiles:
 
-* static (the network, its loss, shapes and counts: ``m``, ``op``, ``model``,
+* static (the network, its loss, shapes and counts: ``task``, ``m``, ``op``, parity's
+  ``n_bits``, ``parity_k`` and ``n_samples``, ``model``,
   ``activation``, ``loss``, ``hidden``, the transformer's ``layers``, ``d_model``,
   ``heads``, ``d_mlp``, ``layernorm``, ``min_train_frac``, ``batch_size``, ``epochs``,
   ``optimizer``, Adam's ``beta1``/``beta2``, ``warmup_steps``, ``grokfast``,
@@ -30,6 +31,7 @@ import tomllib
 from dataclasses import dataclass
 from pathlib import Path
 
+TASKS = ("arithmetic", "parity")  # (a op b) on token pairs, or sparse parity on bit vectors
 S5_OPS = ("s5", "s5conj", "s5aba")  # composition in the permutation group S5: m = 120
 OPS = ("add", "sub", "mul", "div", "x2xyy2", *S5_OPS)
 MODELS = ("modularnet", "li2", "mlp", "transformer")
@@ -57,8 +59,12 @@ class SweepConfig:
     """One compiled program: its static fields and the traced grid it vmaps (see the module)."""
 
     # --- static: shapes and counts ---
+    task: str = "arithmetic"  # "arithmetic": a op b on token pairs (m, op); "parity": sparse parity (n_bits, parity_k, n_samples)
     m: int = 97
     op: str = "add"
+    n_bits: int = 40  # parity: bits per input
+    parity_k: int = 3  # parity: the label is the parity of this many secret bits
+    n_samples: int = 2000  # parity: inputs drawn (train and test together)
     # the study's network (learned embeddings, biases); "li2": one-hot inputs, one hidden layer, no biases;
     # "mlp": the same with `layers` hidden layers (Prieto et al.'s); or "transformer"
     model: str = "modularnet"
@@ -116,12 +122,30 @@ class SweepConfig:
             object.__setattr__(self, "min_train_frac", float(self.min_train_frac))
 
     def _check_task(self):
+        _check_choice("task", self.task, TASKS)
+        if self.task == "parity":
+            self._check_parity()
         _check_int("m", self.m, minimum=2)
         _check_choice("op", self.op, OPS)
         if self.op == "div" and not is_prime(self.m):
             raise ConfigError(f"op 'div' needs a prime m (every b != 0 invertible), got m={self.m}")
         if self.op in S5_OPS and self.m != 120:
             raise ConfigError(f"op {self.op!r} acts on the 120 permutations of 5 elements: give m 120, got m={self.m}")
+
+    def _check_parity(self):
+        for name, minimum in (("n_bits", 1), ("parity_k", 1), ("n_samples", 2)):
+            _check_int(name, getattr(self, name), minimum)
+        if self.parity_k > self.n_bits:
+            raise ConfigError(f"parity_k {self.parity_k} secret bits cannot be drawn from n_bits {self.n_bits}")
+        if self.n_samples > 2**self.n_bits:
+            raise ConfigError(f"n_samples {self.n_samples} exceeds the {2**self.n_bits} distinct inputs of n_bits "
+                              f"{self.n_bits}")
+        if self.op != "add":
+            raise ConfigError(f"op {self.op!r} belongs to the arithmetic task; the parity task has none")
+        if self.model != "mlp":
+            raise ConfigError(f"the parity task trains an MLP on the bits: model mlp, got {self.model!r}")
+        if self.fourier_every:
+            raise ConfigError("fourier_every: the Fourier snapshots read token-pair networks; the parity task has none")
 
     def _check_model(self):
         for name, choices in (("model", MODELS), ("activation", ACTIVATIONS), ("loss", LOSSES),
@@ -224,8 +248,16 @@ class SweepConfig:
     # --- derived sizes ---
     @property
     def n_pairs(self) -> int:
-        """Number of (a, b) pairs: all m*m, or m*(m-1) for div (b = 0 excluded)."""
+        """Number of examples of the task: (a, b) pairs, all m*m, or m*(m-1) for div (b = 0
+        excluded); the parity task's ``n_samples``."""
+        if self.task == "parity":
+            return self.n_samples
         return self.m * (self.m - 1) if self.op == "div" else self.m * self.m
+
+    @property
+    def n_classes(self) -> int:
+        """Classes the network tells apart: the m residues, or parity's 2."""
+        return 2 if self.task == "parity" else self.m
 
     @property
     def train_sizes(self) -> tuple[int, ...]:
@@ -424,8 +456,8 @@ NETWORK_FIELDS = {"modularnet": ("activation", "loss", "hidden"), "li2": ("activ
 
 # Static fields that may take several values: one compiled program per combination, in this
 # order (the last varies fastest).
-STATIC_AXES = ("m", "op", "model", "activation", "loss", "logit_dtype", "hidden", "layers", "d_model", "heads", "d_mlp",
-               "batch_size", "optimizer", "grokfast", "grokfast_window")
+STATIC_AXES = ("m", "op", "n_bits", "parity_k", "n_samples", "model", "activation", "loss", "logit_dtype", "hidden",
+               "layers", "d_model", "heads", "d_mlp", "batch_size", "optimizer", "grokfast", "grokfast_window")
 # Grid fields (lists of traced per-run values) and the coordinate each gives a run, in the
 # grid's order (the last varies fastest).
 GRID_AXES = {"seeds": "seed", "data_seeds": "data_seed", "train_fracs": "train_frac", "label_noises": "label_noise",

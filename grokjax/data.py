@@ -1,5 +1,5 @@
-"""The tasks' data sets (modular arithmetic, composition in the permutation group S5) and
-each run's train/test split and batch order."""
+"""The tasks' data sets (modular arithmetic, composition in the permutation group S5, sparse
+parity) and each run's train/test split, corrupted labels and batch order."""
 
 from __future__ import annotations
 
@@ -10,15 +10,26 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
-from grokjax.config import S5_OPS
+from grokjax.config import S5_OPS, SweepConfig
 
 
 class Dataset(NamedTuple):
-    """Every (a, b) pair of the task and its label; the same for all runs."""
+    """Every example of a task: its input tokens and its label. The arithmetic tasks' are
+    every (a, b) pair, the same for all runs; the parity task's are drawn per run."""
 
-    a: np.ndarray  # [n_pairs] int32
-    b: np.ndarray  # [n_pairs] int32
+    inputs: np.ndarray  # [n_pairs, width] int32: (a, b), or parity's n_bits bits (0 or 1)
     label: np.ndarray  # [n_pairs] int32, (a op b) mod m; x2xyy2 is a^2 + ab + b^2; S5: the composed permutation
+    relevant: np.ndarray  # [width] 1.0 at the input positions the label depends on (parity's secret bits)
+
+    @property
+    def a(self):
+        """Operand a of each pair."""
+        return self.inputs[:, 0]
+
+    @property
+    def b(self):
+        """Operand b of each pair."""
+        return self.inputs[:, 1]
 
 
 def permutations_of_5() -> np.ndarray:
@@ -44,7 +55,7 @@ def make_dataset(m: int, op: str) -> Dataset:
     S5 ops need m = 120 (the tokens are the elements of :func:`permutations_of_5`)."""
     a, b = (x.ravel() for x in np.meshgrid(np.arange(m), np.arange(m), indexing="ij"))
     if op in S5_OPS:
-        return Dataset(a.astype(np.int32), b.astype(np.int32), s5_labels(op, a, b))
+        return pairs_dataset(a, b, s5_labels(op, a, b))
     if op == "div":
         a, b = a[b != 0], b[b != 0]
     if op == "add":
@@ -59,7 +70,30 @@ def make_dataset(m: int, op: str) -> Dataset:
         label = (a * a + a * b + b * b) % m
     else:
         raise ValueError(f"unknown op {op!r}")
-    return Dataset(a.astype(np.int32), b.astype(np.int32), label.astype(np.int32))
+    return pairs_dataset(a, b, label)
+
+
+def pairs_dataset(a: np.ndarray, b: np.ndarray, label: np.ndarray) -> Dataset:
+    return Dataset(np.stack([a, b], axis=1).astype(np.int32), label.astype(np.int32), np.ones(2, np.float32))
+
+
+def parity_dataset(key: jax.Array, n_samples: int, n_bits: int, k: int) -> Dataset:
+    """Sparse parity (Barak et al. 2022): ``n_samples`` inputs of ``n_bits`` uniform random
+    bits, drawn independently (so two may coincide when 2^n_bits is not much larger than
+    n_samples²), each labelled by the parity of the same ``k`` secret positions, also drawn
+    with ``key``."""
+    secret_key, bits_key = jax.random.split(key)
+    secret = random_subset(secret_key, n_bits, k)
+    bits = jax.random.bernoulli(bits_key, 0.5, (n_samples, n_bits)).astype(jnp.int32)
+    return Dataset(bits, jnp.sum(bits[:, secret], axis=1) % 2, jnp.zeros(n_bits, jnp.float32).at[secret].set(1.0))
+
+
+def task_dataset(config: SweepConfig, key: jax.Array | None = None) -> Dataset:
+    """The examples of the configuration's task: the arithmetic table (the same for every run;
+    ``key`` unused), or a run's parity samples drawn with ``key``."""
+    if config.task == "parity":
+        return parity_dataset(key, config.n_samples, config.n_bits, config.parity_k)
+    return Dataset(*(jnp.asarray(x) for x in make_dataset(config.m, config.op)))
 
 
 def corrupt_labels(key: jax.Array, labels: jax.Array, n_train: jax.Array, n_corrupted: jax.Array, classes: int

@@ -21,13 +21,12 @@ from pathlib import Path
 from typing import NamedTuple
 
 import jax
-import jax.numpy as jnp
 import numpy as np
 from jax.sharding import AxisType, Mesh, NamedSharding, PartitionSpec
 from tqdm.auto import tqdm
 
 from grokjax.config import GRID_AXES, OPTIONAL_GRID_AXES, SweepConfig, SweepPlan, config_hash, varied_axes
-from grokjax.data import Dataset, make_dataset
+from grokjax.data import Dataset
 from grokjax.results import (
     METRIC_NAMES,
     previous_checkpoint,
@@ -173,7 +172,6 @@ def place_runs(config: SweepConfig, hparams: Hparams, devices: list | None = Non
                          "jax.config.update('jax_enable_x64', True) before any JAX call")
     mesh = runs_mesh(devices)
     trainer = make_train(config, mesh)
-    dataset = Dataset(*(jnp.asarray(x) for x in make_dataset(config.m, config.op)))
     # every device needs a whole number of run groups
     hparams = pad_runs(hparams, (mesh.size if mesh is not None else 1) * max(config.run_group, 1))
     if mesh is not None:
@@ -182,7 +180,7 @@ def place_runs(config: SweepConfig, hparams: Hparams, devices: list | None = Non
         hparams = Hparams(*(jax.make_array_from_callback(x.shape, sharding, lambda index, x=x: x[index]) for x in hparams))
     else:
         hparams = jax.device_put(hparams, devices[0] if devices else None)
-    return PlacedRuns(trainer, hparams, dataset, *trainer.init(hparams))
+    return PlacedRuns(trainer, hparams, trainer.dataset(hparams), *trainer.init(hparams))
 
 
 def prepare_sweep(config: SweepConfig, hparams: Hparams, devices: list | None = None) -> PreparedSweep:

@@ -107,6 +107,9 @@ def main(argv: list[str] | None = None) -> int:
     args = parser.parse_args(argv)
     try:
         record, coordinates, metrics = load_sweep(Path(args.folder))  # refused before anything is written
+        if record["config"].get("task", "arithmetic") != "arithmetic":
+            raise ValueError(f"the study's files hold (a op b) mod m runs; {args.folder} trains the "
+                             f"{record['config']['task']} task")
         out = new_results_dir(args.out)
     except (FileExistsError, FileNotFoundError, ValueError) as error:  # DamagedFile is a ValueError
         parser.exit(2, f"{parser.prog}: error: {error}\n")

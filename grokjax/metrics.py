@@ -118,6 +118,15 @@ def is_correct(logits: jax.Array, labels: jax.Array) -> jax.Array:
     return (jnp.argmax(logits, axis=-1) == labels).astype(logits.dtype)
 
 
+def weight_share(kernel: jax.Array, rows: jax.Array) -> jax.Array:
+    """The share of ``kernel``'s squared norm ([inputs, h]) on the input rows marked 1 in
+    ``rows``: for the parity network's first layer and its secret bits, the weight mass on
+    the coordinates the label depends on (Barak et al.'s hidden progress), k / n_bits for
+    weights spread evenly, 1 when only the secret bits are read."""
+    per_row = jnp.sum(jnp.square(kernel), axis=1)
+    return jnp.sum(per_row * rows) / jnp.sum(per_row)
+
+
 def frobenius_norm(x: jax.Array) -> jax.Array:
     return jnp.sqrt(jnp.sum(jnp.square(x)))
 

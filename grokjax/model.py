@@ -89,19 +89,48 @@ class ModularNet(nn.Module):
         else:
             embed = nn.Embed(self.m, self.hidden, embedding_init=nn.initializers.normal(1.0), param_dtype=dtype, name="embed")
             table, width = embed.embedding, self.hidden
-        fan_in_1, fan_in_2 = 2 * width, self.hidden
+        fan_in_1 = 2 * width
         fc1 = PairDense(self.hidden, torch_uniform(fan_in_1), torch_uniform(fan_in_1), dtype, use_bias, name="fc1")
-        activation = ACTIVATIONS[self.activation]
-        features = activation(fc1(table, a, b, one_hot_width=self.m))
-        for layer in range(1, self.depth):
-            features = activation(nn.Dense(self.hidden, use_bias=use_bias, kernel_init=torch_uniform(self.hidden),
-                                           bias_init=torch_uniform(self.hidden), param_dtype=dtype,
-                                           name=f"hidden_{layer}")(features))
-        logits = nn.Dense(
-            self.m, use_bias=use_bias, kernel_init=torch_uniform(fan_in_2), bias_init=torch_uniform(fan_in_2),
-            param_dtype=dtype, name="fc2",
-        )(features)
-        return logits, features
+        features = ACTIVATIONS[self.activation](fc1(table, a, b, one_hot_width=self.m))
+        return later_layers(features, self.depth, self.activation, self.m, use_bias, dtype)
+
+
+def later_layers(features: jax.Array, depth: int, activation: str, classes: int, use_bias: bool, dtype
+                 ) -> tuple[jax.Array, jax.Array]:
+    """An MLP after its first hidden layer (``features``, [batch, h]), inside its compact
+    ``__call__``: ``depth - 1`` more hidden layers ``hidden_<l>`` (h -> h), then ``fc2`` (h ->
+    ``classes``), each initialised like PyTorch's ``nn.Linear``. Returns the logits and the
+    last hidden layer's activations."""
+    hidden = features.shape[-1]
+    for layer in range(1, depth):
+        features = ACTIVATIONS[activation](nn.Dense(hidden, use_bias=use_bias, kernel_init=torch_uniform(hidden),
+                                                    bias_init=torch_uniform(hidden), param_dtype=dtype,
+                                                    name=f"hidden_{layer}")(features))
+    logits = nn.Dense(classes, use_bias=use_bias, kernel_init=torch_uniform(hidden), bias_init=torch_uniform(hidden),
+                      param_dtype=dtype, name="fc2")(features)
+    return logits, features
+
+
+class BitsMLP(nn.Module):
+    """The sparse-parity network: an MLP on a vector of bits, read as ±1 (Barak et al.'s
+    inputs), ``depth`` hidden layers of ``hidden`` with biases, ``classes`` outputs; every
+    layer initialised like PyTorch's ``nn.Linear``. ``fc1``'s kernel is [n_bits, h]: row i
+    holds every neuron's weight on bit i. Returns the logits and the last hidden layer's
+    activations."""
+
+    hidden: int
+    classes: int = 2
+    param_dtype: Any = jnp.float32
+    activation: str = "relu"
+    depth: int = 1
+
+    @nn.compact
+    def __call__(self, bits: jax.Array) -> tuple[jax.Array, jax.Array]:
+        fan_in = bits.shape[-1]
+        fc1 = nn.Dense(self.hidden, kernel_init=torch_uniform(fan_in), bias_init=torch_uniform(fan_in),
+                       param_dtype=self.param_dtype, name="fc1")
+        features = ACTIVATIONS[self.activation](fc1((2 * bits - 1).astype(self.param_dtype)))
+        return later_layers(features, self.depth, self.activation, self.classes, True, self.param_dtype)
 
 
 LAYERNORM_EPS = 1e-5  # PyTorch's (Flax's default is 1e-6)

@@ -41,10 +41,11 @@ METRIC_NAMES = (
     "train_acc_clean",
     "train_acc_corrupted",
     "corrupted_true_acc",
+    "secret_weight_share",
 )
 # Metrics added after results folders had been written: a folder without them reads NaN.
 LATER_METRICS = ("softmax_collapse", "zero_loss_fraction", "nlm_alignment", "train_acc_clean", "train_acc_corrupted",
-                 "corrupted_true_acc")
+                 "corrupted_true_acc", "secret_weight_share")
 
 # The metrics of the hidden layer's geometry: by far the costliest to measure, so a sweep
 # may measure them only every few epochs (SweepConfig.geometry_every).

@@ -26,6 +26,7 @@ from grokjax.config import (
     OPS,
     OPTIMIZERS,
     PRESETS,
+    TASKS,
     ConfigError,
     SweepConfig,
     SweepPlan,
@@ -75,6 +76,13 @@ def build_parser() -> argparse.ArgumentParser:
                         "the pairs, two hidden layers of 200, no biases, full-batch AdamW lr 0.01 betas 0.9/0.99, no "
                         "weight decay). Flags and --config keys override a preset")
     task = parser.add_argument_group("task")
+    task.add_argument("--task", choices=TASKS, help="arithmetic: (a op b) mod m on token pairs; parity: sparse parity, "
+                      "the label the parity of --parity-k secret bits of --n-bits random bits, --n-samples inputs, the "
+                      f"secret bits and inputs drawn from each run's data seed, trained by --model mlp (default {d.task})")
+    task.add_argument("--n-bits", type=int_list, help=f"parity: bits per input (default {d.n_bits})")
+    task.add_argument("--parity-k", type=int_list, help=f"parity: secret bits (default {d.parity_k})")
+    task.add_argument("--n-samples", type=int_list, help=f"parity: inputs drawn, train and test together (default "
+                      f"{d.n_samples})")
     task.add_argument("--m", type=int_list, help=f"modulus: inputs and labels are 0..m-1 (default {d.m})")
     task.add_argument("--op", type=name_list, help=f"the operation: {', '.join(OPS)}: a+b, a-b, a*b, a/b (div: prime m, "
                       f"b != 0) or a^2+ab+b^2, all mod m; or, with m 120, composition in the permutation group S5: "
@@ -183,7 +191,8 @@ def build_parser() -> argparse.ArgumentParser:
 
 # The flags that set configuration fields, by their own names (read as the field names:
 # wd as wds, train_frac as train_fracs, ...; see grokjax.config.field_names).
-CONFIG_FLAGS = ("preset", "m", "op", "train_frac", "model", "activation", "loss", "logit_dtype", "hidden", "layers", "d_model",
+CONFIG_FLAGS = ("preset", "task", "n_bits", "parity_k", "n_samples",
+                "m", "op", "train_frac", "model", "activation", "loss", "logit_dtype", "hidden", "layers", "d_model",
                 "heads", "d_mlp", "layernorm", "epochs", "batch_size", "optimizer", "beta1", "beta2", "adam_eps", "warmup_steps",
                 "ortho_grad",
                 "grokfast",
@@ -404,7 +413,8 @@ def describe(plan: SweepPlan) -> str:
         return f"{'batch' if name == 'batch_size' else name}={','.join(map(str, shown))}"
 
     networks = dict.fromkeys(field for program in plan.programs for field in NETWORK_FIELDS[program.model])
-    names = ["m", "op", "model", *networks, "batch_size", "optimizer"]
+    task = ["n_bits", "parity_k", "n_samples"] if first.task == "parity" else ["m", "op"]
+    names = [*task, "model", *networks, "batch_size", "optimizer"]
     if any(program.grokfast != "none" for program in plan.programs):
         names.append("grokfast")
     names += [name for name, default in (("logit_dtype", "auto"), ("ortho_grad", False))

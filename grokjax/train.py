@@ -37,8 +37,8 @@ from jax.sharding import Mesh, PartitionSpec
 from grokjax import fourier
 from grokjax import metrics as M
 from grokjax.config import GRID_AXES, SweepConfig
-from grokjax.data import Dataset, batch_schedule, corrupt_labels, make_dataset, probe_positions
-from grokjax.model import ModularNet, Transformer, fc1_kernel, fc2_kernel, operand_weights, token_embedding, weight_norms
+from grokjax.data import Dataset, batch_schedule, corrupt_labels, probe_positions, task_dataset
+from grokjax.model import BitsMLP, ModularNet, Transformer, fc1_kernel, fc2_kernel, operand_weights, token_embedding, weight_norms
 from grokjax.optim import gradient_filter, make_optimizer, orthogonal_gradient
 from grokjax.results import GEOMETRY_METRICS, METRIC_NAMES
 
@@ -136,21 +136,38 @@ class RunKeys(NamedTuple):
     init: jax.Array
     shuffle: jax.Array
     labels: jax.Array  # which training labels are corrupted, and to what
+    examples: jax.Array  # the parity task's samples and secret bits
 
 
 def run_keys(hp: Hparams) -> RunKeys:
     data_key, seed_key = jax.random.key(hp.data_seed), jax.random.key(hp.seed)
     return RunKeys(jax.random.fold_in(data_key, 0), jax.random.fold_in(seed_key, 1), jax.random.fold_in(seed_key, 2),
-                   jax.random.fold_in(data_key, 3))
+                   jax.random.fold_in(data_key, 3), jax.random.fold_in(data_key, 4))
 
 
-def make_model(config: SweepConfig) -> ModularNet | Transformer:
+def run_dataset(config: SweepConfig, hp: Hparams) -> Dataset:
+    """The examples run ``hp`` trains and tests on (:func:`grokjax.data.task_dataset`): the
+    arithmetic table, or the parity samples of its data seed."""
+    return task_dataset(config, run_keys(hp).examples)
+
+
+def make_model(config: SweepConfig) -> ModularNet | Transformer | BitsMLP:
+    if config.task == "parity":
+        return BitsMLP(config.hidden, config.n_classes, jnp.dtype(config.dtype), config.activation, config.layers)
     if config.model == "transformer":
         return Transformer(config.m, config.layers, config.d_model, config.heads, config.d_mlp, config.layernorm,
                            jnp.dtype(config.dtype))
     one_hot = config.model in ("li2", "mlp")
     return ModularNet(config.m, config.hidden, jnp.dtype(config.dtype), one_hot, config.activation,
                       config.layers if config.model == "mlp" else 1)
+
+
+def forward(config: SweepConfig, params, inputs: jax.Array) -> tuple[jax.Array, jax.Array]:
+    """The network's logits and hidden features on examples' ``inputs`` [batch, width]: the
+    token-pair networks read (a, b), the parity network the bits."""
+    if config.task == "parity":
+        return make_model(config).apply(params, inputs)
+    return make_model(config).apply(params, inputs[:, 0], inputs[:, 1])
 
 
 def split_run(config: SweepConfig, key: jax.Array, n_train: jax.Array, labels: jax.Array | None = None,
@@ -165,7 +182,7 @@ def split_run(config: SweepConfig, key: jax.Array, n_train: jax.Array, labels: j
     if labels is None:
         train_labels, corrupted = jnp.zeros(config.n_train, jnp.int32), jnp.zeros(config.n_train, bool)
     else:
-        train_labels, corrupted = corrupt_labels(label_key, labels[train_pairs], n_train, n_corrupted, config.m)
+        train_labels, corrupted = corrupt_labels(label_key, labels[train_pairs], n_train, n_corrupted, config.n_classes)
     return RunData(
         train_pairs=train_pairs,
         train_weight=weight(jnp.arange(config.n_train) < n_train),
@@ -192,10 +209,11 @@ def init_run(config: SweepConfig, hp: Hparams) -> tuple[RunData, RunState]:
     """A run's split, its training labels and its initial state: the model's initialisation
     times ``init_scale``."""
     keys = run_keys(hp)
-    labels = jnp.asarray(make_dataset(config.m, config.op).label)
-    run_data = split_run(config, keys.split, hp.n_train, labels, keys.labels, hp.n_corrupted)
-    dummy = jnp.zeros((1,), jnp.int32)
-    params = jax.tree.map(lambda p: p * hp.init_scale.astype(p.dtype), make_model(config).init(keys.init, dummy, dummy))
+    dataset = run_dataset(config, hp)
+    run_data = split_run(config, keys.split, hp.n_train, dataset.label, keys.labels, hp.n_corrupted)
+    model, first = make_model(config), dataset.inputs[:1]
+    initial = model.init(keys.init, first) if config.task == "parity" else model.init(keys.init, first[:, 0], first[:, 1])
+    params = jax.tree.map(lambda p: p * hp.init_scale.astype(p.dtype), initial)
     opt_state = run_optimizer(config, hp).init(params)
     w1 = fc1_kernel(params)
     state = RunState(params, opt_state, w1, jnp.zeros((M.GRAD_HISTORY,) + w1.shape, w1.dtype),
@@ -213,12 +231,12 @@ class BatchCounts(NamedTuple):
     corrupted_true: jax.Array  # corrupted examples whose arg-max class is their true label
 
 
-def batch_loss(model: ModularNet | Transformer, config: SweepConfig, params, a, b, labels, weights,
-               true_labels=None, corrupted=None) -> tuple[jax.Array, BatchCounts]:
+def batch_loss(config: SweepConfig, params, inputs, labels, weights, true_labels=None, corrupted=None
+               ) -> tuple[jax.Array, BatchCounts]:
     """Weighted mean loss (padding and masked pairs have weight 0), computed per example in the
     configuration's loss precision, and the batch's counts; ``corrupted`` (weights, default
     none) marks the examples whose ``labels`` differ from their ``true_labels``."""
-    logits, _ = model.apply(params, a, b)
+    logits, _ = forward(config, params, inputs)
     per_example = M.per_example_loss(config.loss, logits, labels, config.loss_dtype)
     correct = M.is_correct(logits, labels).astype(weights.dtype)
     corrupted = jnp.zeros_like(weights) if corrupted is None else corrupted * weights
@@ -243,7 +261,6 @@ class StepCarry(NamedTuple):
 
 
 def train_step(
-    model: ModularNet | Transformer,
     config: SweepConfig,
     optimizer: optax.GradientTransformation,
     dataset: Dataset,
@@ -259,9 +276,9 @@ def train_step(
     positions, weights, last = batch
     index = run_data.train_pairs[positions]
     weights = weights * run_data.train_weight[positions]
-    (loss, counts), grads = jax.value_and_grad(batch_loss, argnums=2, has_aux=True)(
-        model, config, carry.params, dataset.a[index], dataset.b[index], run_data.train_labels[positions], weights,
-        dataset.label[index], run_data.train_corrupted[positions]
+    (loss, counts), grads = jax.value_and_grad(batch_loss, argnums=1, has_aux=True)(
+        config, carry.params, dataset.inputs[index], run_data.train_labels[positions], weights, dataset.label[index],
+        run_data.train_corrupted[positions]
     )
     updates, opt_state = optimizer.update(grads, carry.opt_state, carry.params)
     params = optax.apply_updates(carry.params, updates)
@@ -295,7 +312,7 @@ def train_epoch_steps(
     positions, weights = batch_schedule(epoch_keys(hp, epoch)[0], hp.n_train, config.effective_batch, config.train_sizes)
     last = jnp.arange(len(positions)) == len(positions) - 1
     carry, _ = jax.lax.scan(
-        partial(train_step, make_model(config), config, optimizer, dataset, run_data, skip_empty),
+        partial(train_step, config, optimizer, dataset, run_data, skip_empty),
         StepCarry(params, opt_state, zero, BatchCounts(*[zero] * len(BatchCounts._fields)), jnp.zeros_like(w1), zero),
         (positions, weights, last),
     )
@@ -310,7 +327,7 @@ def geometry_metrics(
     # Feature diversity on one batch drawn like the first of a fresh shuffled pass, as the study does.
     probe = probe_positions(epoch_keys(hp, epoch)[1], hp.n_train, config.train_sizes, config.effective_batch)
     pairs = run_data.train_pairs[probe]
-    _, features = make_model(config).apply(params, dataset.a[pairs], dataset.b[pairs])
+    _, features = forward(config, params, dataset.inputs[pairs])
     features = features * run_data.train_weight[probe][:, None]  # masked rows: zero, no singular value
     return {
         "grad_cosine_sim": M.grad_cosine_sim(grad_gram, jnp.minimum(epoch + 1, M.GRAD_HISTORY)),
@@ -348,6 +365,8 @@ def train_epoch(
         "train_acc_clean": (carry.counts.correct - carry.counts.corrupted_correct) / (hp.n_train - hp.n_corrupted),
         "train_acc_corrupted": carry.counts.corrupted_correct / hp.n_corrupted,
         "corrupted_true_acc": carry.counts.corrupted_true / hp.n_corrupted,
+        # parity: the first layer's weight mass on the secret bits (NaN for the other tasks)
+        "secret_weight_share": M.weight_share(w1, dataset.relevant) if config.task == "parity" else jnp.nan * w1[0, 0],
     }
     measure = partial(geometry_metrics, config, hp, dataset, run_data, params, carry.grad_w1, grad_gram)
     metrics.update(every(config.geometry_every, measure, GEOMETRY_METRICS, epoch, w1.dtype))
@@ -357,8 +376,8 @@ def train_epoch(
 def evaluate_test_set(config: SweepConfig, dataset: Dataset, run_data: RunData, params, epoch) -> dict[str, jax.Array]:
     """Loss and accuracy on the run's test pairs."""
     test, test_weight = run_data.test_pairs, run_data.test_weight
-    evaluate = M.looped_on_cpu(partial(batch_loss, make_model(config), config))
-    test_loss, counts = evaluate(params, dataset.a[test], dataset.b[test], dataset.label[test], test_weight)
+    evaluate = M.looped_on_cpu(partial(batch_loss, config))
+    test_loss, counts = evaluate(params, dataset.inputs[test], dataset.label[test], test_weight)
     return {"test_loss": test_loss, "test_acc": counts.correct / jnp.sum(test_weight)}
 
 
@@ -430,7 +449,7 @@ def fourier_snapshot(config: SweepConfig, dataset: Dataset, run_data: RunData, p
     summary["neuron_ipr"] = fourier.neuron_ipr(*operands, fc2_kernel(params).T if config.model != "mlp" or
                                                config.layers == 1 else None)
     train = run_data.train_pairs
-    outputs, _ = make_model(config).apply(params, dataset.a[train], dataset.b[train])
+    outputs, _ = forward(config, params, dataset.inputs[train])
     summary["gf_norm"] = M.backprop_signal_norm(config.loss, outputs, run_data.train_labels, fc2_kernel(params),
                                                 run_data.train_weight)
     return summary
@@ -443,8 +462,8 @@ def progress_snapshot(config: SweepConfig, dataset: Dataset, run_data: RunData, 
     (:func:`grokjax.fourier.progress_losses`), from the logits of every pair, and its weight
     norms by part (:func:`grokjax.model.weight_norms`)."""
     summary = {**fourier.embedding_summary(token_embedding(params)), **weight_norms(params)}
-    evaluate = M.looped_on_cpu(lambda params, a, b: make_model(config).apply(params, a, b)[0])
-    logits = evaluate(params, dataset.a, dataset.b)
+    evaluate = M.looped_on_cpu(lambda params, inputs: forward(config, params, inputs)[0])
+    logits = evaluate(params, dataset.inputs)
     train_mask = jnp.zeros(config.n_pairs, logits.dtype).at[run_data.train_pairs].max(run_data.train_weight)
     summary.update(fourier.progress_losses(logits, dataset.label, summary["key_frequency"] > 0, train_mask))
     return summary
@@ -462,6 +481,7 @@ def chunk_length(config: SweepConfig) -> int:
 
 
 class Trainer(NamedTuple):
+    dataset: Callable  # (hparams) -> the examples: the arithmetic table, or per run (leading runs axis) for parity
     init: Callable  # (hparams) -> (run_data, state), all with a leading runs axis
     train_chunk: Callable  # (hparams, dataset, run_data, state, first_epoch) -> (state, metrics [runs, chunk])
     snapshot: Callable  # (dataset, run_data, params) -> Fourier snapshot, leading runs axis
@@ -474,15 +494,21 @@ def make_train(config: SweepConfig, mesh: Mesh | None = None) -> Trainer:
     "runs"), every device runs the vmapped functions on its own share of the runs
     (``shard_map``): runs never exchange data, so the program has no communication."""
     chunk_epochs = chunk_length(config)
+    per_run = config.task == "parity"  # each run draws its parity samples from its data seed
+    data_axis = 0 if per_run else None
     init = jax.vmap(partial(init_run, config))
-    chunk = jax.vmap(partial(train_chunk, config, chunk_epochs), in_axes=(0, None, 0, 0, None))
-    snapshot = jax.vmap(partial(fourier_snapshot, config), in_axes=(None, 0, 0))
+    chunk = jax.vmap(partial(train_chunk, config, chunk_epochs), in_axes=(0, data_axis, 0, 0, None))
+    snapshot = jax.vmap(partial(fourier_snapshot, config), in_axes=(data_axis, 0, 0))
     if config.run_group:
-        chunk = in_run_groups(chunk, config.run_group)
+        chunk = in_run_groups(chunk, config.run_group, per_run)
+    if per_run:
+        dataset = jax.jit(spread_over_runs(jax.vmap(partial(run_dataset, config)), mesh, (True,)))
+    else:
+        dataset = lambda hparams: task_dataset(config)  # noqa: E731
     init = spread_over_runs(init, mesh, (True,))
-    chunk = spread_over_runs(chunk, mesh, (True, False, True, True, False))
-    snapshot = spread_over_runs(snapshot, mesh, (False, True, True))
-    return Trainer(jax.jit(init), jax.jit(chunk, donate_argnums=3), jax.jit(snapshot), chunk_epochs)
+    chunk = spread_over_runs(chunk, mesh, (True, per_run, True, True, False))
+    snapshot = spread_over_runs(snapshot, mesh, (per_run, True, True))
+    return Trainer(dataset, jax.jit(init), jax.jit(chunk, donate_argnums=3), jax.jit(snapshot), chunk_epochs)
 
 
 def spread_over_runs(vmapped: Callable, mesh: Mesh | None, per_run: tuple[bool, ...]) -> Callable:
@@ -498,16 +524,21 @@ def spread_over_runs(vmapped: Callable, mesh: Mesh | None, per_run: tuple[bool, 
     return jax.shard_map(vmapped, mesh=mesh, in_specs=in_specs, out_specs=runs, check_vma=False)
 
 
-def in_run_groups(vmapped_chunk: Callable, group: int) -> Callable:
+def in_run_groups(vmapped_chunk: Callable, group: int, dataset_per_run: bool = False) -> Callable:
     """The vmapped chunk applied to ``group`` runs at a time, in a loop (``lax.map``) over
     the groups: same results, a smaller working set (the runs axis must be a multiple of
-    ``group``)."""
+    ``group``); the dataset is split with the runs when each has its own."""
 
     def grouped(hparams, dataset, run_data, state, first_epoch):
         split = lambda x: x.reshape((-1, group) + x.shape[1:])  # noqa: E731
         merge = lambda x: x.reshape((-1,) + x.shape[2:])  # noqa: E731
-        per_group = jax.lax.map(lambda g: vmapped_chunk(g[0], dataset, g[1], g[2], first_epoch),
-                                jax.tree.map(split, (hparams, run_data, state)))
+
+        def one_group(group_arrays):
+            hparams, run_data, state, own_dataset = group_arrays
+            return vmapped_chunk(hparams, dataset if own_dataset is None else own_dataset, run_data, state, first_epoch)
+
+        per_group = jax.lax.map(one_group, jax.tree.map(split, (hparams, run_data, state,
+                                                                dataset if dataset_per_run else None)))
         return jax.tree.map(merge, per_group)
 
     return grouped

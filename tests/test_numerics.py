@@ -135,7 +135,7 @@ def test_the_counts_of_a_batch_follow_the_loss_precision():
     results = {}
     with jax.enable_x64(True):
         for program in plan.programs:
-            loss, counts = batch_loss(model, program, params, a, b, labels, weights)
+            loss, counts = batch_loss(program, params, np.stack([a, b], axis=1), labels, weights)
             logits = np.asarray(model.apply(params, a, b)[0]).astype(program.logit_dtype)
             expected = (np.exp(logits - logits.max(1, keepdims=True)).sum(1) == 1).sum()
             assert float(counts.collapsed) == expected and float(counts.correct) == 49

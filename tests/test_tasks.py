@@ -6,6 +6,7 @@ from pathlib import Path
 
 import numpy as np
 import pandas as pd
+import pytest
 
 import grokjax
 
@@ -44,3 +45,68 @@ def test_s5_sweep_and_its_comparison_with_addition(tmp_path):
     groups = pd.read_csv(tmp_path / "s5" / "groups.csv")
     row = groups[(groups["op"] == "s5aba") & np.isclose(groups["train_frac"], 0.5)].iloc[0]
     assert table[3].split(" | ")[2].endswith(f"({row['generalised']}/2)")
+
+
+PARITY = dict(task="parity", model="mlp", n_bits=12, parity_k=3, n_samples=300, hidden=32, batch_size=0,
+              epochs=12, chunk_epochs=6, geometry_every=3)
+
+
+def test_parity_labels_secret_bits_and_the_weight_share_on_them():
+    from grokjax.config import SweepConfig
+    from grokjax.driver import run_sweep
+    from grokjax.train import grid_hparams, run_dataset
+
+    config = SweepConfig(**PARITY, seeds=(0, 1), data_seeds=(0, 1), wds=(0.0, 1e-2), lrs=(1e-2,))
+    sweep = run_sweep(config)
+    hparams = grid_hparams(config)
+    datasets = {}
+    for run in range(config.n_runs):
+        hp = type(hparams)(*(np.asarray(x)[run] for x in hparams))
+        data = run_dataset(config, hp)
+        bits, secret = np.asarray(data.inputs), np.flatnonzero(np.asarray(data.relevant))
+        assert bits.shape == (300, 12) and set(np.unique(bits)) == {0, 1} and len(secret) == 3
+        np.testing.assert_array_equal(np.asarray(data.label), bits[:, secret].sum(axis=1) % 2)
+        datasets.setdefault(int(hp.data_seed), []).append((bits, tuple(secret)))
+        # the last epoch's weight share on the secret rows of fc1, from the final parameters
+        fc1 = np.asarray(sweep.state.params["params"]["fc1"]["kernel"][run], np.float64)
+        squares = (fc1**2).sum(axis=1)
+        np.testing.assert_allclose(sweep.metrics["secret_weight_share"][run, -1], squares[list(secret)].sum() / squares.sum(),
+                                   rtol=1e-5)
+    for same in datasets.values():  # the data seed alone draws the samples and the secret
+        assert all(np.array_equal(bits, same[0][0]) and secret == same[0][1] for bits, secret in same)
+    assert not np.array_equal(datasets[0][0][0], datasets[1][0][0])
+    # runs in groups (each group with its own samples) train as all at once
+    grouped = run_sweep(SweepConfig(**{**config.to_dict(), "run_group": 2}))
+    for name in ("train_loss", "test_acc", "secret_weight_share"):
+        np.testing.assert_allclose(grouped.metrics[name], sweep.metrics[name], rtol=1e-5, atol=1e-6, err_msg=name)
+
+
+def test_parity_folder_reports_and_refuses_the_study_export(tmp_path, capsys):
+    from grokjax import export, report
+
+    grokjax.run(out=tmp_path / "parity", **PARITY, wd=[0, 1e-2], lr=1e-2, seeds=2)
+    assert report.main([str(tmp_path / "parity")]) == 0
+    assert (tmp_path / "parity" / "figures" / "overview.png").exists()
+    capsys.readouterr()
+    with pytest.raises(SystemExit) as exit_info:
+        export.main([str(tmp_path / "parity"), "--format", "study", "--out", str(tmp_path / "study")])
+    captured = capsys.readouterr()
+    assert exit_info.value.code == 2 and "trains the parity task" in captured.err and captured.err.count("\n") == 1
+    assert not (tmp_path / "study").exists()
+
+
+@pytest.mark.parametrize("args,message", [
+    (["--task", "parity", "--model", "modularnet"], "the parity task trains an MLP on the bits: model mlp"),
+    (["--task", "parity", "--model", "mlp", "--n-bits", "2", "--parity-k", "3"], "cannot be drawn from n_bits 2"),
+    (["--task", "parity", "--model", "mlp", "--n-bits", "8", "--n-samples", "300"], "exceeds the 256 distinct inputs"),
+    (["--task", "parity", "--model", "mlp", "--op", "s5", "--m", "120"], "the parity task has none"),
+    (["--task", "parity", "--model", "mlp", "--fourier-every", "10"], "the parity task has none"),
+])
+def test_parity_refuses_what_it_cannot_train(args, message, tmp_path, capsys):
+    from grokjax import sweep
+
+    with pytest.raises(SystemExit) as exit_info:
+        sweep.main([*args, "--out", str(tmp_path / "out")])
+    captured = capsys.readouterr()
+    assert exit_info.value.code == 2 and captured.err.count("\n") == 1 and message in captured.err
+    assert not (tmp_path / "out").exists()

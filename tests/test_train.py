@@ -133,6 +133,7 @@ def reference_training(config: SweepConfig, hp: Hparams, epochs: int) -> dict[st
         history["train_acc_clean"].append(clean_sum / (config.n_train - n_corrupted))
         history["train_acc_corrupted"].append(corrupted_sum / n_corrupted if n_corrupted else np.nan)
         history["corrupted_true_acc"].append(true_sum / n_corrupted if n_corrupted else np.nan)
+        history["secret_weight_share"].append(np.nan)  # the parity task's alone
         previous_w1 = w1
     return history
 
