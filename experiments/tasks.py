@@ -1,16 +1,23 @@
 """Figures and tables of the tasks beyond modular addition, from their results folders.
 
-    python experiments/tasks.py s5 results/s5 --addition results/train-fraction
+    python experiments/tasks.py s5 results/s5 results/s5/high --addition results/train-fraction
     python experiments/tasks.py label-noise results/label-noise
+    python experiments/tasks.py parity results/parity/adamw
 
 ``s5``: epochs to generalise (test accuracy ≥ 0.95, held 5 epochs) against the training
-fraction for each S5 op, beside addition mod 97 at the same weight decay from a sweep of the
-same network and budget; ``s5.png`` and ``s5.md`` in the folder.
+fraction for each S5 op, over one or more S5 sweeps (their groups together), beside
+addition at the same weight decay from a sweep of the same network and budget; ``s5.png``
+and ``s5.md`` in the first folder.
 
 ``label-noise``: Doshi et al.'s phases over label noise × weight decay (the phase of each
 seed), the accuracies of one noise level against the epoch for each weight decay, and the
 distribution of the neurons' final IPR by phase; ``label_noise.png`` and
 ``label_noise.md`` in the folder.
+
+``parity``: per weight decay and seed, the first layer's weight share on the secret bits
+against test accuracy and loss, and when each moved: the share reaching 1.5 and 2 times
+its even-spread value k / n_bits, test accuracy reaching 0.6 (chance is 0.5) and 0.95
+(held 5 epochs); ``parity.png`` and ``parity.md`` in the folder.
 """
 
 from __future__ import annotations
@@ -35,8 +42,9 @@ def interval(row) -> str:
     return f"{row['generalised_median']:.0f} [{row['generalised_ci_low']:.0f}–{row['generalised_ci_high']:.0f}]"
 
 
-def s5(folder: Path, addition: Path) -> None:
-    groups = pd.read_csv(folder / "groups.csv")
+def s5(folders: list[Path], addition: Path) -> None:
+    folder = folders[0]
+    groups = pd.concat([pd.read_csv(f / "groups.csv") for f in folders], ignore_index=True)
     wd = groups["wd"].iloc[0]
     added = pd.read_csv(addition / "groups.csv")
     added_config = load_sweep(addition)[0]["config"]
@@ -72,8 +80,8 @@ def s5(folder: Path, addition: Path) -> None:
         cells = []
         for _, rows in series:
             row = rows[np.isclose(rows["train_frac"], frac)]
-            cells.append("not run" if row.empty else f"{interval(row.iloc[0])} ({row.iloc[0]['generalised']}/"
-                                                    f"{row.iloc[0]['runs']})")
+            cells.append("not run" if row.empty else f"{interval(row.iloc[0])} ({int(row.iloc[0]['generalised'])}/"
+                                                    f"{int(row.iloc[0]['runs'])})")
         lines.append(f"| {frac:g} | " + " | ".join(cells) + " |")
     write_atomic(folder / "s5.md", ("\n".join(lines) + "\n").encode())
 
@@ -148,19 +156,81 @@ def label_noise(folder: Path, shown_noise: float = 0.35) -> None:
     write_atomic(folder / "label_noise.md", ("\n".join(lines) + "\n").encode())
 
 
+def first_epoch(reached: np.ndarray) -> float:
+    """1-based epoch at which ``reached`` first holds, NaN if never."""
+    return float(np.argmax(reached) + 1) if reached.any() else np.nan
+
+
+def parity(folder: Path) -> None:
+    record, coordinates, metrics = load_sweep(folder)
+    summary = pd.read_csv(folder / "summary.csv")
+    config = record["config"]
+    even = config["parity_k"] / config["n_bits"]
+    epochs = np.arange(1, metrics["test_acc"].shape[1] + 1)
+    measured = ~np.isnan(metrics["test_acc"][0])
+    wds = sorted(np.unique(coordinates["wd"]))
+    fig = Figure(figsize=(13, 3.6 * len(wds)))
+    axes = np.atleast_2d(fig.subplots(len(wds), 3))
+    lines = ["| wd | seed | memorised (train 0.99) | share ≥ 1.5 k/n | share ≥ 2 k/n | test ≥ 0.6 | share there | "
+             "generalised (test 0.95) |", "|---|---|---|---|---|---|---|---|"]
+
+    def cell(value):
+        return "-" if np.isnan(value) else f"{value:.0f}"
+
+    for (share_ax, acc_ax, loss_ax), wd in zip(axes, wds):
+        rows = []
+        for colour, run in enumerate(np.flatnonzero(np.isclose(coordinates["wd"], wd))):
+            colour = f"C{colour % 10}"
+            share = metrics["secret_weight_share"][run]
+            share_ax.plot(epochs, share, color=colour, lw=1)
+            acc_ax.plot(epochs[measured], metrics["test_acc"][run][measured], color=colour, lw=1)
+            loss_ax.plot(epochs[measured], metrics["test_loss"][run][measured], color=colour, lw=1)
+            loss_ax.plot(epochs, metrics["train_loss"][run], color=colour, lw=0.6, ls=":")
+            rise = first_epoch(np.nan_to_num(metrics["test_acc"][run]) >= 0.6)
+            rows.append({"seed": int(coordinates["seed"][run]), "early": first_epoch(share >= 1.5 * even),
+                         "progress": first_epoch(share >= 2 * even), "rise": rise,
+                         "share_at_rise": np.nan if np.isnan(rise) else share[int(rise) - 1],
+                         "generalised": summary["generalised_epoch"][run], "memorised": summary["mem_epoch"][run]})
+        share_ax.axhline(even, color="0.5", ls="--", lw=0.8, label=f"k / n_bits = {even:.3f} (even spread)")
+        share_ax.set(xlabel="epoch", ylabel="weight share on the secret bits", title=f"wd {format_value(wd)}: first "
+                     "layer's weight on the secret bits")
+        share_ax.legend(fontsize=8)
+        acc_ax.set(xlabel="epoch", ylabel="test accuracy", title=f"wd {format_value(wd)}: test accuracy (chance 0.5)")
+        loss_ax.set(xlabel="epoch", ylabel="loss", yscale="log", title="test loss (solid), train loss (dotted)")
+        for row in rows:
+            lines.append(f"| {format_value(wd)} | {row['seed']} | {cell(row['memorised'])} | {cell(row['early'])} | "
+                         f"{cell(row['progress'])} | {cell(row['rise'])} | {row['share_at_rise']:.3f} | "
+                         f"{cell(row['generalised'])} |")
+        table = pd.DataFrame(rows)
+        medians = [cell(table[name].median()) for name in ("memorised", "early", "progress", "rise")]
+        lines.append(f"| {format_value(wd)} | median | {' | '.join(medians)} | {table['share_at_rise'].median():.3f} | "
+                     f"{cell(table['generalised'].median())} ({table['generalised'].notna().sum()}/{len(table)}) |")
+    fig.suptitle(f"sparse parity: {config['parity_k']} secret bits of {config['n_bits']}, {config['n_samples']} samples, "
+                 f"fraction {format_value(config['train_fracs'][0])}; mlp {config['layers']} × {config['hidden']}, "
+                 f"{config['optimizer']} lr {format_value(config['lrs'][0])}, batch {config['batch_size'] or 'full'}; "
+                 "one colour per seed; medians over the seeds that reached each event", fontsize=10)
+    fig.tight_layout()
+    save_figure(fig, folder / "parity.png")
+    write_atomic(folder / "parity.md", ("\n".join(lines) + "\n").encode())
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = OneLineErrorParser(prog="python experiments/tasks.py", description=__doc__.split("\n\n")[0])
-    parser.add_argument("task", choices=("s5", "label-noise"))
-    parser.add_argument("folder", type=Path)
+    parser.add_argument("task", choices=("s5", "label-noise", "parity"))
+    parser.add_argument("folders", type=Path, nargs="+", help="the results folder (s5: one or more)")
     parser.add_argument("--addition", type=Path, help="s5: the addition sweep to compare with (its groups.csv)")
     args = parser.parse_args(argv)
     try:
         if args.task == "s5":
             if args.addition is None:
                 parser.error("s5 needs --addition")
-            s5(args.folder, args.addition)
+            s5(args.folders, args.addition)
+        elif len(args.folders) > 1:
+            parser.error(f"{args.task} takes one folder")
+        elif args.task == "parity":
+            parity(args.folders[0])
         else:
-            label_noise(args.folder)
+            label_noise(args.folders[0])
     except (OSError, DamagedFile, KeyError) as error:
         parser.error(str(error))
     return 0

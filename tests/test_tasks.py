@@ -39,7 +39,7 @@ def test_s5_sweep_and_its_comparison_with_addition(tmp_path):
                   batch_size=32)
     grokjax.run(out=tmp_path / "s5", m=120, op=["s5", "s5aba"], **common)
     grokjax.run(out=tmp_path / "add", m=11, **common)
-    tasks.s5(tmp_path / "s5", tmp_path / "add")
+    tasks.s5([tmp_path / "s5"], tmp_path / "add")
     table = (tmp_path / "s5" / "s5.md").read_text().splitlines()
     assert table[0] == "| training fraction | s5 | s5aba | add (m 11) |"
     groups = pd.read_csv(tmp_path / "s5" / "groups.csv")
