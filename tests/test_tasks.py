@@ -34,6 +34,7 @@ def test_label_noise_sweep_summary_table_and_figure(tmp_path):
     assert (tmp_path / "noise" / "label_noise.png").stat().st_size > 0
 
 
+@pytest.mark.slow
 def test_s5_sweep_and_its_comparison_with_addition(tmp_path):
     common = dict(train_frac=[0.3, 0.5], wd=1e-3, seeds=2, epochs=4, chunk_epochs=2, geometry_every=0, hidden=16,
                   batch_size=32)
@@ -81,6 +82,7 @@ def test_parity_labels_secret_bits_and_the_weight_share_on_them():
         np.testing.assert_allclose(grouped.metrics[name], sweep.metrics[name], rtol=1e-5, atol=1e-6, err_msg=name)
 
 
+@pytest.mark.slow
 def test_parity_folder_reports_and_refuses_the_study_export(tmp_path, capsys):
     from grokjax import export, report
 
