@@ -45,6 +45,11 @@ def shade_bands(ax, labels: np.ndarray, bands: dict[int, tuple[str, str]]) -> No
             ax.axvspan(first - 0.5, last + 0.5, color=bands[label][1], alpha=0.25, lw=0)
 
 
+# Curves of some tasks drawn with the accuracies when a run has them: corrupted labels, sparse parity.
+TASK_CURVES = (("train, corrupted examples", "train_acc_corrupted"), ("corrupted given their true label", "corrupted_true_acc"),
+               ("W1 share on the secret bits", "secret_weight_share"))
+
+
 def dashboard(run_metrics: dict[str, np.ndarray], labels: np.ndarray, grok: float, mem: float, title: str, shading: str,
               loss_name: str = "cross-entropy", bands: dict[int, tuple[str, str]] = STAGE_BANDS) -> Figure:
     """The study's 3x3 per-run figure, with the epochs' ``labels`` shaded as ``bands`` say
@@ -54,8 +59,11 @@ def dashboard(run_metrics: dict[str, np.ndarray], labels: np.ndarray, grok: floa
     fig = Figure(figsize=(15, 11), layout="constrained")
     axes = fig.subplots(3, 3).ravel()
     gap = run_metrics["train_acc"] - run_metrics["test_acc"]
+    accuracy = [("train", run_metrics["train_acc"]), ("test", run_metrics["test_acc"])]
+    accuracy += [(label, run_metrics[name]) for label, name in TASK_CURVES
+                 if name in run_metrics and np.isfinite(np.asarray(run_metrics[name], float)).any()]
     panels = [
-        ("accuracy", [("train", run_metrics["train_acc"]), ("test", run_metrics["test_acc"])], "linear"),
+        ("accuracy", accuracy, "linear"),
         (f"{loss_name} loss", [("train", run_metrics["train_loss"]), ("test", run_metrics["test_loss"])], "log"),
         ("W1 norm ‖W1‖_F", [(None, run_metrics["w1_norm"])], "linear"),
         ("W1 change per epoch ‖ΔW1‖_F", [(None, run_metrics["w1_delta_norm"])], "log"),

@@ -125,7 +125,9 @@ def sweep_title(config: dict) -> str:
                  f"{', LayerNorm' if config.get('layernorm') else ''}")
     else:
         shape = f"hidden {show('hidden')}"
-    return f"m={show('m')} {show('op')}, {network}{shape}{extras}, {show('optimizer')}, batch {show('batch_size')}"
+    task = (f"parity of {show('parity_k')} of {show('n_bits')} bits, {show('n_samples')} samples"
+            if config.get("task") == "parity" else f"m={show('m')} {show('op')}")
+    return f"{task}, {network}{shape}{extras}, {show('optimizer')}, batch {show('batch_size')}"
 
 
 def representative_runs(summary: dict[str, np.ndarray], rows: list[dict], axes: tuple[str, ...]) -> list[int]:

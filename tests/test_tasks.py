@@ -89,6 +89,8 @@ def test_parity_folder_reports_and_refuses_the_study_export(tmp_path, capsys):
     grokjax.run(out=tmp_path / "parity", **PARITY, wd=[0, 1e-2], lr=1e-2, seeds=2)
     assert report.main([str(tmp_path / "parity")]) == 0
     assert (tmp_path / "parity" / "figures" / "overview.png").exists()
+    record = report.load_sweep(tmp_path / "parity")[0]
+    assert report.sweep_title(record["config"]).startswith("parity of 3 of 12 bits, 300 samples, mlp 1 x hidden 32")
     capsys.readouterr()
     with pytest.raises(SystemExit) as exit_info:
         export.main([str(tmp_path / "parity"), "--format", "study", "--out", str(tmp_path / "study")])
@@ -112,3 +114,21 @@ def test_parity_refuses_what_it_cannot_train(args, message, tmp_path, capsys):
     captured = capsys.readouterr()
     assert exit_info.value.code == 2 and captured.err.count("\n") == 1 and message in captured.err
     assert not (tmp_path / "out").exists()
+
+
+def test_the_dashboard_draws_a_task_s_own_curves_with_the_accuracies():
+    from grokjax import plots
+
+    epochs = 6
+    base = {name: np.linspace(0.1, 0.9, epochs) for name in ("train_acc", "test_acc", "train_loss", "test_loss", "w1_norm",
+                                                                "w1_delta_norm", "grad_norm", "grad_cosine_sim",
+                                                                "feature_diversity", "neuron_grad_cosine")}
+    labels = np.ones(epochs, np.int8)
+    clean = dict(base, train_acc_corrupted=np.full(epochs, np.nan), secret_weight_share=np.full(epochs, np.nan))
+    noisy = dict(clean, train_acc_corrupted=np.linspace(0, 1, epochs), corrupted_true_acc=np.linspace(1, 0, epochs))
+    drawn = {name: [line.get_label() for line in plots.dashboard(run, labels, np.nan, 2, "t", "s").axes[0].get_lines()]
+             for name, run in (("clean", clean), ("noisy", noisy))}
+    assert drawn["clean"] == ["train", "test"]
+    assert drawn["noisy"] == ["train", "test", "train, corrupted examples", "corrupted given their true label"]
+    line = plots.dashboard(noisy, labels, np.nan, 2, "t", "s").axes[0].get_lines()[3]
+    np.testing.assert_array_equal(line.get_ydata(), noisy["corrupted_true_acc"])
