@@ -4,8 +4,8 @@
     python experiments/tasks.py label-noise results/label-noise
     python experiments/tasks.py parity results/parity/adamw
 
-``s5``: epochs to generalise (test accuracy ≥ 0.95, held 5 epochs) against the training
-fraction for each S5 op, over one or more S5 sweeps (their groups together), beside
+``s5``: epochs to generalise (test accuracy ≥ 0.95, held 5 epochs) and the last epoch's
+test accuracy against the training fraction for each S5 op, over one or more S5 sweeps (their groups together), beside
 addition at the same weight decay from a sweep of the same network and budget; ``s5.png``
 and ``s5.md`` in the first folder.
 
@@ -52,7 +52,7 @@ def s5(folders: list[Path], addition: Path) -> None:
     added = added[np.isclose(added["wd"], wd)]
     series = [(op, groups[groups["op"] == op]) for op in sorted(groups["op"].unique())] + [(added_name, added)]
     fig = Figure(figsize=(11, 4.2))
-    epochs, share = fig.subplots(1, 2)
+    epochs, final = fig.subplots(1, 2)
     for name, rows in series:
         rows = rows.sort_values("train_frac")
         reached = rows[rows["generalised"] > 0]
@@ -60,12 +60,12 @@ def s5(folders: list[Path], addition: Path) -> None:
             reached["generalised_ci_high"] - reached["generalised_median"]
         epochs.errorbar(reached["train_frac"], reached["generalised_median"], yerr=[low, high], marker="o", capsize=3,
                         label=name, ls="--" if name == added_name else "-")
-        share.plot(rows["train_frac"], rows["generalised"] / rows["runs"], marker="o", label=name,
+        final.plot(rows["train_frac"], rows["final_test_acc_mean"], marker="o", label=name,
                    ls="--" if name == added_name else "-")
     epochs.set(xlabel="training fraction", ylabel="epochs to generalise (median, 95% CI)", yscale="log",
                title="epochs to test accuracy ≥ 0.95 (held 5 epochs)")
-    share.set(xlabel="training fraction", ylabel="share of seeds", ylim=(-0.05, 1.05),
-              title="seeds that generalised within the budget")
+    final.set(xlabel="training fraction", ylabel="test accuracy (mean over seeds)", ylim=(-0.05, 1.05),
+              title="test accuracy at the last epoch")
     epochs.legend(fontsize=8)
     config = load_sweep(folder)[0]["config"]
     fig.suptitle(f"S5 and {added_name}: {config['model']}, hidden {config['hidden']}, {config['optimizer']} lr "
@@ -74,14 +74,18 @@ def s5(folders: list[Path], addition: Path) -> None:
     fig.tight_layout()
     save_figure(fig, folder / "s5.png")
     fractions = sorted(set(groups["train_frac"]) | set(added["train_frac"]))
-    lines = ["| training fraction | " + " | ".join(name for name, _ in series) + " |",
+    lines = ["| training fraction | " + " | ".join(f"{name}: epoch (seeds); test acc" for name, _ in series) + " |",
              "|---|" + "---|" * len(series)]
     for frac in fractions:
         cells = []
         for _, rows in series:
             row = rows[np.isclose(rows["train_frac"], frac)]
-            cells.append("not run" if row.empty else f"{interval(row.iloc[0])} ({int(row.iloc[0]['generalised'])}/"
-                                                    f"{int(row.iloc[0]['runs'])})")
+            if row.empty:
+                cells.append("not run")
+                continue
+            row = row.iloc[0]
+            cells.append(f"{interval(row)} ({int(row['generalised'])}/{int(row['runs'])}); "
+                         f"{row['final_test_acc_mean']:.3f}")
         lines.append(f"| {frac:g} | " + " | ".join(cells) + " |")
     write_atomic(folder / "s5.md", ("\n".join(lines) + "\n").encode())
 

@@ -42,10 +42,11 @@ def test_s5_sweep_and_its_comparison_with_addition(tmp_path):
     grokjax.run(out=tmp_path / "add", m=11, **common)
     tasks.s5([tmp_path / "s5"], tmp_path / "add")
     table = (tmp_path / "s5" / "s5.md").read_text().splitlines()
-    assert table[0] == "| training fraction | s5 | s5aba | add (m 11) |"
+    assert table[0] == ("| training fraction | s5: epoch (seeds); test acc | s5aba: epoch (seeds); test acc | "
+                        "add (m 11): epoch (seeds); test acc |")
     groups = pd.read_csv(tmp_path / "s5" / "groups.csv")
     row = groups[(groups["op"] == "s5aba") & np.isclose(groups["train_frac"], 0.5)].iloc[0]
-    assert table[3].split(" | ")[2].endswith(f"({row['generalised']}/2)")
+    assert table[3].split(" | ")[2].endswith(f"({row['generalised']}/2); {row['final_test_acc_mean']:.3f}")
 
 
 PARITY = dict(task="parity", model="mlp", n_bits=12, parity_k=3, n_samples=300, hidden=32, batch_size=0,
