@@ -71,7 +71,7 @@ def gradient_gflops(config: SweepConfig, last_position_only: bool = True) -> flo
     if config.model == "transformer":
         model = model.clone(last_position_only=last_position_only)
     dataset = make_dataset(config.m, config.op)
-    a, b, labels = (jnp.asarray(x[: config.n_train]) for x in dataset)
+    a, b, labels = (jnp.asarray(x[: config.n_train]) for x in (dataset.a, dataset.b, dataset.label))
     params = model.init(jax.random.key(0), a[:1], b[:1])
 
     def loss(params):
