@@ -162,12 +162,15 @@ def make_model(config: SweepConfig) -> ModularNet | Transformer | BitsMLP:
                       config.layers if config.model == "mlp" else 1)
 
 
+def model_arguments(config: SweepConfig, inputs: jax.Array) -> tuple[jax.Array, ...]:
+    """What the network is called with on examples' ``inputs`` [batch, width]: the
+    token-pair networks take (a, b), the parity network the bits."""
+    return (inputs,) if config.task == "parity" else (inputs[:, 0], inputs[:, 1])
+
+
 def forward(config: SweepConfig, params, inputs: jax.Array) -> tuple[jax.Array, jax.Array]:
-    """The network's logits and hidden features on examples' ``inputs`` [batch, width]: the
-    token-pair networks read (a, b), the parity network the bits."""
-    if config.task == "parity":
-        return make_model(config).apply(params, inputs)
-    return make_model(config).apply(params, inputs[:, 0], inputs[:, 1])
+    """The network's logits and hidden features on examples' ``inputs``."""
+    return make_model(config).apply(params, *model_arguments(config, inputs))
 
 
 def split_run(config: SweepConfig, key: jax.Array, n_train: jax.Array, labels: jax.Array | None = None,
@@ -211,8 +214,7 @@ def init_run(config: SweepConfig, hp: Hparams) -> tuple[RunData, RunState]:
     keys = run_keys(hp)
     dataset = run_dataset(config, hp)
     run_data = split_run(config, keys.split, hp.n_train, dataset.label, keys.labels, hp.n_corrupted)
-    model, first = make_model(config), dataset.inputs[:1]
-    initial = model.init(keys.init, first) if config.task == "parity" else model.init(keys.init, first[:, 0], first[:, 1])
+    initial = make_model(config).init(keys.init, *model_arguments(config, dataset.inputs[:1]))
     params = jax.tree.map(lambda p: p * hp.init_scale.astype(p.dtype), initial)
     opt_state = run_optimizer(config, hp).init(params)
     w1 = fc1_kernel(params)
