@@ -259,11 +259,14 @@ def dashboard_figure(config: dict, metrics: dict[str, np.ndarray], analysed: Ana
     else:
         rules = rules or analysed.cfg.stage_rules
         labels, bands, shading = analysed.labels[rules][run], plots.STAGE_BANDS, f"stages by the '{rules}' rules"
+    loss = summary["loss"][run] if "loss" in summary else config.get("loss")  # the run's own when losses vary
     return plots.dashboard(
         {name: values[run] for name, values in metrics.items()}, labels, summary["grok_epoch"][run], summary["mem_epoch"][run],
-        run_title(config, analysed, run), shading,
-        {"mse": "centred MSE", "ce_log1p": "cross-entropy (log1p form)"}.get(config.get("loss"), "cross-entropy"), bands,
+        run_title(config, analysed, run), shading, LOSS_NAMES.get(loss, "cross-entropy"), bands,
     )
+
+
+LOSS_NAMES = {"mse": "centred MSE", "ce_log1p": "cross-entropy (log1p form)", "stablemax": "StableMax cross-entropy"}
 
 
 def fourier_figure(config: dict, metrics: dict[str, np.ndarray], analysed: Analysis,

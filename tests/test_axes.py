@@ -240,3 +240,17 @@ def test_report_loads_the_axes_of_a_folder(tmp_path):
     record, coordinates, metrics = report.load_sweep(tmp_path)
     assert coordinates["hidden"].tolist() == [8, 8, 12, 12]
     np.testing.assert_array_equal(metrics["test_acc"], trained.metrics["test_acc"])
+
+
+def test_a_loss_axis_reports_with_each_runs_own_loss_in_its_dashboard(tmp_path):
+    """Several losses in one folder: each dashboard names its run's loss (a list in the
+    configuration once broke the report after training)."""
+    import grokjax
+    from grokjax import report
+
+    grokjax.run(out=tmp_path / "losses", m=7, hidden=8, batch_size=0, loss=["ce", "mse"], wd=0, seeds=1, epochs=3,
+                geometry_every=0)
+    record, coordinates, metrics = report.load_sweep(tmp_path / "losses")
+    analysed = report.write_report(tmp_path / "losses", record["config"], coordinates, metrics)
+    titles = [report.dashboard_figure(record["config"], metrics, analysed, run).axes[1].get_title() for run in (0, 1)]
+    assert titles == ["cross-entropy loss", "centred MSE loss"]
