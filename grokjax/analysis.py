@@ -281,7 +281,7 @@ def run_summary(coordinates: dict[str, np.ndarray], metrics: dict[str, np.ndarra
             summary[f"{rules}_stage{name}_start"] = starts[:, k]
     if fourier is not None and "excluded_loss" in fourier[1]:
         summary.update(progress_phases(*fourier, metrics["test_loss"]))
-    if "label_noise" in coordinates or np.isfinite(np.asarray(metrics.get("train_acc_corrupted", np.nan))).any():
+    if np.isfinite(np.asarray(metrics.get("train_acc_corrupted", np.nan))).any():  # some run has corrupted labels
         final = {name: np.asarray(metrics[name], float)[:, -1] for name in CORRUPTION_METRICS}
         summary.update({f"final_{name}": final[name] for name in CORRUPTION_METRICS[2:]})
         summary["noise_phase"] = noise_phase(final, cfg.phase_threshold)

@@ -113,11 +113,6 @@ def backprop_signal_norm(kind: str, outputs: jax.Array, labels: jax.Array, v: ja
     return frobenius_norm(weights[:, None] * (output_residual(kind, outputs, labels) @ v.T))
 
 
-def is_correct(logits: jax.Array, labels: jax.Array) -> jax.Array:
-    """Per-example 1.0 where the arg-max class is the label."""
-    return (jnp.argmax(logits, axis=-1) == labels).astype(logits.dtype)
-
-
 def weight_share(kernel: jax.Array, rows: jax.Array) -> jax.Array:
     """The share of ``kernel``'s squared norm ([inputs, h]) on the input rows marked 1 in
     ``rows``: for the parity network's first layer and its secret bits, the weight mass on

@@ -173,19 +173,15 @@ def forward(config: SweepConfig, params, inputs: jax.Array) -> tuple[jax.Array, 
     return make_model(config).apply(params, *model_arguments(config, inputs))
 
 
-def split_run(config: SweepConfig, key: jax.Array, n_train: jax.Array, labels: jax.Array | None = None,
-              label_key: jax.Array | None = None, n_corrupted: jax.Array = 0) -> RunData:
+def split_run(config: SweepConfig, key: jax.Array, n_train: jax.Array, labels: jax.Array, label_key: jax.Array,
+              n_corrupted: jax.Array) -> RunData:
     """A random permutation of the pairs: the first ``n_train`` train, the rest test; the
     training pairs' ``labels`` (the dataset's, [n_pairs]), ``n_corrupted`` of them replaced
-    by a wrong one drawn with ``label_key`` (:func:`grokjax.data.corrupt_labels`). Without
-    ``labels`` the train labels are left 0."""
+    by a wrong one drawn with ``label_key`` (:func:`grokjax.data.corrupt_labels`)."""
     order = jax.random.permutation(key, config.n_pairs)
     weight = lambda keep: keep.astype(config.dtype)  # noqa: E731
     train_pairs = order[: config.n_train]
-    if labels is None:
-        train_labels, corrupted = jnp.zeros(config.n_train, jnp.int32), jnp.zeros(config.n_train, bool)
-    else:
-        train_labels, corrupted = corrupt_labels(label_key, labels[train_pairs], n_train, n_corrupted, config.n_classes)
+    train_labels, corrupted = corrupt_labels(label_key, labels[train_pairs], n_train, n_corrupted, config.n_classes)
     return RunData(
         train_pairs=train_pairs,
         train_weight=weight(jnp.arange(config.n_train) < n_train),
@@ -240,14 +236,17 @@ def batch_loss(config: SweepConfig, params, inputs, labels, weights, true_labels
     none) marks the examples whose ``labels`` differ from their ``true_labels``."""
     logits, _ = forward(config, params, inputs)
     per_example = M.per_example_loss(config.loss, logits, labels, config.loss_dtype)
-    correct = M.is_correct(logits, labels).astype(weights.dtype)
-    corrupted = jnp.zeros_like(weights) if corrupted is None else corrupted * weights
+    predicted = jnp.argmax(logits, axis=-1)
+    correct = (predicted == labels).astype(weights.dtype)
+    if corrupted is None:  # the test set: nothing corrupted
+        corrupted_correct = corrupted_true = jnp.zeros((), weights.dtype)
+    else:
+        corrupted = corrupted * weights
+        corrupted_correct = jnp.sum(corrupted * correct)
+        corrupted_true = jnp.sum(corrupted * (predicted == true_labels).astype(weights.dtype))
     counts = BatchCounts(jnp.sum(weights * correct),
                          jnp.sum(weights * M.softmax_collapsed(logits.astype(config.softmax_dtype)).astype(weights.dtype)),
-                         jnp.sum(weights * (per_example == 0).astype(weights.dtype)),
-                         jnp.sum(corrupted * correct),
-                         jnp.sum(corrupted * M.is_correct(logits, labels if true_labels is None else true_labels)
-                                 .astype(weights.dtype)))
+                         jnp.sum(weights * (per_example == 0).astype(weights.dtype)), corrupted_correct, corrupted_true)
     # at least 1 below: a run with a smaller training set has empty steps (skipped by train_step)
     loss = jnp.sum(weights * per_example.astype(weights.dtype)) / jnp.maximum(jnp.sum(weights), 1)
     return loss, counts
@@ -368,7 +367,8 @@ def train_epoch(
         "train_acc_corrupted": carry.counts.corrupted_correct / hp.n_corrupted,
         "corrupted_true_acc": carry.counts.corrupted_true / hp.n_corrupted,
         # parity: the first layer's weight mass on the secret bits (NaN for the other tasks)
-        "secret_weight_share": M.weight_share(w1, dataset.relevant) if config.task == "parity" else jnp.nan * w1[0, 0],
+        "secret_weight_share": (M.weight_share(w1, dataset.relevant) if config.task == "parity"
+                                else jnp.full((), jnp.nan, w1.dtype)),
     }
     measure = partial(geometry_metrics, config, hp, dataset, run_data, params, carry.grad_w1, grad_gram)
     metrics.update(every(config.geometry_every, measure, GEOMETRY_METRICS, epoch, w1.dtype))

@@ -242,6 +242,7 @@ def test_report_loads_the_axes_of_a_folder(tmp_path):
     np.testing.assert_array_equal(metrics["test_acc"], trained.metrics["test_acc"])
 
 
+@pytest.mark.slow
 def test_a_loss_axis_reports_with_each_runs_own_loss_in_its_dashboard(tmp_path):
     """Several losses in one folder: each dashboard names its run's loss (a list in the
     configuration once broke the report after training)."""

@@ -68,9 +68,14 @@ def test_s5_ops_need_120_elements(op):
     assert SweepConfig(op=op, m=120).n_pairs == 14400
 
 
+def clean_labels(config):
+    """split_run's label arguments for a split without corrupted labels."""
+    return jnp.asarray(make_dataset(config.m, config.op).label), jax.random.key(0), jnp.int32(0)
+
+
 def test_split_is_a_partition():
     config = SweepConfig(m=11, train_fracs=(0.5,), batch_size=0)
-    run_data = split_run(config, jax.random.key(3), jnp.int32(config.n_train))
+    run_data = split_run(config, jax.random.key(3), jnp.int32(config.n_train), *clean_labels(config))
     train, test = np.asarray(run_data.train_pairs), np.asarray(run_data.test_pairs)
     assert len(train) == 60 and len(test) == 61
     assert sorted(np.concatenate([train, test]).tolist()) == list(range(121))
@@ -81,8 +86,8 @@ def test_smaller_per_run_train_set_masks_the_rest():
     """A run with fewer training pairs than the configuration's train set keeps the
     static sizes: the pairs it does not train on are masked out of train and into test."""
     config = SweepConfig(m=11, train_fracs=(0.5,), min_train_frac=0.2, batch_size=0)
-    full = split_run(config, jax.random.key(3), jnp.int32(config.n_train))
-    small = split_run(config, jax.random.key(3), jnp.int32(30))
+    full = split_run(config, jax.random.key(3), jnp.int32(config.n_train), *clean_labels(config))
+    small = split_run(config, jax.random.key(3), jnp.int32(30), *clean_labels(config))
     assert (config.n_train, config.n_test) == (60, 121 - 24)
     trained = np.asarray(small.train_pairs)[np.asarray(small.train_weight) == 1]
     tested = np.asarray(small.test_pairs)[np.asarray(small.test_weight) == 1]
