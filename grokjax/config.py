@@ -35,7 +35,9 @@ TASKS = ("arithmetic", "parity")  # (a op b) on token pairs, or sparse parity on
 S5_OPS = ("s5", "s5conj", "s5aba")  # composition in the permutation group S5: m = 120
 OPS = ("add", "sub", "mul", "div", "x2xyy2", *S5_OPS)
 MODELS = ("modularnet", "li2", "mlp", "transformer")
-ACTIVATIONS = ("relu", "square", "silu")
+ACTIVATIONS = ("relu", "square", "silu", "gelu")
+# the transformer's layout: Nanda et al.'s, or Lee et al.'s grokfast decoder (see grokjax.model.Transformer)
+TRANSFORMER_STYLES = ("nanda", "grokfast")
 LOSSES = ("ce", "ce_log1p", "stablemax", "mse")
 # the precision of the loss (and of the softmax whose collapse is measured); "auto": the
 # model's, and float64 for StableMax, as Prieto et al. compute it
@@ -68,7 +70,7 @@ class SweepConfig:
     # the study's network (learned embeddings, biases); "li2": one-hot inputs, one hidden layer, no biases;
     # "mlp": the same with `layers` hidden layers (Prieto et al.'s); or "transformer"
     model: str = "modularnet"
-    activation: str = "relu"  # modularnet/li2 hidden activation: relu, square (x^2) or silu (the transformer's MLP: relu)
+    activation: str = "relu"  # hidden activation: relu, square (x^2), silu or gelu (the transformer's MLP: relu or gelu)
     # cross-entropy as PyTorch computes it, "ce_log1p" (the same, precise below float32's epsilon),
     # "stablemax" (Prieto et al.'s StableMax cross-entropy), or "mse": squared error of
     # class-centred outputs against one-hot - 1/m
@@ -80,6 +82,7 @@ class SweepConfig:
     heads: int = 4  # transformer: attention heads (d_model / heads each)
     d_mlp: int = 512  # transformer: MLP hidden width
     layernorm: bool = False  # transformer: LayerNorm before attention, MLP and unembedding
+    transformer_style: str = "nanda"  # transformer: "nanda", or "grokfast" (Lee et al.'s decoder; see TRANSFORMER_STYLES)
     min_train_frac: float | None = None  # Python API, full batch: runs may carry sizes down to this fraction (None: min(train_fracs))
     batch_size: int = 128  # 0 means full batch
     epochs: int = 600
@@ -88,6 +91,7 @@ class SweepConfig:
     beta2: float = 0.999
     adam_eps: float = 1e-8  # Adam's epsilon (PyTorch's default; Prieto et al. use 1e-25)
     warmup_steps: int = 0  # the learning rate rises linearly over this many optimizer steps (0: none)
+    zero_output_init: bool = False  # the output layer starts at 0: the initial output is 0 at any init scale (Lyu et al.)
     ortho_grad: bool = False  # Prieto et al.'s ⊥Grad before the optimizer: each gradient without its part along its parameter
     grokfast: str = "none"  # gradient filter before the optimizer: none, ema or ma (Lee et al.'s grokfast)
     grokfast_window: int = 100  # ma: gradients averaged (sizes the filter's buffer)
@@ -150,13 +154,13 @@ class SweepConfig:
     def _check_model(self):
         for name, choices in (("model", MODELS), ("activation", ACTIVATIONS), ("loss", LOSSES),
                               ("optimizer", OPTIMIZERS), ("grokfast", GRADIENT_FILTERS), ("dtype", DTYPES),
-                              ("logit_dtype", LOGIT_DTYPES)):
+                              ("logit_dtype", LOGIT_DTYPES), ("transformer_style", TRANSFORMER_STYLES)):
             _check_choice(name, getattr(self, name), choices)
         for name in ("hidden", "layers", "d_model", "heads", "d_mlp", "grokfast_window"):
             _check_int(name, getattr(self, name), minimum=1)
         if self.d_model % self.heads:
             raise ConfigError(f"d_model {self.d_model} must be a multiple of heads {self.heads}")
-        for name in ("layernorm", "ortho_grad"):
+        for name in ("layernorm", "ortho_grad", "zero_output_init"):
             if not isinstance(getattr(self, name), bool):
                 raise ConfigError(f"{name} must be true or false, got {getattr(self, name)!r}")
         for name in ("beta1", "beta2"):
@@ -166,9 +170,14 @@ class SweepConfig:
         _check_number("adam_eps", self.adam_eps)
         if not self.adam_eps > 0:
             raise ConfigError(f"adam_eps must be positive, got {self.adam_eps!r}")
-        if self.model == "transformer" and (self.activation != "relu" or self.loss == "mse"):
-            raise ConfigError("the transformer has a ReLU MLP and trains on cross-entropy: activation relu, loss ce, "
-                              "ce_log1p or stablemax")
+        if self.model == "transformer" and (self.activation not in ("relu", "gelu") or self.loss == "mse"):
+            raise ConfigError("the transformer has a ReLU or GELU MLP and trains on cross-entropy: activation relu or gelu, "
+                              "loss ce, ce_log1p or stablemax")
+        if self.transformer_style == "grokfast" and not self.layernorm:
+            raise ConfigError("transformer_style grokfast: Lee et al.'s decoder always has its LayerNorms; give layernorm true")
+        if self.transformer_style == "grokfast" and self.fourier_every:
+            raise ConfigError("fourier_every: the progress measures read Nanda et al.'s token layout; transformer_style "
+                              "grokfast has an operation token and two extra output classes")
 
     def _check_schedule(self):
         for name, minimum in (("epochs", 1), ("chunk_epochs", 1), ("run_group", 0), ("batch_size", 0),
@@ -441,6 +450,15 @@ PRESETS = {
     "power": dict(model="transformer", loss="ce_log1p", op="div", m=97, train_fracs=(0.5,), batch_size=512,
                   optimizer="adamw", lrs=(1e-3,), wds=(1.0,), beta2=0.98, warmup_steps=10, layers=2, d_model=128, heads=4, d_mlp=512,
                   layernorm=True, epochs=10000, eval_every=100, geometry_every=100, fourier_every=100, chunk_epochs=100),
+    # Lee et al.'s grokfast setting (arXiv 2405.20233; their main.py): a 2-layer decoder (their style, GELU,
+    # d_mlp 4 d_model) on x * y mod 97 for y != 0 — here op div, the same problem with y's tokens renamed
+    # (x / y = x * y^-1; the embeddings are learned from an i.i.d. initialisation) — half the 9312 pairs for
+    # training, minibatches of 512 (10 steps an epoch, the last of 48), torch.optim.Adam (coupled L2) lr 1e-3,
+    # betas 0.9/0.98, a 10-step warm-up, no weight decay; 30000 epochs are their 3e5-step budget
+    "grokfast": dict(model="transformer", transformer_style="grokfast", activation="gelu", layernorm=True, loss="ce",
+                     op="div", m=97, train_fracs=(0.5,), batch_size=512, optimizer="adam", lrs=(1e-3,), wds=(0.0,),
+                     beta2=0.98, warmup_steps=10, layers=2, d_model=128, heads=4, d_mlp=512, epochs=30000,
+                     eval_every=1, geometry_every=100, chunk_epochs=100),
     # Nanda's transformer made small enough to grok on a 2-core CPU in minutes: a + b mod 59,
     # half the pairs, otherwise the nanda preset
     "transformer-cpu": dict(model="transformer", loss="ce_log1p", m=59, train_fracs=(0.5,), batch_size=0,
@@ -452,12 +470,12 @@ PRESETS = {
 # The fields that shape each model's network (the others are ignored by it).
 NETWORK_FIELDS = {"modularnet": ("activation", "loss", "hidden"), "li2": ("activation", "loss", "hidden"),
                   "mlp": ("activation", "loss", "hidden", "layers"),
-                  "transformer": ("layers", "d_model", "heads", "d_mlp", "layernorm")}
+                  "transformer": ("activation", "layers", "d_model", "heads", "d_mlp", "layernorm", "transformer_style")}
 
 # Static fields that may take several values: one compiled program per combination, in this
 # order (the last varies fastest).
 STATIC_AXES = ("m", "op", "n_bits", "parity_k", "n_samples", "model", "activation", "loss", "logit_dtype", "hidden",
-               "layers", "d_model", "heads", "d_mlp", "batch_size", "optimizer", "grokfast", "grokfast_window")
+               "layers", "d_model", "heads", "d_mlp", "transformer_style", "batch_size", "optimizer", "grokfast", "grokfast_window")
 # Grid fields (lists of traced per-run values) and the coordinate each gives a run, in the
 # grid's order (the last varies fastest).
 GRID_AXES = {"seeds": "seed", "data_seeds": "data_seed", "train_fracs": "train_frac", "label_noises": "label_noise",

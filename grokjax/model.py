@@ -9,6 +9,7 @@ so the parameters vmap over runs and thread through ``lax.scan`` with no wrappin
 
 from __future__ import annotations
 
+from functools import partial
 from typing import Any
 
 import flax.linen as nn
@@ -57,7 +58,9 @@ class PairDense(nn.Module):
         return jnp.concatenate([table[a], table[b]], axis=-1) @ kernel + bias
 
 
-ACTIVATIONS = {"relu": nn.relu, "square": jnp.square, "silu": nn.silu}
+# gelu is PyTorch's nn.GELU(): the exact, erf form (Flax's default is the tanh approximation)
+ACTIVATIONS = {"relu": nn.relu, "square": jnp.square, "silu": nn.silu,
+               "gelu": lambda x: nn.gelu(x, approximate=False)}
 
 
 class ModularNet(nn.Module):
@@ -137,24 +140,34 @@ LAYERNORM_EPS = 1e-5  # PyTorch's (Flax's default is 1e-6)
 
 
 class CausalAttention(nn.Module):
-    """Multi-head causal self-attention without biases. The heads' query, key, value and
-    output maps are stored side by side as [d_model, heads * d_head] (output [heads *
-    d_head, d_model]) matrices, each entry N(0, 1/d_model) as in Nanda et al.'s code.
-    ``last_only`` computes the attention of the last position alone (its keys and values
-    still come from every position): what a final layer needs."""
+    """Multi-head causal self-attention. The heads' query, key, value and output maps are
+    stored side by side as [d_model, heads * d_head] (output [heads * d_head, d_model])
+    matrices. ``style`` "nanda": no biases, each entry N(0, 1/d_model) as in Nanda et al.'s
+    code; "grokfast": PyTorch's ``nn.MultiheadAttention`` as Lee et al.'s code builds it
+    (biases, zero at first; query, key and value Xavier-uniform over their stacked
+    [3 d_model, d_model] matrix, the output map like ``nn.Linear``). ``last_only`` computes
+    the attention of the last position alone (its keys and values still come from every
+    position): what a final layer needs."""
 
     heads: int
     param_dtype: Any = jnp.float32
+    style: str = "nanda"
 
     @nn.compact
     def __call__(self, x: jax.Array, last_only: bool) -> jax.Array:
         batch, positions, d_model = x.shape
         d_head = d_model // self.heads
-        init = nn.initializers.normal(d_model**-0.5)
+        torch_style = self.style == "grokfast"
+        if torch_style:
+            stacked = (6 / (d_model + 3 * d_model)) ** 0.5  # Xavier bound of the [3 d_model, d_model] input projection
+            init = lambda key, shape, dtype=jnp.float32: jax.random.uniform(key, shape, dtype, -stacked, stacked)  # noqa: E731
+            out_init = torch_uniform(d_model)
+        else:
+            init = out_init = nn.initializers.normal(d_model**-0.5)
+        dense = partial(nn.Dense, use_bias=torch_style, bias_init=nn.initializers.zeros, param_dtype=self.param_dtype)
 
         def project(name, inputs):
-            out = nn.Dense(self.heads * d_head, use_bias=False, kernel_init=init, param_dtype=self.param_dtype,
-                           name=name)(inputs)
+            out = dense(self.heads * d_head, kernel_init=init, name=name)(inputs)
             return out.reshape(out.shape[:-1] + (self.heads, d_head))
 
         queries = project("query", x[:, -1:] if last_only else x)  # [batch, q, heads, d_head]
@@ -163,46 +176,67 @@ class CausalAttention(nn.Module):
         query_position = jnp.arange(positions)[-queries.shape[1]:, None]
         scores = jnp.where(jnp.arange(positions)[None, :] <= query_position, scores, -jnp.inf)
         mixed = jnp.einsum("bhqk,bkhd->bqhd", jax.nn.softmax(scores, axis=-1), values)
-        return nn.Dense(d_model, use_bias=False, kernel_init=init, param_dtype=self.param_dtype, name="out")(
-            mixed.reshape(mixed.shape[:2] + (self.heads * d_head,)))
+        return dense(d_model, kernel_init=out_init, name="out")(mixed.reshape(mixed.shape[:2] + (self.heads * d_head,)))
 
 
 class TransformerBlock(nn.Module):
-    """Attention then a ReLU MLP (``fc1`` d_model -> d_mlp, ``fc2`` back), each added to the
-    residual stream, each after a LayerNorm when ``layernorm`` is on (pre-LN). MLP weights
-    N(0, 1/d_model), biases 0, as in Nanda et al.'s code. Returns the residual stream (the
-    last position alone with ``last_only``) and the MLP's hidden activations."""
+    """Attention then an MLP (``fc1`` d_model -> d_mlp, ``activation``, ``fc2`` back), each
+    added to the residual stream. ``style`` "nanda": each after a LayerNorm when
+    ``layernorm`` is on (pre-LN), MLP weights N(0, 1/d_model), biases 0, as in Nanda et al.'s
+    code; "grokfast": Lee et al.'s block, which normalises the stream itself before the
+    attention (x = LN(x); x = x + attention(x)), then x + MLP(LN(x)), its linear layers
+    initialised like ``nn.Linear``. Returns the residual stream (the last position alone
+    with ``last_only``) and the MLP's hidden activations."""
 
     heads: int
     d_mlp: int
     layernorm: bool = False
     param_dtype: Any = jnp.float32
+    style: str = "nanda"
+    activation: str = "relu"
 
     @nn.compact
     def __call__(self, x: jax.Array, last_only: bool) -> tuple[jax.Array, jax.Array]:
         d_model = x.shape[-1]
         norm = (lambda name: nn.LayerNorm(epsilon=LAYERNORM_EPS, param_dtype=self.param_dtype, name=name)) if self.layernorm else \
             (lambda name: lambda y: y)
-        attended = CausalAttention(self.heads, self.param_dtype, name="attention")(norm("ln1")(x), last_only)
+        normed = norm("ln1")(x)
+        attended = CausalAttention(self.heads, self.param_dtype, self.style, name="attention")(normed, last_only)
+        x = normed if self.style == "grokfast" else x
         x = (x[:, -1:] if last_only else x) + attended
-        init, zeros = nn.initializers.normal(d_model**-0.5), nn.initializers.zeros
-        hidden = nn.relu(nn.Dense(self.d_mlp, kernel_init=init, bias_init=zeros, param_dtype=self.param_dtype,
-                                  name="fc1")(norm("ln2")(x)))
-        x = x + nn.Dense(d_model, kernel_init=init, bias_init=zeros, param_dtype=self.param_dtype, name="fc2")(hidden)
+        if self.style == "grokfast":
+            kernel_init = bias_init = torch_uniform
+        else:
+            kernel_init, bias_init = (lambda fan_in: nn.initializers.normal(d_model**-0.5)), (lambda fan_in: nn.initializers.zeros)
+
+        def dense(features, fan_in, name):
+            return nn.Dense(features, kernel_init=kernel_init(fan_in), bias_init=bias_init(fan_in),
+                            param_dtype=self.param_dtype, name=name)
+
+        hidden = ACTIVATIONS[self.activation](dense(self.d_mlp, d_model, "fc1")(norm("ln2")(x)))
+        x = x + dense(d_model, self.d_mlp, "fc2")(hidden)
         return x, hidden
 
 
 class Transformer(nn.Module):
-    """The grokking literature's small transformer: the tokens [a, b, "="] (vocabulary m + 1,
-    "=" is token m), learned token and position embeddings, ``layers`` causal blocks, and
-    the unembedding read at the last position, over the m residues. Initialised as Nanda et
-    al.'s code: every matrix N(0, 1/d_model) except the unembedding, N(0, 1/(m + 1)) (their
-    vocabulary size); biases 0; no LayerNorm unless asked.
+    """The grokking literature's small transformer, in one of two styles (``style``).
+
+    "nanda" (Nanda et al.'s code): the tokens [a, b, "="] (vocabulary m + 1, "=" is token
+    m), learned token and position embeddings, ``layers`` causal blocks, and the unembedding
+    read at the last position, over the m residues; every matrix N(0, 1/d_model) except the
+    unembedding, N(0, 1/(m + 1)) (their vocabulary size); biases 0; no LayerNorm unless
+    asked.
+
+    "grokfast" (Lee et al.'s grokfast code, their reading of Power et al.): the tokens [a,
+    op, b, "="] (vocabulary m + 2: "=" is token m, the operation m + 1), embeddings N(0, 1)
+    as ``nn.Embedding``, attention with biases, Lee et al.'s block (:class:`TransformerBlock`),
+    a final LayerNorm, and an unembedding without bias over the whole vocabulary (two
+    classes no label uses), initialised like ``nn.Linear``. ``layernorm`` must be on.
 
     In a causal transformer only the last position reaches the output, so by default the
     final block computes its queries, attention output and MLP at that position alone
     (``last_position_only``): the same numbers as the full computation, for fewer FLOPs.
-    Returns the logits [batch, m] and the final MLP's hidden activations at the last
+    Returns the logits [batch, classes] and the final MLP's hidden activations at the last
     position [batch, d_mlp] (the features whose diversity is measured)."""
 
     m: int
@@ -213,19 +247,28 @@ class Transformer(nn.Module):
     layernorm: bool = False
     param_dtype: Any = jnp.float32
     last_position_only: bool = True
+    style: str = "nanda"
+    activation: str = "relu"
 
     @nn.compact
     def __call__(self, a: jax.Array, b: jax.Array) -> tuple[jax.Array, jax.Array]:
-        init, dtype = nn.initializers.normal(self.d_model**-0.5), self.param_dtype
-        tokens = jnp.stack([a, b, jnp.full_like(a, self.m)], axis=-1)
-        x = nn.Embed(self.m + 1, self.d_model, embedding_init=init, param_dtype=dtype, name="embed")(tokens)
+        dtype, grokfast = self.param_dtype, self.style == "grokfast"
+        init = nn.initializers.normal(1.0 if grokfast else self.d_model**-0.5)
+        if grokfast:
+            tokens = jnp.stack([a, jnp.full_like(a, self.m + 1), b, jnp.full_like(a, self.m)], axis=-1)
+        else:
+            tokens = jnp.stack([a, b, jnp.full_like(a, self.m)], axis=-1)
+        vocabulary = self.m + 2 if grokfast else self.m + 1
+        x = nn.Embed(vocabulary, self.d_model, embedding_init=init, param_dtype=dtype, name="embed")(tokens)
         x = x + self.param("position_embedding", init, (tokens.shape[-1], self.d_model), dtype)
         for layer in range(self.layers):
             last = self.last_position_only and layer == self.layers - 1
-            x, hidden = TransformerBlock(self.heads, self.d_mlp, self.layernorm, dtype, name=f"block_{layer}")(x, last)
+            x, hidden = TransformerBlock(self.heads, self.d_mlp, self.layernorm, dtype, self.style, self.activation,
+                                         name=f"block_{layer}")(x, last)
         if self.layernorm:
             x = nn.LayerNorm(epsilon=LAYERNORM_EPS, param_dtype=dtype, name="ln_final")(x)
-        logits = nn.Dense(self.m, use_bias=False, kernel_init=nn.initializers.normal((self.m + 1) ** -0.5), param_dtype=dtype,
+        unembed_init = torch_uniform(self.d_model) if grokfast else nn.initializers.normal((self.m + 1) ** -0.5)
+        logits = nn.Dense(vocabulary if grokfast else self.m, use_bias=False, kernel_init=unembed_init, param_dtype=dtype,
                           name="unembed")(x[:, -1])
         return logits, hidden[:, -1]
 
@@ -248,6 +291,14 @@ def fc1_kernel(params) -> jax.Array:
 def fc2_kernel(params) -> jax.Array:
     """ModularNet's output layer's weight V as an [h, m] array."""
     return params["params"]["fc2"]["kernel"]
+
+
+def without_output_layer(params) -> dict:
+    """The parameters with the output layer (``fc2``, the transformer's ``unembed``) set to
+    zero: the network's output is then 0 at any scale of the others."""
+    tree = params["params"]
+    name = "unembed" if "unembed" in tree else "fc2"
+    return {**params, "params": {**tree, name: jax.tree.map(jnp.zeros_like, tree[name])}}
 
 
 def weight_norms(params) -> dict[str, jax.Array]:

@@ -27,6 +27,7 @@ from grokjax.config import (
     OPTIMIZERS,
     PRESETS,
     TASKS,
+    TRANSFORMER_STYLES,
     ConfigError,
     SweepConfig,
     SweepPlan,
@@ -74,7 +75,9 @@ def build_parser() -> argparse.ArgumentParser:
                         "pairs, minibatch 512, 10-step warm-up, 10000 epochs); transformer-cpu: nanda at m 59 and half "
                         "the pairs, 4000 epochs, minutes on a CPU; prieto: Prieto et al.'s MLP (one-hot a+b mod 113, 40%% of "
                         "the pairs, two hidden layers of 200, no biases, full-batch AdamW lr 0.01 betas 0.9/0.99, no "
-                        "weight decay). Flags and --config keys override a preset")
+                        "weight decay); grokfast: Lee et al.'s grokfast setting (their decoder, two layers, GELU; x/y mod 97, "
+                        "half of the 9312 pairs, minibatch 512, Adam lr 1e-3 betas 0.9/0.98, 10-step warm-up, no weight "
+                        "decay, 30000 epochs of 10 steps: their 3e5 steps). Flags and --config keys override a preset")
     task = parser.add_argument_group("task")
     task.add_argument("--task", choices=TASKS, help="arithmetic: (a op b) mod m on token pairs; parity: sparse parity, "
                       "the label the parity of --parity-k secret bits of --n-bits random bits, --n-samples inputs, the "
@@ -113,6 +116,10 @@ def build_parser() -> argparse.ArgumentParser:
     model.add_argument("--d-mlp", type=int_list, help=f"transformer: MLP hidden width (default {d.d_mlp})")
     model.add_argument("--layernorm", action=argparse.BooleanOptionalAction, default=None,
                        help="transformer: LayerNorm before attention, MLP and unembedding (default: none)")
+    model.add_argument("--transformer-style", type=name_list, help=f"transformer: {' or '.join(TRANSFORMER_STYLES)}: Nanda et "
+                       "al.'s layout (tokens a, b, =); or Lee et al.'s grokfast decoder (tokens a, op, b, =, attention "
+                       "biases, their LayerNorm placement, PyTorch's initialisation; needs --layernorm) "
+                       f"(default {d.transformer_style})")
     model.add_argument("--epochs", type=int, help=f"epochs per run (default {d.epochs})")
     model.add_argument("--batch-size", type=int_list, help="minibatch size; 0 means full batch; larger than the smallest "
                        f"training set is refused (default {d.batch_size})")
@@ -125,6 +132,9 @@ def build_parser() -> argparse.ArgumentParser:
     model.add_argument("--adam-eps", type=float, help=f"Adam's epsilon (default {d.adam_eps:g}, PyTorch's; Prieto et al. "
                        "use 1e-25)")
     model.add_argument("--warmup-steps", type=int, help="linear learning-rate warm-up over this many optimizer steps (default 0)")
+    model.add_argument("--zero-output-init", action=argparse.BooleanOptionalAction, default=None,
+                       help="the output layer starts at zero, so the initial output is 0 at any --init-scale (Lyu et al.'s "
+                       "large-initialisation setting) (default: off)")
     model.add_argument("--ortho-grad", action=argparse.BooleanOptionalAction, default=None,
                        help="Prieto et al.'s ⊥Grad before the optimizer (⊥AdamW, ⊥SGD): each parameter's loss gradient "
                        "without its part along the parameter, rescaled to the gradient's norm; weight decay joins after it "
@@ -193,8 +203,9 @@ def build_parser() -> argparse.ArgumentParser:
 # wd as wds, train_frac as train_fracs, ...; see grokjax.config.field_names).
 CONFIG_FLAGS = ("preset", "task", "n_bits", "parity_k", "n_samples",
                 "m", "op", "train_frac", "model", "activation", "loss", "logit_dtype", "hidden", "layers", "d_model",
-                "heads", "d_mlp", "layernorm", "epochs", "batch_size", "optimizer", "beta1", "beta2", "adam_eps", "warmup_steps",
-                "ortho_grad",
+                "heads", "d_mlp", "layernorm",
+                "transformer_style", "epochs", "batch_size", "optimizer", "beta1", "beta2", "adam_eps", "warmup_steps",
+                "ortho_grad", "zero_output_init",
                 "grokfast",
                 "grokfast_window", "seeds", "wd", "lr", "init_scale", "grokfast_alpha", "grokfast_lambda", "data_seed", "label_noise",
                 "fourier_every", "geometry_every", "eval_every", "chunk_epochs", "run_group")
@@ -417,7 +428,7 @@ def describe(plan: SweepPlan) -> str:
     names = [*task, "model", *networks, "batch_size", "optimizer"]
     if any(program.grokfast != "none" for program in plan.programs):
         names.append("grokfast")
-    names += [name for name, default in (("logit_dtype", "auto"), ("ortho_grad", False))
+    names += [name for name, default in (("logit_dtype", "auto"), ("ortho_grad", False), ("zero_output_init", False))
               if any(getattr(program, name) != default for program in plan.programs)]
     settings = " ".join(setting(name) for name in names)
     return f"grokjax: {plan.n_runs} runs ({' x '.join(grid)}{programs}), {plan.epochs} epochs, {settings}"

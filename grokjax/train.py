@@ -38,7 +38,17 @@ from grokjax import fourier
 from grokjax import metrics as M
 from grokjax.config import GRID_AXES, SweepConfig
 from grokjax.data import Dataset, batch_schedule, corrupt_labels, probe_positions, task_dataset
-from grokjax.model import BitsMLP, ModularNet, Transformer, fc1_kernel, fc2_kernel, operand_weights, token_embedding, weight_norms
+from grokjax.model import (
+    BitsMLP,
+    ModularNet,
+    Transformer,
+    fc1_kernel,
+    fc2_kernel,
+    operand_weights,
+    token_embedding,
+    weight_norms,
+    without_output_layer,
+)
 from grokjax.optim import gradient_filter, make_optimizer, orthogonal_gradient
 from grokjax.results import GEOMETRY_METRICS, METRIC_NAMES
 
@@ -156,7 +166,7 @@ def make_model(config: SweepConfig) -> ModularNet | Transformer | BitsMLP:
         return BitsMLP(config.hidden, config.n_classes, jnp.dtype(config.dtype), config.activation, config.layers)
     if config.model == "transformer":
         return Transformer(config.m, config.layers, config.d_model, config.heads, config.d_mlp, config.layernorm,
-                           jnp.dtype(config.dtype))
+                           jnp.dtype(config.dtype), style=config.transformer_style, activation=config.activation)
     one_hot = config.model in ("li2", "mlp")
     return ModularNet(config.m, config.hidden, jnp.dtype(config.dtype), one_hot, config.activation,
                       config.layers if config.model == "mlp" else 1)
@@ -206,12 +216,13 @@ def run_optimizer(config: SweepConfig, hp: Hparams) -> optax.GradientTransformat
 
 def init_run(config: SweepConfig, hp: Hparams) -> tuple[RunData, RunState]:
     """A run's split, its training labels and its initial state: the model's initialisation
-    times ``init_scale``."""
+    times ``init_scale`` (the output layer at zero with ``zero_output_init``)."""
     keys = run_keys(hp)
     dataset = run_dataset(config, hp)
     run_data = split_run(config, keys.split, hp.n_train, dataset.label, keys.labels, hp.n_corrupted)
     initial = make_model(config).init(keys.init, *model_arguments(config, dataset.inputs[:1]))
     params = jax.tree.map(lambda p: p * hp.init_scale.astype(p.dtype), initial)
+    params = without_output_layer(params) if config.zero_output_init else params
     opt_state = run_optimizer(config, hp).init(params)
     w1 = fc1_kernel(params)
     state = RunState(params, opt_state, w1, jnp.zeros((M.GRAD_HISTORY,) + w1.shape, w1.dtype),

@@ -19,7 +19,7 @@ def test_li2_preset_and_overrides():
     config = plan({"hidden": 64, "preset": "li2", "activation": "relu", "loss": "ce"}, "test")
     assert (config.model, config.hidden, config.activation, config.loss) == ("li2", 64, "relu", "ce")
     assert plan({"preset": "study"}, "test") == SweepConfig()
-    assert set(PRESETS) == {"study", "study-grid", "li2", "nanda", "power", "transformer-cpu", "prieto"}
+    assert set(PRESETS) == {"study", "study-grid", "li2", "nanda", "power", "transformer-cpu", "prieto", "grokfast"}
 
 
 @pytest.mark.parametrize("mapping,message", [

@@ -19,7 +19,7 @@ from grokjax.config import SweepConfig
 from grokjax.driver import run_sweep
 from grokjax.optim import grokfast_ema, grokfast_ma, make_optimizer
 from grokjax.results import METRIC_NAMES
-from grokjax.train import Hparams, grid_hparams, init_run
+from grokjax.train import Hparams, forward, grid_hparams, init_run, run_dataset
 
 NS_COEFFS = (3.4445, -4.775, 2.0315)  # the quintic Newton–Schulz iteration of Muon's reference code and optax
 
@@ -109,6 +109,21 @@ def test_init_scale_multiplies_every_initial_parameter():
     (_, plain), (_, scaled) = (init_run(config, Hparams(*(np.asarray(x)[i] for x in hparams))) for i in range(2))
     for a, b in zip(jax.tree.leaves(plain.params), jax.tree.leaves(scaled.params)):
         np.testing.assert_array_equal(np.asarray(b), 3 * np.asarray(a))
+
+
+@pytest.mark.parametrize("model", ["li2", "transformer"])
+def test_zero_output_init_starts_the_output_layer_at_zero_after_the_scaling(model):
+    shape = dict(model="transformer", d_model=8, heads=2, d_mlp=16) if model == "transformer" else dict(model="li2")
+    config = SweepConfig(**{**TINY, **shape}, seeds=(0,), wds=(0.0,), lrs=(1e-2,), init_scales=(3.0,))
+    hp = Hparams(*(np.asarray(x)[0] for x in grid_hparams(config)))
+    (_, plain), (_, zeroed) = init_run(config, hp), init_run(dataclasses.replace(config, zero_output_init=True), hp)
+    output = "unembed" if model == "transformer" else "fc2"
+    for name, layer in plain.params["params"].items():
+        for a, b in zip(jax.tree.leaves(layer), jax.tree.leaves(zeroed.params["params"][name])):
+            np.testing.assert_array_equal(np.asarray(b), 0 * np.asarray(a) if name == output else np.asarray(a))
+    assert np.any(np.asarray(plain.params["params"][output]["kernel"]))
+    logits, features = forward(config, zeroed.params, run_dataset(config, hp).inputs[:5])
+    assert not np.any(np.asarray(logits)) and np.any(np.asarray(features))  # the output is 0, the features are not
 
 
 def run_command(tmp_path, name, *args):

@@ -144,6 +144,17 @@ def test_presets_and_their_checks():
     power = sweep_plan_from_mapping({"preset": "power"}, "test").programs[0]
     assert (power.op, power.m, power.layers, power.batch_size, power.warmup_steps) == ("div", 97, 2, 512, 10)
     assert power.batch_size == min(512, power.n_train // 2)
+    grokfast = sweep_plan_from_mapping({"preset": "grokfast"}, "test").programs[0]
+    assert (grokfast.op, grokfast.m, grokfast.n_train, grokfast.n_pairs, grokfast.steps_per_epoch) == ("div", 97, 4656, 9312, 10)
+    assert (grokfast.optimizer, grokfast.lrs, grokfast.wds, grokfast.beta2, grokfast.warmup_steps) == ("adam", (1e-3,), (0.0,),
+                                                                                                    0.98, 10)
+    assert grokfast.epochs * grokfast.steps_per_epoch == 300_000  # their budget
+    with pytest.raises(ConfigError, match="always has its LayerNorms"):
+        SweepConfig(model="transformer", transformer_style="grokfast")
+    with pytest.raises(ConfigError, match="operation token"):
+        SweepConfig(model="transformer", transformer_style="grokfast", layernorm=True, fourier_every=10)
+    with pytest.raises(ConfigError, match="ReLU or GELU"):
+        SweepConfig(model="transformer", activation="silu")
     with pytest.raises(ConfigError, match="multiple of heads"):
         SweepConfig(model="transformer", d_model=10, heads=4)
     with pytest.raises(ConfigError, match="beta2 must lie in"):
@@ -232,3 +243,76 @@ def test_progress_phases_from_hand_made_measures():
     assert final["key_frequencies"][0] == "2 4" and final["final_n_key_frequencies"][0] == 2 and final["final_gini"][0] == 0.8
     never = progress_phases(epochs, snapshots, np.full((1, 1000), 20.0))
     assert never["circuit_epoch"][0] == 300 and np.isnan(never["cleanup_epoch"][0]) and np.isnan(never["cleanup_end_epoch"][0])
+
+
+def torch_grokfast_decoder(params, m: int, heads: int):
+    """Lee et al.'s grokfast decoder as PyTorch modules (nn.MultiheadAttention, nn.GELU,
+    nn.LayerNorm, sequence-first), written from their description, holding grokjax's
+    parameters: an independent path to the same logits."""
+    import torch
+    from torch import nn
+
+    p = jax.tree.map(lambda x: torch.tensor(np.asarray(x, np.float64)), params["params"])
+    d_model = p["embed"]["embedding"].shape[1]
+    blocks = sorted(name for name in p if name.startswith("block_"))
+
+    def layer_norm(weights):
+        norm = nn.LayerNorm(d_model).double()
+        norm.weight.data, norm.bias.data = weights["scale"], weights["bias"]
+        return norm
+
+    def linear(weights):
+        layer = nn.Linear(*weights["kernel"].shape, bias="bias" in weights).double()
+        layer.weight.data = weights["kernel"].T
+        if "bias" in weights:
+            layer.bias.data = weights["bias"]
+        return layer
+
+    def decoder(tokens):  # tokens [positions, batch], as their code feeds them
+        h = p["embed"]["embedding"][tokens] + p["position_embedding"][:, None]
+        mask = torch.triu(torch.full((len(tokens), len(tokens)), -float("inf"), dtype=torch.float64), diagonal=1)
+        for name in blocks:
+            block = p[name]
+            attention = nn.MultiheadAttention(d_model, heads).double()
+            q, k, v, out = (block["attention"][part] for part in ("query", "key", "value", "out"))
+            attention.in_proj_weight.data = torch.cat([q["kernel"].T, k["kernel"].T, v["kernel"].T])
+            attention.in_proj_bias.data = torch.cat([q["bias"], k["bias"], v["bias"]])
+            attention.out_proj.weight.data, attention.out_proj.bias.data = out["kernel"].T, out["bias"]
+            h = layer_norm(block["ln1"])(h)
+            h = h + attention(h, h, h, attn_mask=mask, need_weights=False)[0]
+            mlp = nn.Sequential(linear(block["fc1"]), nn.GELU(), linear(block["fc2"]))
+            h = h + mlp(layer_norm(block["ln2"])(h))
+        return linear(p["unembed"])(layer_norm(p["ln_final"])(h))
+
+    return decoder
+
+
+@pytest.mark.slow
+def test_grokfast_style_matches_lee_et_al_decoder_in_pytorch():
+    torch = pytest.importorskip("torch")
+    m, heads = 11, 4
+    with jax.enable_x64(True):
+        model = Transformer(m, layers=2, d_model=16, heads=heads, d_mlp=64, layernorm=True, param_dtype=jnp.float64,
+                            style="grokfast", activation="gelu")
+        a, b = (x.ravel() for x in jnp.meshgrid(jnp.arange(m), jnp.arange(1, m), indexing="ij"))
+        params = model.init(jax.random.key(3), a[:1], b[:1])
+        logits, _ = model.apply(params, a, b)
+        tokens = torch.tensor(np.stack([a, np.full_like(a, m + 1), b, np.full_like(a, m)]))  # [x, op, y, =]
+        with torch.no_grad():
+            expected = torch_grokfast_decoder(params, m, heads)(tokens)[-1].numpy()
+    assert logits.shape == (m * (m - 1), m + 2)  # the whole vocabulary, as their head predicts it
+    np.testing.assert_allclose(np.asarray(logits), expected, rtol=1e-10, atol=1e-10)
+    # the initialisation of their PyTorch modules: embeddings N(0, 1), attention Xavier over the stacked
+    # [3 d, d] projection, biases 0, linear layers U(+-1/sqrt(fan_in)) with their bias
+    big = Transformer(97, layers=2, d_model=128, heads=4, d_mlp=512, layernorm=True, style="grokfast", activation="gelu")
+    init = big.init(jax.random.key(0), jnp.zeros(1, jnp.int32), jnp.zeros(1, jnp.int32))["params"]
+    block = init["block_0"]
+    assert abs(float(jnp.std(init["embed"]["embedding"])) - 1) < 0.05
+    assert abs(float(jnp.std(init["position_embedding"])) - 1) < 0.3
+    assert abs(float(jnp.max(jnp.abs(block["attention"]["query"]["kernel"]))) - (6 / 512) ** 0.5) < 1e-3
+    assert not np.any(block["attention"]["key"]["bias"]) and not np.any(block["attention"]["out"]["bias"])
+    for name, fan_in in (("fc1", 128), ("fc2", 512)):
+        for part in ("kernel", "bias"):
+            assert abs(float(jnp.max(jnp.abs(block[name][part]))) - fan_in**-0.5) < 0.02 * fan_in**-0.5
+    assert abs(float(jnp.max(jnp.abs(init["unembed"]["kernel"]))) - 128**-0.5) < 0.02 * 128**-0.5
+    assert init["unembed"]["kernel"].shape == (128, 99) and "bias" not in init["unembed"]
