@@ -12,6 +12,14 @@ batch order in every folder): the unfiltered run at the same weight decay and le
 rate, at the same weight decay with the learning rate × (1 + λ), and Lee et al.'s baseline
 (no weight decay). A reference that never got there counts at its budget, so its ratio
 is a lower bound ("≥"). Writes ``grokfast_own_setting.md`` and ``.png`` into ``--out``.
+
+``delay-law``: Lyu et al.'s prediction that, from an initialisation scaled by α with small
+weight decay λ, the transition comes at gradient-flow time t ≈ (1/λ) log α, where t is
+steps × learning rate. Per run the time at which test accuracy first reaches 0.5 and 0.95
+(and train accuracy 0.99); per weight decay a line t = a + b log α over the initialisation
+scales (the law: b = 1/λ, so λ·b = 1), per initialisation scale a power law t ∝ λ^-k over
+the weight decays (the law: k = 1), each with a 95 % bootstrap interval; runs that never
+got there are left out of the fits and counted. Writes ``delay_law.md`` and ``.png``.
 """
 
 from __future__ import annotations
@@ -20,14 +28,14 @@ import sys
 from pathlib import Path
 
 import numpy as np
-from interventions import cell, median_interval, write_outputs
+from interventions import BOOTSTRAP, cell, median_interval, write_outputs
 from matplotlib import colormaps
 from matplotlib.figure import Figure
 
-from grokjax.analysis import first_epoch
+from grokjax.analysis import first_epoch, fit_line, fit_power_law
 from grokjax.cli import OneLineErrorParser
 from grokjax.files import DamagedFile
-from grokjax.report import load_sweep
+from grokjax.report import load_sweep, sweep_title
 
 THRESHOLD = 0.95  # Lee et al.'s validation accuracy
 
@@ -145,21 +153,170 @@ def grokfast_figure(runs: dict[str, np.ndarray], title: str) -> Figure:
     return fig
 
 
+# --- Lyu et al.'s delay law -------------------------------------------------------------------
+
+DELAY_THRESHOLDS = (0.5, 0.95)  # test accuracy: the middle of the transition and its end
+
+
+def delay_runs(folders: list[Path]) -> dict[str, np.ndarray]:
+    """Every run of the folders: α, λ, lr, seed, the gradient-flow times (steps × lr) of
+    memorisation and of each test-accuracy threshold (NaN if never), and the curves."""
+    runs: dict[str, list] = {key: [] for key in ("alpha", "wd", "lr", "seed", "t_mem", *(f"t_{q:g}" for q in DELAY_THRESHOLDS),
+                                                 "budget", "test", "w1_norm")}
+    for folder in folders:
+        record, coordinates, metrics = load_sweep(folder)
+        config = record["config"]
+        if config["batch_size"] != 0:
+            raise ValueError(f"{folder}: the delay law is read in gradient-flow time; it needs full batch (batch_size 0)")
+        n = len(metrics["test_acc"])
+        lr = np.asarray(coordinates["lr"], float)
+        runs["alpha"] += list(coordinates.get("init_scale", np.full(n, float(config["init_scales"][0]))))
+        runs["wd"] += list(coordinates["wd"])
+        runs["lr"] += list(lr)
+        runs["seed"] += list(coordinates["seed"])
+        runs["t_mem"] += list(first_epoch(np.asarray(metrics["train_acc"]) >= 0.99) * lr)
+        test = np.asarray(metrics["test_acc"], float)
+        for q in DELAY_THRESHOLDS:
+            runs[f"t_{q:g}"] += list(first_epoch(test >= q) * lr)  # an unmeasured epoch is NaN: never >= q
+        runs["budget"] += list(test.shape[1] * lr)
+        runs["test"] += list(test)
+        runs["w1_norm"] += list(np.asarray(metrics["w1_norm"], float))
+    curves = ("test", "w1_norm")  # their lengths are the folders' budgets
+    return {key: np.asarray(values, object if key in curves else float) for key, values in runs.items()}
+
+
+def delay_fits(runs: dict[str, np.ndarray]) -> dict:
+    """Per threshold: per λ the line t = a + b log α (λ·b is 1 under the law), per α the
+    power law t ∝ λ^-k (k is 1 under the law)."""
+    fits = {}
+    for q in DELAY_THRESHOLDS:
+        t = runs[f"t_{q:g}"]
+        fits[q] = {
+            "alpha": {float(wd): fit_line(np.log(runs["alpha"][runs["wd"] == wd]), t[runs["wd"] == wd], **BOOTSTRAP)
+                      for wd in np.unique(runs["wd"])},
+            "wd": {float(a): fit_power_law(runs["wd"][runs["alpha"] == a], t[runs["alpha"] == a], **BOOTSTRAP)
+                   for a in np.unique(runs["alpha"])},
+        }
+    return fits
+
+
+def finite_median(values: np.ndarray, digits: str) -> str:
+    finite = values[np.isfinite(values)]
+    return f"{np.median(finite):{digits}}" if len(finite) else "–"
+
+
+def delay_table(runs: dict[str, np.ndarray], fits: dict) -> str:
+    lines = ["| α | λ | lr | runs | memorised (t), median | t at test 0.5, median [95 % CI] | t at test 0.95, median [95 % CI] "
+             "| λ·t at test 0.95 | log α |", "|---:|---:|---:|---:|---:|---:|---:|---:|---:|"]
+    for alpha, wd, lr in sorted({(a, w, r) for a, w, r in zip(runs["alpha"], runs["wd"], runs["lr"])}):
+        members = (runs["alpha"] == alpha) & (runs["wd"] == wd) & (runs["lr"] == lr)
+        reached = [f"{np.isfinite(runs[f't_{q:g}'][members]).sum()}/{members.sum()}: "
+                   f"{cell(*median_interval(runs[f't_{q:g}'][members]))}" for q in DELAY_THRESHOLDS]
+        lines.append(f"| {alpha:g} | {wd:g} | {lr:g} | {members.sum()} | {finite_median(runs['t_mem'][members], '.0f')} | "
+                     f"{reached[0]} | {reached[1]} | {finite_median(wd * runs['t_0.95'][members], '.2f')} | {np.log(alpha):.2f} |")
+    lines += ["", "Fits (95 % bootstrap intervals, resampling runs within each x value; runs that never reached the "
+              "threshold left out):", "",
+              "| threshold | over log α at λ | slope b [95 % CI] | λ·b (law: 1) | over λ at α | exponent k in t ∝ λ^-k (law: 1) |",
+              "|---:|---:|---:|---:|---:|---:|"]
+    for q, fit in fits.items():
+        by_wd = [(wd, line) for wd, line in fit["alpha"].items() if line is not None]
+        by_alpha = [(a, law) for a, law in fit["wd"].items() if law is not None]
+        for i in range(max(len(by_wd), len(by_alpha))):
+            left = ["", "", ""]
+            if i < len(by_wd):
+                wd, line = by_wd[i]
+                left = [f"{wd:g}", cell(line["slope"], line["slope_low"], line["slope_high"]),
+                        cell(wd * line["slope"], wd * line["slope_low"], wd * line["slope_high"], digits=".2f")]
+            right = ["", ""]
+            if i < len(by_alpha):
+                a, law = by_alpha[i]
+                right = [f"{a:g}", cell(law["alpha"], law["alpha_low"], law["alpha_high"], digits=".2f")]
+            lines.append(f"| {q:g} | " + " | ".join(left + right) + " |")
+    return "\n".join(lines) + "\n"
+
+
+def delay_figure(runs: dict[str, np.ndarray], fits: dict, title: str) -> Figure:
+    """Test accuracy against t per α (at the λ with most α), t at test 0.95 against log α and
+    against 1/λ with the fits, and the W1 norm divided by its start against λ·t beside e^-λt."""
+    fig = Figure(figsize=(15, 8.5), layout="constrained")
+    (curves, versus_alpha, versus_wd), (norms, mem, _) = fig.subplots(2, 3)
+    fig.delaxes(_)
+    wd_alpha = max(np.unique(runs["wd"]), key=lambda wd: len(np.unique(runs["alpha"][runs["wd"] == wd])))
+    alphas = np.unique(runs["alpha"])
+    colours = dict(zip(alphas, colormaps["viridis"](np.linspace(0, 0.9, len(alphas)))))
+    for alpha in alphas:
+        members = np.flatnonzero((runs["alpha"] == alpha) & (runs["wd"] == wd_alpha))
+        if not len(members):
+            continue
+        test = np.stack(runs["test"][members])
+        measured = np.all(np.isfinite(test), axis=0)
+        t = (np.arange(test.shape[1]) + 1) * runs["lr"][members[0]]
+        curves.plot(t[measured], np.median(test[:, measured], axis=0), color=colours[alpha], label=f"α {alpha:g}")
+        norm = np.stack(runs["w1_norm"][members])
+        norms.plot(wd_alpha * t, np.median(norm / norm[:, :1], axis=0), color=colours[alpha], label=f"α {alpha:g}")
+    norms.plot(wd_alpha * t, np.exp(-wd_alpha * t), "k--", lw=1, label="e^-λt")
+    norms.set_yscale("log")
+    norms.set(xlabel="λ·t", ylabel="W1 norm / its initial value (median)",
+              title=f"the early phase shrinks the weights as e^-λt (λ {wd_alpha:g})")
+    curves.axhline(0.95, color="grey", lw=0.8, ls=":")
+    curves.set(xlabel="t = steps × lr", ylabel="test accuracy (median over seeds)", title=f"λ {wd_alpha:g}")
+    for ax in (curves, norms):
+        ax.legend(fontsize=8)
+        ax.grid(alpha=0.3)
+    t95 = runs["t_0.95"]
+    for wd in np.unique(runs["wd"]):
+        members = runs["wd"] == wd
+        versus_alpha.scatter(np.log(runs["alpha"][members]), t95[members], s=14, alpha=0.6, label=f"λ {wd:g}")
+        line = fits[0.95]["alpha"][float(wd)]
+        if line is not None:
+            x = np.log(np.unique(runs["alpha"][members]))
+            versus_alpha.plot(x, line["intercept"] + line["slope"] * x, "--", lw=1,
+                              label=f"fit: slope {line['slope']:.0f} (law 1/λ = {1 / wd:.0f})")
+    versus_alpha.set(xlabel="log α", ylabel="t at test accuracy 0.95", title="transition time against log α")
+    for alpha in alphas:
+        members = runs["alpha"] == alpha
+        if len(np.unique(runs["wd"][members])) < 2:
+            continue
+        versus_wd.scatter(1 / runs["wd"][members], t95[members], s=14, alpha=0.6, color=colours[alpha], label=f"α {alpha:g}")
+        law = fits[0.95]["wd"][float(alpha)]
+        if law is not None:
+            x = np.geomspace(runs["wd"][members].min(), runs["wd"][members].max(), 20)
+            versus_wd.plot(1 / x, law["prefactor"] * x ** -law["alpha"], "--", color=colours[alpha], lw=1,
+                           label=f"fit: t ∝ λ^-{law['alpha']:.2f} (law: λ^-1)")
+    versus_wd.set(xlabel="1/λ", ylabel="t at test accuracy 0.95", title="transition time against 1/λ")
+    for alpha in alphas:
+        members = runs["alpha"] == alpha
+        mem.scatter(runs["wd"][members] * runs["t_mem"][members], runs["wd"][members] * t95[members], s=14,
+                    color=colours[alpha], label=f"α {alpha:g}")
+    mem.set(xlabel="λ·t at memorisation (train 0.99)", ylabel="λ·t at test 0.95", title="memorisation early, transition late")
+    for ax in (versus_alpha, versus_wd, mem):
+        ax.grid(alpha=0.3)
+        ax.legend(fontsize=8)
+    fig.suptitle(title, fontsize=10)
+    return fig
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = OneLineErrorParser(prog="python experiments/own_settings.py", description=__doc__.split("\n\n")[0])
-    parser.add_argument("analysis", choices=("grokfast",))
+    parser.add_argument("analysis", choices=("grokfast", "delay-law"))
     parser.add_argument("folders", nargs="+", type=Path, help="results folders of the experiment's sweeps")
     parser.add_argument("--out", type=Path, help="where the table and figure go (default: the first folder's parent)")
     args = parser.parse_args(argv)
     out = args.out or args.folders[0].parent
     try:
-        runs = grokfast_runs(args.folders)
-    except DamagedFile as error:
+        config = load_sweep(args.folders[0])[0]["config"]
+        runs = grokfast_runs(args.folders) if args.analysis == "grokfast" else delay_runs(args.folders)
+    except (DamagedFile, ValueError) as error:
         parser.exit(2, f"{parser.prog}: error: {error}\n")
-    config = load_sweep(args.folders[0])[0]["config"]
-    title = (f"Lee et al.'s setting: x·y mod {config['m']} (as {config['op']}), their 2-layer decoder, batch "
-             f"{config['batch_size']}, Adam betas {config['beta1']:g}/{config['beta2']:g}: validation accuracy")
-    write_outputs(out, "grokfast_own_setting", grokfast_table(runs), grokfast_figure(runs, title))
+    if args.analysis == "grokfast":
+        title = (f"Lee et al.'s setting: x·y mod {config['m']} (as {config['op']}), their 2-layer decoder, batch "
+                 f"{config['batch_size']}, Adam betas {config['beta1']:g}/{config['beta2']:g}: validation accuracy")
+        write_outputs(out, "grokfast_own_setting", grokfast_table(runs), grokfast_figure(runs, title))
+    else:
+        fits = delay_fits(runs)
+        title = (f"Lyu et al.'s setting as far as grokjax goes: {sweep_title(config)}, gradient descent, "
+                 f"lr {'/'.join(f'{v:g}' for v in np.unique(runs['lr']))}, {len(config['seeds'])} seeds per cell")
+        write_outputs(out, "delay_law", delay_table(runs, fits), delay_figure(runs, fits, title))
     return 0
 
 

@@ -304,33 +304,43 @@ def bootstrap_median(values: np.ndarray, samples: int, rng: np.random.Generator)
     return float(np.median(values)), float(low), float(high)
 
 
-def fit_power_law(
+def fit_line(
     x: np.ndarray, y: np.ndarray, samples: int = DEFAULT.bootstrap_samples, seed: int = DEFAULT.bootstrap_seed
 ) -> dict | None:
-    """Least-squares fit of log y = log c - alpha log x, so y = c * x^(-alpha), with a 95%
-    interval for alpha from a bootstrap that resamples points within each x value.
-    None with fewer than two distinct x values."""
+    """Least-squares line y = intercept + slope * x, with a 95% interval for the slope from a
+    bootstrap that resamples points within each x value. None with fewer than two distinct
+    finite x values."""
     x, y = np.asarray(x, float), np.asarray(y, float)
-    keep = (x > 0) & (y > 0) & np.isfinite(x) & np.isfinite(y)
+    keep = np.isfinite(x) & np.isfinite(y)
     x, y = x[keep], y[keep]
     levels = np.unique(x)
     if len(levels) < 2:
         return None
-
-    def fit(xs, ys):
-        slope, intercept = np.polyfit(np.log(xs), np.log(ys), 1)
-        return -slope, np.exp(intercept)
-
-    alpha, prefactor = fit(x, y)
+    slope, intercept = np.polyfit(x, y, 1)
     rng = np.random.default_rng(seed)
     groups = [np.flatnonzero(x == level) for level in levels]
-    alphas = []
+    slopes = []
     for _ in range(samples):
         index = np.concatenate([rng.choice(g, size=len(g), replace=True) for g in groups])
-        alphas.append(fit(x[index], y[index])[0])
-    low, high = np.percentile(alphas, [2.5, 97.5])
-    return {"alpha": float(alpha), "alpha_low": float(low), "alpha_high": float(high), "prefactor": float(prefactor),
+        slopes.append(np.polyfit(x[index], y[index], 1)[0])
+    low, high = np.percentile(slopes, [2.5, 97.5])
+    return {"slope": float(slope), "slope_low": float(low), "slope_high": float(high), "intercept": float(intercept),
             "n_points": int(len(x)), "n_levels": int(len(levels))}
+
+
+def fit_power_law(
+    x: np.ndarray, y: np.ndarray, samples: int = DEFAULT.bootstrap_samples, seed: int = DEFAULT.bootstrap_seed
+) -> dict | None:
+    """Least-squares fit of log y = log c - alpha log x, so y = c * x^(-alpha), with a 95%
+    interval for alpha from a bootstrap that resamples points within each x value
+    (:func:`fit_line` on the logarithms). None with fewer than two distinct x values."""
+    x, y = np.asarray(x, float), np.asarray(y, float)
+    keep = (x > 0) & (y > 0) & np.isfinite(x) & np.isfinite(y)
+    line = fit_line(np.log(x[keep]), np.log(y[keep]), samples, seed)
+    if line is None:
+        return None
+    return {"alpha": -line["slope"], "alpha_low": -line["slope_high"], "alpha_high": -line["slope_low"],
+            "prefactor": float(np.exp(line["intercept"])), "n_points": line["n_points"], "n_levels": line["n_levels"]}
 
 
 def group_keys(summary: dict[str, np.ndarray], axes: tuple[str, ...]) -> list[tuple]:

@@ -90,6 +90,7 @@ class SweepConfig:
     beta1: float = 0.9  # Adam's/AdamW's moment decays (PyTorch's defaults; Nanda and Power use beta2 0.98)
     beta2: float = 0.999
     adam_eps: float = 1e-8  # Adam's epsilon (PyTorch's default; Prieto et al. use 1e-25)
+    muon_adam_lr: float | None = None  # muon: the learning rate of its AdamW part (None: the run's lr, as Muon's matrices)
     warmup_steps: int = 0  # the learning rate rises linearly over this many optimizer steps (0: none)
     zero_output_init: bool = False  # the output layer starts at 0: the initial output is 0 at any init scale (Lyu et al.)
     ortho_grad: bool = False  # Prieto et al.'s ⊥Grad before the optimizer: each gradient without its part along its parameter
@@ -122,8 +123,9 @@ class SweepConfig:
             object.__setattr__(self, name, tuple(float(v) for v in getattr(self, name)))
         for name in ("beta1", "beta2", "adam_eps"):
             object.__setattr__(self, name, float(getattr(self, name)))
-        if self.min_train_frac is not None:
-            object.__setattr__(self, "min_train_frac", float(self.min_train_frac))
+        for name in ("min_train_frac", "muon_adam_lr"):
+            if getattr(self, name) is not None:
+                object.__setattr__(self, name, float(getattr(self, name)))
 
     def _check_task(self):
         _check_choice("task", self.task, TASKS)
@@ -167,6 +169,10 @@ class SweepConfig:
             _check_number(name, getattr(self, name))
             if not 0 <= getattr(self, name) < 1:
                 raise ConfigError(f"{name} must lie in [0, 1), got {getattr(self, name)!r}")
+        if self.muon_adam_lr is not None:
+            _check_number("muon_adam_lr", self.muon_adam_lr)
+            if not self.muon_adam_lr > 0:
+                raise ConfigError(f"muon_adam_lr must be positive, got {self.muon_adam_lr!r}")
         _check_number("adam_eps", self.adam_eps)
         if not self.adam_eps > 0:
             raise ConfigError(f"adam_eps must be positive, got {self.adam_eps!r}")

@@ -22,18 +22,20 @@ def make_optimizer(
     betas: tuple[float, float] = (ADAM_B1, ADAM_B2),
     warmup_steps: int = 0,
     eps: float = ADAM_EPS,
+    muon_adam_lr: float | None = None,
 ) -> optax.GradientTransformation:
     """``adam``: torch.optim.Adam(betas=betas, weight_decay=wd), coupled L2 (wd*theta joins
     the gradient before the moments); ``adamw``: torch.optim.AdamW, decoupled (theta shrinks
     by lr*wd); ``sgd``: torch.optim.SGD(weight_decay=wd) without momentum; ``muon``: see
     :func:`muon`. With ``warmup_steps``, step k (from 1) uses lr * min(1, k / warmup_steps);
-    ``eps`` is Adam's (PyTorch's 1e-8; Prieto et al. use 1e-25).
+    ``eps`` is Adam's (PyTorch's 1e-8; Prieto et al. use 1e-25); ``muon_adam_lr``: the
+    learning rate of Muon's AdamW part (None: ``learning_rate``).
 
     ``learning_rate`` and ``weight_decay`` may be traced arrays, so one compiled program
     serves every value.
     """
     if name == "muon":
-        return muon(learning_rate, weight_decay, betas, warmup_steps, eps)
+        return muon(learning_rate, weight_decay, betas, warmup_steps, eps, muon_adam_lr)
     adam = optax.scale_by_adam(*betas, eps)
     steps = {"adam": [optax.add_decayed_weights(weight_decay), adam], "adamw": [adam, optax.add_decayed_weights(weight_decay)],
              "sgd": [optax.add_decayed_weights(weight_decay)]}
@@ -73,9 +75,9 @@ def scale_by_width() -> optax.GradientTransformation:
 
 
 def muon(learning_rate, weight_decay, betas=(ADAM_B1, ADAM_B2), warmup_steps: int = 0,
-         eps: float = ADAM_EPS) -> optax.GradientTransformation:
+         eps: float = ADAM_EPS, adam_lr: float | None = None) -> optax.GradientTransformation:
     """Muon on the hidden layer's weight matrix, AdamW (:func:`make_optimizer`'s) on the
-    rest, as Muon's authors recommend. The hidden matrix's update is optax's
+    rest, as Muon's authors recommend, at ``adam_lr`` (None: the same learning rate). The hidden matrix's update is optax's
     ``scale_by_muon`` (Nesterov momentum 0.95, five Newton–Schulz steps orthogonalising it,
     inputs as the reduction axis) scaled by :func:`scale_by_width`; weight decay is
     decoupled on both parts (theta shrinks by lr*wd each step)."""
@@ -90,8 +92,8 @@ def muon(learning_rate, weight_decay, betas=(ADAM_B1, ADAM_B2), warmup_steps: in
         *warmup(warmup_steps),
         optax.scale_by_learning_rate(learning_rate),
     )
-    return optax.partition({"muon": hidden, "adam": make_optimizer("adamw", learning_rate, weight_decay, betas, warmup_steps,
-                                                                   eps)},
+    adam = make_optimizer("adamw", learning_rate if adam_lr is None else adam_lr, weight_decay, betas, warmup_steps, eps)
+    return optax.partition({"muon": hidden, "adam": adam},
                            hidden_matrix_labels)
 
 

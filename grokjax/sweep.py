@@ -131,6 +131,8 @@ def build_parser() -> argparse.ArgumentParser:
     model.add_argument("--beta2", type=float, help=f"Adam's second-moment decay (default {d.beta2}; Nanda and Power use 0.98)")
     model.add_argument("--adam-eps", type=float, help=f"Adam's epsilon (default {d.adam_eps:g}, PyTorch's; Prieto et al. "
                        "use 1e-25)")
+    model.add_argument("--muon-adam-lr", type=float, help="muon: the learning rate of the AdamW part (embeddings, biases, "
+                       "LayerNorms, output layer), so that --lr sets Muon's matrices alone (default: --lr for both)")
     model.add_argument("--warmup-steps", type=int, help="linear learning-rate warm-up over this many optimizer steps (default 0)")
     model.add_argument("--zero-output-init", action=argparse.BooleanOptionalAction, default=None,
                        help="the output layer starts at zero, so the initial output is 0 at any --init-scale (Lyu et al.'s "
@@ -204,7 +206,8 @@ def build_parser() -> argparse.ArgumentParser:
 CONFIG_FLAGS = ("preset", "task", "n_bits", "parity_k", "n_samples",
                 "m", "op", "train_frac", "model", "activation", "loss", "logit_dtype", "hidden", "layers", "d_model",
                 "heads", "d_mlp", "layernorm",
-                "transformer_style", "epochs", "batch_size", "optimizer", "beta1", "beta2", "adam_eps", "warmup_steps",
+                "transformer_style", "epochs", "batch_size", "optimizer", "beta1", "beta2", "adam_eps", "muon_adam_lr",
+                "warmup_steps",
                 "ortho_grad", "zero_output_init",
                 "grokfast",
                 "grokfast_window", "seeds", "wd", "lr", "init_scale", "grokfast_alpha", "grokfast_lambda", "data_seed", "label_noise",

@@ -207,7 +207,7 @@ def run_optimizer(config: SweepConfig, hp: Hparams) -> optax.GradientTransformat
     asked for: both see the loss gradient alone (weight decay joins later, inside the
     optimizer)."""
     optimizer = make_optimizer(config.optimizer, hp.lr, hp.wd, (config.beta1, config.beta2), config.warmup_steps,
-                               config.adam_eps)
+                               config.adam_eps, config.muon_adam_lr)
     if config.grokfast != "none":
         optimizer = optax.chain(gradient_filter(config.grokfast, config.grokfast_window, hp.grokfast_alpha,
                                                 hp.grokfast_lambda), optimizer)

@@ -59,13 +59,15 @@ def run_transformation(transformation, params, grads):
     return params
 
 
-def test_muon_orthogonalises_the_hidden_matrix_and_adamw_updates_the_rest():
+@pytest.mark.parametrize("adam_lr", [None, 1e-3])
+def test_muon_orthogonalises_the_hidden_matrix_and_adamw_updates_the_rest(adam_lr):
     rng = np.random.default_rng(0)
     shapes = {"embed": {"embedding": (5, 3)}, "fc1": {"kernel": (6, 4), "bias": (4,)}, "fc2": {"kernel": (4, 5), "bias": (5,)}}
     params = {"params": jax.tree.map(lambda shape: rng.normal(size=shape), shapes, is_leaf=lambda x: isinstance(x, tuple))}
     grads = [jax.tree.map(lambda p: rng.normal(size=p.shape), params) for _ in range(3)]
     lr, wd = 0.02, 0.1
-    ours = run_transformation(make_optimizer("muon", jnp.float32(lr), jnp.float32(wd)), jax.tree.map(jnp.float32, params),
+    ours = run_transformation(make_optimizer("muon", jnp.float32(lr), jnp.float32(wd), muon_adam_lr=adam_lr),
+                              jax.tree.map(jnp.float32, params),
                               [jax.tree.map(jnp.float32, g) for g in grads])
 
     hidden = [g["params"]["fc1"]["kernel"] for g in grads]
@@ -79,7 +81,7 @@ def test_muon_orthogonalises_the_hidden_matrix_and_adamw_updates_the_rest():
         theta = np.asarray(params["params"][path[0]][path[1]], np.float64)
         m, v = np.zeros_like(theta), np.zeros_like(theta)
         for t, g in enumerate(grads, start=1):
-            theta, m, v = adam_step(theta, g["params"][path[0]][path[1]], m, v, t, lr, wd, decoupled=True)
+            theta, m, v = adam_step(theta, g["params"][path[0]][path[1]], m, v, t, adam_lr or lr, wd, decoupled=True)
         np.testing.assert_allclose(ours["params"][path[0]][path[1]], theta, rtol=1e-5, atol=1e-6, err_msg=str(path))
 
 
