@@ -11,7 +11,9 @@ comparison asks for, paired by seed (the same seed has the same split, initialis
 batch order in every folder): the unfiltered run at the same weight decay and learning
 rate, at the same weight decay with the learning rate × (1 + λ), and Lee et al.'s baseline
 (no weight decay). A reference that never got there counts at its budget, so its ratio
-is a lower bound ("≥"). Writes ``grokfast_own_setting.md`` and ``.png`` into ``--out``.
+is a lower bound ("≥"). A seed of one cell in several folders (a λ-0 run continued as a
+longer baseline) counts once, with its longest budget. Writes ``grokfast_own_setting.md``
+and ``.png`` into ``--out``.
 
 ``delay-law``: Lyu et al.'s prediction that, from an initialisation scaled by α with small
 weight decay λ, the transition comes at gradient-flow time t ≈ (1/λ) log α, where t is
@@ -38,6 +40,13 @@ from grokjax.files import DamagedFile
 from grokjax.report import load_sweep, sweep_title
 
 THRESHOLD = 0.95  # Lee et al.'s validation accuracy
+
+
+def one_per_run(values: list) -> np.ndarray:
+    """A 1-D object array of per-run items (curves of any length; strings), never a 2-D one."""
+    array = np.empty(len(values), object)
+    array[:] = values
+    return array
 
 
 def steps_per_epoch(config: dict) -> int:
@@ -67,7 +76,13 @@ def grokfast_runs(folders: list[Path]) -> dict[str, np.ndarray]:
         runs["budget"] += [test.shape[1] * per_epoch] * n
         runs["curve"] += list(test)
         runs["every"] += [per_epoch] * n
-    return {key: np.asarray(values, dtype=object if key in ("filter", "curve") else None) for key, values in runs.items()}
+    runs = {key: one_per_run(values) if key in ("filter", "curve") else np.asarray(values) for key, values in runs.items()}
+    # a cell's seed run in two folders (an unfiltered λ 0 run continued as a longer baseline) counts once, the longest
+    longest = {}
+    for r in np.argsort(runs["budget"], kind="stable"):
+        longest[(runs["filter"][r], runs["lambda"][r], runs["wd"][r], runs["lr"][r], runs["seed"][r])] = r
+    keep = np.sort(list(longest.values()))
+    return {key: values[keep] for key, values in runs.items()}
 
 
 def cells(runs: dict[str, np.ndarray]) -> list[tuple]:
@@ -181,8 +196,7 @@ def delay_runs(folders: list[Path]) -> dict[str, np.ndarray]:
         runs["budget"] += list(test.shape[1] * lr)
         runs["test"] += list(test)
         runs["w1_norm"] += list(np.asarray(metrics["w1_norm"], float))
-    curves = ("test", "w1_norm")  # their lengths are the folders' budgets
-    return {key: np.asarray(values, object if key in curves else float) for key, values in runs.items()}
+    return {key: one_per_run(values) if key in ("test", "w1_norm") else np.asarray(values, float) for key, values in runs.items()}
 
 
 def delay_fits(runs: dict[str, np.ndarray]) -> dict:

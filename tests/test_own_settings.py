@@ -36,9 +36,7 @@ def test_grokfast_ratios_are_paired_by_seed_and_censored_references_are_lower_bo
     # seed by seed: 300/100, 400/200, 1200/400, 3000/800 (censored at the budget) -> 3, 2, 3, 3.75
     assert own.paired_ratio(runs, filtered, np.arange(4, 8)).startswith("≥ 3.0 [")
     assert own.paired_ratio(runs, filtered, np.arange(8, 12)).startswith("≥ 11.2 [")  # 30, 15, 7.5, 3.75
-    curves = np.empty(12, object)
-    curves[:] = [np.array([0.0, 1.0])] * 12
-    table = own.grokfast_table({**runs, "curve": curves})
+    table = own.grokfast_table({**runs, "curve": own.one_per_run([np.array([0.0, 1.0])] * 12)})
     # no unfiltered cell at the filter's wd and lr; the other two references paired as above
     assert "| ema λ 2, wd 0.005, lr 0.001 | not run | ≥ 3.0 [" in table and "| ≥ 11.2 [" in table
     assert "| no filter, wd 0.005, lr 0.003 | 3/4 | 400 [" in table
@@ -88,6 +86,12 @@ def test_the_times_are_read_from_the_folders_as_numpy_finds_them(tmp_path, monke
     assert sweep.main(["--m", "11", "--hidden", "8", "--batch-size", "16", "--grokfast", "ema", "--grokfast-lambda", "0,2",
                        "--wd", "1e-2", "--lr", "1e-2", "--seeds", "2", "--epochs", "30", "--geometry-every", "0", "--quiet",
                        "--out", str(grokfast)]) == 0
+    longer = tmp_path / "longer"  # the unfiltered runs again, longer: they replace the λ-0 runs of the first folder
+    assert sweep.main(["--m", "11", "--hidden", "8", "--batch-size", "16", "--wd", "1e-2", "--lr", "1e-2", "--seeds", "2",
+                       "--epochs", "40", "--geometry-every", "0", "--quiet", "--out", str(longer)]) == 0
+    both = own.grokfast_runs([grokfast, longer])
+    assert len(both["seed"]) == 4 and sorted(both["budget"]) == [120, 120, 160, 160]
+    assert set(both["filter"][both["budget"] == 160]) == {"none"}
     runs = own.grokfast_runs([grokfast])
     _, coordinates, metrics = load_sweep(grokfast)
     per_epoch = -(-int(0.5 * 121) // 16)  # 60 training pairs in batches of 16: 4 steps an epoch
