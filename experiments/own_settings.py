@@ -49,25 +49,23 @@ def one_per_run(values: list) -> np.ndarray:
     return array
 
 
-def steps_per_epoch(config: dict) -> int:
-    n_train = int(min(config["train_fracs"]) * (config["m"] * (config["m"] - 1) if config["op"] == "div" else config["m"] ** 2))
-    return -(-n_train // (config["batch_size"] or n_train))
-
-
 def grokfast_runs(folders: list[Path]) -> dict[str, np.ndarray]:
     """Every run of the folders: its cell (filter, λ, wd, lr), seed, steps to 95 % validation
     accuracy (NaN if never), budget in steps, and validation accuracy per step count."""
-    runs: dict[str, list] = {key: [] for key in ("filter", "lambda", "wd", "lr", "seed", "steps", "budget", "curve", "every")}
+    runs: dict[str, list] = {key: [] for key in ("filter", "lambda", "wd", "lr", "seed", "steps", "budget", "curve", "train",
+                                                 "every")}
     for folder in folders:
         record, coordinates, metrics = load_sweep(folder)
         config = record["config"]
-        per_epoch = steps_per_epoch(config)
+        per_epoch = record["derived"]["steps_per_epoch"]
         test = np.asarray(metrics["test_acc"], float)
         reached = first_epoch(test >= THRESHOLD)  # 0-based epoch; NaN if never
         n = len(test)
         lambdas = coordinates.get("grokfast_lambda", np.full(n, float(config["grokfast_lambdas"][0])))
         lambdas = np.zeros(n) if config["grokfast"] == "none" else np.asarray(lambdas, float)
-        runs["filter"] += list(np.where(lambdas > 0, config["grokfast"], "none"))  # λ 0 passes the gradient unchanged
+        setting = {"ema": f"ema α {config['grokfast_alphas'][0]:g}", "ma": f"ma window {config['grokfast_window']}"}
+        # λ 0 passes the gradient unchanged: those runs are unfiltered
+        runs["filter"] += [setting[config["grokfast"]] if lamb > 0 else "none" for lamb in lambdas]
         runs["lambda"] += list(lambdas)
         runs["wd"] += list(coordinates["wd"])
         runs["lr"] += list(coordinates["lr"])
@@ -75,8 +73,9 @@ def grokfast_runs(folders: list[Path]) -> dict[str, np.ndarray]:
         runs["steps"] += list(reached * per_epoch)
         runs["budget"] += [test.shape[1] * per_epoch] * n
         runs["curve"] += list(test)
+        runs["train"] += list(np.asarray(metrics["train_acc"], float))
         runs["every"] += [per_epoch] * n
-    runs = {key: one_per_run(values) if key in ("filter", "curve") else np.asarray(values) for key, values in runs.items()}
+    runs = {key: one_per_run(values) if key in ("filter", "curve", "train") else np.asarray(values) for key, values in runs.items()}
     # a cell's seed run in two folders (an unfiltered λ 0 run continued as a longer baseline) counts once, the longest
     longest = {}
     for r in np.argsort(runs["budget"], kind="stable"):
@@ -143,28 +142,28 @@ def grokfast_table(runs: dict[str, np.ndarray]) -> str:
 
 
 def grokfast_figure(runs: dict[str, np.ndarray], title: str) -> Figure:
-    """Validation accuracy against optimizer steps (log scale), the median over seeds of
-    each cell with its range."""
-    fig = Figure(figsize=(9, 5), layout="constrained")
-    ax = fig.subplots()
+    """Training and validation accuracy against optimizer steps (log scale), the median over
+    seeds of each cell with its range."""
+    fig = Figure(figsize=(14, 5.5), layout="constrained")
+    axes = fig.subplots(1, 2, sharex=True, sharey=True)
     keys = cells(runs)
     colours = colormaps["tab10"](np.arange(len(keys)) % 10)
-    for colour, key in zip(colours, keys):
-        members = in_cell(runs, key)
-        curves = np.stack(runs["curve"][members]).astype(float)
-        steps = (np.arange(curves.shape[1]) + 1) * runs["every"][members[0]]
-        measured = np.all(np.isfinite(curves), axis=0)
-        median = np.median(curves[:, measured], axis=0)
-        ax.fill_between(steps[measured], curves[:, measured].min(0), curves[:, measured].max(0), color=colour, alpha=0.15)
-        ax.plot(steps[measured], median, color=colour, lw=1.5, ls="-" if key[1] > 0 else "--",
-                label=f"{label(key)} ({len(members)} seeds)")
-    ax.axhline(THRESHOLD, color="grey", lw=0.8, ls=":")
-    ax.set_xscale("log")
-    ax.set_xlabel("optimizer steps")
-    ax.set_ylabel("validation accuracy (median over seeds, range shaded)")
-    ax.set_title(title, fontsize=9)
-    ax.grid(alpha=0.3)
-    ax.legend(fontsize=7, loc="upper left")
+    for ax, name, what in zip(axes, ("train", "curve"), ("training accuracy", "validation accuracy")):
+        for colour, key in zip(colours, keys):
+            members = in_cell(runs, key)
+            curves = np.stack(runs[name][members]).astype(float)
+            steps = (np.arange(curves.shape[1]) + 1) * runs["every"][members[0]]
+            measured = np.all(np.isfinite(curves), axis=0)
+            ax.fill_between(steps[measured], curves[:, measured].min(0), curves[:, measured].max(0), color=colour, alpha=0.15)
+            ax.plot(steps[measured], np.median(curves[:, measured], axis=0), color=colour, lw=1.5, ls="-" if key[1] > 0 else "--",
+                    label=f"{label(key)} ({len(members)} seeds)")
+        ax.axhline(THRESHOLD, color="grey", lw=0.8, ls=":")
+        ax.set_xscale("log")
+        ax.set_xlabel("optimizer steps")
+        ax.set_ylabel(f"{what} (median over seeds, range shaded)")
+        ax.grid(alpha=0.3)
+    axes[0].legend(fontsize=7, loc="upper left")
+    fig.suptitle(title, fontsize=10)
     return fig
 
 
@@ -324,7 +323,7 @@ def main(argv: list[str] | None = None) -> int:
         parser.exit(2, f"{parser.prog}: error: {error}\n")
     if args.analysis == "grokfast":
         title = (f"Lee et al.'s setting: x·y mod {config['m']} (as {config['op']}), their 2-layer decoder, batch "
-                 f"{config['batch_size']}, Adam betas {config['beta1']:g}/{config['beta2']:g}: validation accuracy")
+                 f"{config['batch_size']}, Adam betas {config['beta1']:g}/{config['beta2']:g}")
         write_outputs(out, "grokfast_own_setting", grokfast_table(runs), grokfast_figure(runs, title))
     else:
         fits = delay_fits(runs)

@@ -91,13 +91,12 @@ def test_the_times_are_read_from_the_folders_as_numpy_finds_them(tmp_path, monke
                        "--epochs", "40", "--geometry-every", "0", "--quiet", "--out", str(longer)]) == 0
     both = own.grokfast_runs([grokfast, longer])
     assert len(both["seed"]) == 4 and sorted(both["budget"]) == [120, 120, 160, 160]
-    assert set(both["filter"][both["budget"] == 160]) == {"none"}
+    assert set(both["filter"][both["budget"] == 160]) == {"none"} and set(both["every"].tolist()) == {4}
     runs = own.grokfast_runs([grokfast])
     _, coordinates, metrics = load_sweep(grokfast)
     per_epoch = -(-int(0.5 * 121) // 16)  # 60 training pairs in batches of 16: 4 steps an epoch
-    assert own.steps_per_epoch(load_sweep(grokfast)[0]["config"]) == per_epoch == 4
     for r in range(len(runs["seed"])):
         hits = np.flatnonzero(metrics["test_acc"][r] >= 0.95)
         np.testing.assert_equal(runs["steps"][r], (hits[0] + 1) * per_epoch if len(hits) else np.nan)
-        assert runs["filter"][r] == ("ema" if coordinates["grokfast_lambda"][r] > 0 else "none")
+        assert runs["filter"][r] == ("ema α 0.98" if coordinates["grokfast_lambda"][r] > 0 else "none")
     assert runs["budget"][0] == 30 * per_epoch
