@@ -4,6 +4,8 @@ not through pyplot, so no global state or display backend is involved."""
 
 from __future__ import annotations
 
+import textwrap
+
 import numpy as np
 from matplotlib import colormaps
 from matplotlib.colors import LogNorm
@@ -102,7 +104,8 @@ def dashboard(run_metrics: dict[str, np.ndarray], labels: np.ndarray, grok: floa
     mem_text = "never memorised" if np.isnan(mem) else f"memorised at epoch {mem:.0f}"
     axes[0].legend(handles=handles, fontsize=8, loc="center right")
     axes[1].legend(fontsize=8)
-    fig.suptitle(f"{title}\n{mem_text}; {grok_text}; shaded: {shading}", fontsize=13)
+    # a long settings line (a transformer's) wraps rather than running off the figure's edges
+    fig.suptitle("\n".join(textwrap.wrap(title, 150)) + f"\n{mem_text}; {grok_text}; shaded: {shading}", fontsize=13)
     return fig
 
 
