@@ -33,7 +33,8 @@ from pathlib import Path
 
 TASKS = ("arithmetic", "parity")  # (a op b) on token pairs, or sparse parity on bit vectors
 S5_OPS = ("s5", "s5conj", "s5aba")  # composition in the permutation group S5: m = 120
-OPS = ("add", "sub", "mul", "div", "x2xyy2", *S5_OPS)
+OPS = ("add", "sub", "mul", "mul_nz", "div", "x2xyy2", *S5_OPS)
+NONZERO_B_OPS = ("mul_nz", "div")  # b = 0 left out: m(m - 1) pairs
 MODELS = ("modularnet", "li2", "mlp", "transformer")
 ACTIVATIONS = ("relu", "square", "silu", "gelu")
 # the transformer's layout: Nanda et al.'s, or Lee et al.'s grokfast decoder (see grokjax.model.Transformer)
@@ -267,7 +268,7 @@ class SweepConfig:
         excluded); the parity task's ``n_samples``."""
         if self.task == "parity":
             return self.n_samples
-        return self.m * (self.m - 1) if self.op == "div" else self.m * self.m
+        return self.m * (self.m - 1) if self.op in NONZERO_B_OPS else self.m * self.m
 
     @property
     def n_classes(self) -> int:
@@ -457,12 +458,11 @@ PRESETS = {
                   optimizer="adamw", lrs=(1e-3,), wds=(1.0,), beta2=0.98, warmup_steps=10, layers=2, d_model=128, heads=4, d_mlp=512,
                   layernorm=True, epochs=10000, eval_every=100, geometry_every=100, fourier_every=100, chunk_epochs=100),
     # Lee et al.'s grokfast setting (arXiv 2405.20233; their main.py): a 2-layer decoder (their style, GELU,
-    # d_mlp 4 d_model) on x * y mod 97 for y != 0 — here op div, the same problem with y's tokens renamed
-    # (x / y = x * y^-1; the embeddings are learned from an i.i.d. initialisation) — half the 9312 pairs for
-    # training, minibatches of 512 (10 steps an epoch, the last of 48), torch.optim.Adam (coupled L2) lr 1e-3,
-    # betas 0.9/0.98, a 10-step warm-up, no weight decay; 30000 epochs are their 3e5-step budget
+    # d_mlp 4 d_model) on x * y mod 97 for y != 0 (their code's task; a docstring there says x / y), half the
+    # 9312 pairs for training, minibatches of 512 (10 steps an epoch, the last of 48), torch.optim.Adam
+    # (coupled L2) lr 1e-3, betas 0.9/0.98, a 10-step warm-up, no weight decay; 30000 epochs are their 3e5 steps
     "grokfast": dict(model="transformer", transformer_style="grokfast", activation="gelu", layernorm=True, loss="ce",
-                     op="div", m=97, train_fracs=(0.5,), batch_size=512, optimizer="adam", lrs=(1e-3,), wds=(0.0,),
+                     op="mul_nz", m=97, train_fracs=(0.5,), batch_size=512, optimizer="adam", lrs=(1e-3,), wds=(0.0,),
                      beta2=0.98, warmup_steps=10, layers=2, d_model=128, heads=4, d_mlp=512, epochs=30000,
                      eval_every=1, geometry_every=100, chunk_epochs=100),
     # Nanda's transformer made small enough to grok on a 2-core CPU in minutes: a + b mod 59,

@@ -10,7 +10,7 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
-from grokjax.config import S5_OPS, SweepConfig
+from grokjax.config import NONZERO_B_OPS, S5_OPS, SweepConfig
 
 
 class Dataset(NamedTuple):
@@ -51,18 +51,19 @@ def s5_labels(op: str, a: np.ndarray, b: np.ndarray) -> np.ndarray:
 
 
 def make_dataset(m: int, op: str) -> Dataset:
-    """All pairs in row-major order (a major); ``div`` omits b = 0 and needs a prime m; the
+    """All pairs in row-major order (a major); ``div`` and ``mul_nz`` omit b = 0 (``div``
+    needs a prime m); the
     S5 ops need m = 120 (the tokens are the elements of :func:`permutations_of_5`)."""
     a, b = (x.ravel() for x in np.meshgrid(np.arange(m), np.arange(m), indexing="ij"))
     if op in S5_OPS:
         return pairs_dataset(a, b, s5_labels(op, a, b))
-    if op == "div":
+    if op in NONZERO_B_OPS:
         a, b = a[b != 0], b[b != 0]
     if op == "add":
         label = (a + b) % m
     elif op == "sub":
         label = (a - b) % m
-    elif op == "mul":
+    elif op in ("mul", "mul_nz"):
         label = (a * b) % m
     elif op == "div":
         label = (a * np.array([pow(int(x), -1, m) for x in b])) % m

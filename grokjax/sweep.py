@@ -75,8 +75,8 @@ def build_parser() -> argparse.ArgumentParser:
                         "pairs, minibatch 512, 10-step warm-up, 10000 epochs); transformer-cpu: nanda at m 59 and half "
                         "the pairs, 4000 epochs, minutes on a CPU; prieto: Prieto et al.'s MLP (one-hot a+b mod 113, 40%% of "
                         "the pairs, two hidden layers of 200, no biases, full-batch AdamW lr 0.01 betas 0.9/0.99, no "
-                        "weight decay); grokfast: Lee et al.'s grokfast setting (their decoder, two layers, GELU; x/y mod 97, "
-                        "half of the 9312 pairs, minibatch 512, Adam lr 1e-3 betas 0.9/0.98, 10-step warm-up, no weight "
+                        "weight decay); grokfast: Lee et al.'s grokfast setting (their decoder, two layers, GELU; x*y mod 97 for "
+                        "y != 0, half of the 9312 pairs, minibatch 512, Adam lr 1e-3 betas 0.9/0.98, 10-step warm-up, no weight "
                         "decay, 30000 epochs of 10 steps: their 3e5 steps). Flags and --config keys override a preset")
     task = parser.add_argument_group("task")
     task.add_argument("--task", choices=TASKS, help="arithmetic: (a op b) mod m on token pairs; parity: sparse parity, "
@@ -87,8 +87,9 @@ def build_parser() -> argparse.ArgumentParser:
     task.add_argument("--n-samples", type=int_list, help=f"parity: inputs drawn, train and test together (default "
                       f"{d.n_samples})")
     task.add_argument("--m", type=int_list, help=f"modulus: inputs and labels are 0..m-1 (default {d.m})")
-    task.add_argument("--op", type=name_list, help=f"the operation: {', '.join(OPS)}: a+b, a-b, a*b, a/b (div: prime m, "
-                      f"b != 0) or a^2+ab+b^2, all mod m; or, with m 120, composition in the permutation group S5: "
+    task.add_argument("--op", type=name_list, help=f"the operation: {', '.join(OPS)}: a+b, a-b, a*b, a*b for b != 0 "
+                      f"(Lee et al.'s grokfast task), a/b (div: prime m, b != 0) or a^2+ab+b^2, all mod m; or, with m 120, "
+                      f"composition in the permutation group S5: "
                       f"s5 x∘y, s5conj x∘y∘x⁻¹, s5aba x∘y∘x (default {d.op})")
     task.add_argument("--train-frac", type=float_list, help="comma-separated fractions of all pairs used for training, "
                       f"traced per run (default {d.train_fracs[0]})")

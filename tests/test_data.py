@@ -8,7 +8,7 @@ from grokjax.data import batch_schedule, make_dataset, permutations_of_5, random
 from grokjax.train import grid_hparams, grid_rows, init_run, split_run
 
 
-@pytest.mark.parametrize("op", ["add", "sub", "mul", "div", "x2xyy2"])
+@pytest.mark.parametrize("op", ["add", "sub", "mul", "mul_nz", "div", "x2xyy2"])
 def test_dataset_labels(op):
     m = 7
     ds = make_dataset(m, op)
@@ -16,11 +16,13 @@ def test_dataset_labels(op):
         "add": lambda a, b: (a + b) % m,
         "sub": lambda a, b: (a - b) % m,
         "mul": lambda a, b: (a * b) % m,
+        "mul_nz": lambda a, b: (a * b) % m,
         # c = a / b  <=>  c * b = a (mod m)
         "div": lambda a, b: next(c for c in range(m) if (c * b) % m == a),
         "x2xyy2": lambda a, b: (a**2 + a * b + b**2) % m,
     }[op]
-    pairs = {(a, b) for a in range(m) for b in range(m) if op != "div" or b != 0}
+    pairs = {(a, b) for a in range(m) for b in range(m) if op not in ("div", "mul_nz") or b != 0}
+    assert SweepConfig(m=m, op=op, train_fracs=(0.5,), batch_size=0).n_pairs == len(pairs)
     assert set(zip(ds.a.tolist(), ds.b.tolist())) == pairs
     assert len(ds.a) == len(pairs)
     for a, b, label in zip(ds.a, ds.b, ds.label):

@@ -145,7 +145,7 @@ def test_presets_and_their_checks():
     assert (power.op, power.m, power.layers, power.batch_size, power.warmup_steps) == ("div", 97, 2, 512, 10)
     assert power.batch_size == min(512, power.n_train // 2)
     grokfast = sweep_plan_from_mapping({"preset": "grokfast"}, "test").programs[0]
-    assert (grokfast.op, grokfast.m, grokfast.n_train, grokfast.n_pairs, grokfast.steps_per_epoch) == ("div", 97, 4656, 9312, 10)
+    assert (grokfast.op, grokfast.m, grokfast.n_train, grokfast.n_pairs, grokfast.steps_per_epoch) == ("mul_nz", 97, 4656, 9312, 10)
     assert (grokfast.optimizer, grokfast.lrs, grokfast.wds, grokfast.beta2, grokfast.warmup_steps) == ("adam", (1e-3,), (0.0,),
                                                                                                     0.98, 10)
     assert grokfast.epochs * grokfast.steps_per_epoch == 300_000  # their budget
