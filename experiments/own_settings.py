@@ -322,7 +322,8 @@ def main(argv: list[str] | None = None) -> int:
     except (DamagedFile, ValueError) as error:
         parser.exit(2, f"{parser.prog}: error: {error}\n")
     if args.analysis == "grokfast":
-        title = (f"Lee et al.'s setting: x·y mod {config['m']} (as {config['op']}), their 2-layer decoder, batch "
+        task = {"mul_nz": "x·y (y ≠ 0)", "div": "x / y (y ≠ 0)"}.get(config["op"], config["op"])
+        title = (f"Lee et al.'s setting: {task} mod {config['m']}, their 2-layer decoder, batch "
                  f"{config['batch_size']}, Adam betas {config['beta1']:g}/{config['beta2']:g}")
         write_outputs(out, "grokfast_own_setting", grokfast_table(runs), grokfast_figure(runs, title))
     else:
