@@ -54,18 +54,25 @@ def grokfast_runs(folders: list[Path]) -> dict[str, np.ndarray]:
     accuracy (NaN if never), budget in steps, and validation accuracy per step count."""
     runs: dict[str, list] = {key: [] for key in ("filter", "lambda", "wd", "lr", "seed", "steps", "budget", "curve", "train",
                                                  "every")}
+    shared = None
     for folder in folders:
         record, coordinates, metrics = load_sweep(folder)
         config = record["config"]
+        check_comparable(folder, record)
+        setting = {name: config[name] for name in ("m", "op", "model", "transformer_style", "batch_size", "optimizer")}
+        if shared not in (None, setting):
+            raise ValueError(f"{folder}: its setting {setting} differs from the first folder's {shared}")
+        shared = setting
         per_epoch = record["derived"]["steps_per_epoch"]
         test = np.asarray(metrics["test_acc"], float)
-        reached = first_epoch(test >= THRESHOLD)  # 0-based epoch; NaN if never
+        reached = first_epoch(test >= THRESHOLD)  # 1-based epoch; NaN if never
         n = len(test)
         lambdas = coordinates.get("grokfast_lambda", np.full(n, float(config["grokfast_lambdas"][0])))
         lambdas = np.zeros(n) if config["grokfast"] == "none" else np.asarray(lambdas, float)
-        setting = {"ema": f"ema α {config['grokfast_alphas'][0]:g}", "ma": f"ma window {config['grokfast_window']}"}
+        alphas = coordinates.get("grokfast_alpha", np.full(n, float(config["grokfast_alphas"][0])))
         # λ 0 passes the gradient unchanged: those runs are unfiltered
-        runs["filter"] += [setting[config["grokfast"]] if lamb > 0 else "none" for lamb in lambdas]
+        runs["filter"] += [("none" if lamb == 0 else f"ema α {alpha:g}" if config["grokfast"] == "ema" else
+                            f"ma window {config['grokfast_window']}") for lamb, alpha in zip(lambdas, alphas)]
         runs["lambda"] += list(lambdas)
         runs["wd"] += list(coordinates["wd"])
         runs["lr"] += list(coordinates["lr"])
@@ -82,6 +89,16 @@ def grokfast_runs(folders: list[Path]) -> dict[str, np.ndarray]:
         longest[(runs["filter"][r], runs["lambda"][r], runs["wd"][r], runs["lr"][r], runs["seed"][r])] = r
     keep = np.sort(list(longest.values()))
     return {key: values[keep] for key, values in runs.items()}
+
+
+def check_comparable(folder: Path, record: dict) -> None:
+    """One compiled program per folder, and no grid axis the cells do not name."""
+    if "steps_per_epoch" not in record["derived"]:
+        raise ValueError(f"{folder} holds several programs (a static axis with several values): give one per folder")
+    config = record["config"]
+    other = [name for name in ("data_seeds", "train_fracs", "label_noises", "init_scales") if len(config.get(name) or ()) > 1]
+    if other:
+        raise ValueError(f"{folder} varies {', '.join(other)}: the grokfast cells are filter, λ, wd and lr alone")
 
 
 def cells(runs: dict[str, np.ndarray]) -> list[tuple]:
@@ -102,19 +119,24 @@ def label(key: tuple) -> str:
 
 
 def paired_ratio(runs: dict[str, np.ndarray], filtered: np.ndarray, reference: np.ndarray) -> str:
-    """Median over seeds of reference steps / filtered steps (a censored reference counts at its budget: "≥")."""
+    """Median over seeds of reference steps / filtered steps (a censored reference counts at its budget: "≥"), over
+    the seeds whose filtered run got there; those that did not are counted beside it."""
     by_seed = {int(runs["seed"][r]): r for r in reference}
-    ratios, censored = [], False
+    ratios, censored, missed = [], False, 0
     for r in filtered:
         ref = by_seed.get(int(runs["seed"][r]))
-        if ref is None or not np.isfinite(runs["steps"][r]):
+        if ref is None:
+            continue
+        if not np.isfinite(runs["steps"][r]):
+            missed += 1
             continue
         ref_steps = runs["steps"][ref]
         censored |= not np.isfinite(ref_steps)
         ratios.append((ref_steps if np.isfinite(ref_steps) else runs["budget"][ref]) / runs["steps"][r])
     if not ratios:
         return "–"
-    return ("≥ " if censored else "") + cell(*median_interval(np.asarray(ratios)), digits=".1f") + f" ({len(ratios)} seeds)"
+    seeds = f"{len(ratios)} seeds" + (f"; {missed} filtered run{'s' * (missed > 1)} never got there" if missed else "")
+    return ("≥ " if censored else "") + cell(*median_interval(np.asarray(ratios)), digits=".1f") + f" ({seeds})"
 
 
 def grokfast_table(runs: dict[str, np.ndarray]) -> str:
@@ -141,6 +163,14 @@ def grokfast_table(runs: dict[str, np.ndarray]) -> str:
     return "\n".join(lines) + "\n"
 
 
+def padded(curves: np.ndarray) -> np.ndarray:
+    """Per-run curves as one [runs, longest] array, NaN past a shorter run's end."""
+    out = np.full((len(curves), max(len(c) for c in curves)), np.nan)
+    for row, curve in zip(out, curves):
+        row[: len(curve)] = curve
+    return out
+
+
 def grokfast_figure(runs: dict[str, np.ndarray], title: str) -> Figure:
     """Training and validation accuracy against optimizer steps (log scale), the median over
     seeds of each cell with its range."""
@@ -151,11 +181,12 @@ def grokfast_figure(runs: dict[str, np.ndarray], title: str) -> Figure:
     for ax, name, what in zip(axes, ("train", "curve"), ("training accuracy", "validation accuracy")):
         for colour, key in zip(colours, keys):
             members = in_cell(runs, key)
-            curves = np.stack(runs[name][members]).astype(float)
+            curves = padded(runs[name][members])
             steps = (np.arange(curves.shape[1]) + 1) * runs["every"][members[0]]
-            measured = np.all(np.isfinite(curves), axis=0)
-            ax.fill_between(steps[measured], curves[:, measured].min(0), curves[:, measured].max(0), color=colour, alpha=0.15)
-            ax.plot(steps[measured], np.median(curves[:, measured], axis=0), color=colour, lw=1.5, ls="-" if key[1] > 0 else "--",
+            measured = np.any(np.isfinite(curves), axis=0)  # past a shorter run's end: the runs that went on
+            shown = curves[:, measured]
+            ax.fill_between(steps[measured], np.nanmin(shown, 0), np.nanmax(shown, 0), color=colour, alpha=0.15)
+            ax.plot(steps[measured], np.nanmedian(shown, axis=0), color=colour, lw=1.5, ls="-" if key[1] > 0 else "--",
                     label=f"{label(key)} ({len(members)} seeds)")
         ax.axhline(THRESHOLD, color="grey", lw=0.8, ls=":")
         ax.set_xscale("log")
@@ -180,8 +211,9 @@ def delay_runs(folders: list[Path]) -> dict[str, np.ndarray]:
     for folder in folders:
         record, coordinates, metrics = load_sweep(folder)
         config = record["config"]
-        if config["batch_size"] != 0:
-            raise ValueError(f"{folder}: the delay law is read in gradient-flow time; it needs full batch (batch_size 0)")
+        if config["batch_size"] != 0 or config["optimizer"] != "sgd":
+            raise ValueError(f"{folder}: the delay law is read in gradient-flow time (steps × lr): it needs gradient "
+                             "descent, optimizer sgd with full batch (batch_size 0)")
         n = len(metrics["test_acc"])
         lr = np.asarray(coordinates["lr"], float)
         runs["alpha"] += list(coordinates.get("init_scale", np.full(n, float(config["init_scales"][0]))))
@@ -269,7 +301,7 @@ def delay_figure(runs: dict[str, np.ndarray], fits: dict, title: str) -> Figure:
         norms.plot(wd_alpha * t, np.median(norm / norm[:, :1], axis=0), color=colours[alpha], label=f"α {alpha:g}")
     norms.plot(wd_alpha * t, np.exp(-wd_alpha * t), "k--", lw=1, label="e^-λt")
     norms.set_yscale("log")
-    norms.set(xlabel="λ·t", ylabel="W1 norm / its initial value (median)",
+    norms.set(xlabel="λ·t", ylabel="W1 norm / its value after the first step (median)",
               title=f"the early phase shrinks the weights as e^-λt (λ {wd_alpha:g})")
     curves.axhline(0.95, color="grey", lw=0.8, ls=":")
     curves.set(xlabel="t = steps × lr", ylabel="test accuracy (median over seeds)", title=f"λ {wd_alpha:g}")

@@ -9,7 +9,7 @@ steady state; and the fraction of the device's float32 matmul peak (measured her
 large matmul) that the model's own training FLOPs reach. Writes a Markdown table to
 ``results/bench/<device>.md``.
 
-``--transformer PRESET`` times a transformer preset instead (nanda, power,
+``--transformer PRESET`` times a transformer preset instead (nanda, power, grokfast,
 transformer-cpu) for 1, 4 and 8 runs by default, in chunks of whole periods of its test
 evaluation and geometry metrics, and counts the FLOPs of one training gradient with XLA, computing the last
 position alone (as training does) and every position.

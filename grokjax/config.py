@@ -180,9 +180,10 @@ class SweepConfig:
         if self.model == "transformer" and (self.activation not in ("relu", "gelu") or self.loss == "mse"):
             raise ConfigError("the transformer has a ReLU or GELU MLP and trains on cross-entropy: activation relu or gelu, "
                               "loss ce, ce_log1p or stablemax")
-        if self.transformer_style == "grokfast" and not self.layernorm:
+        grokfast_decoder = self.model == "transformer" and self.transformer_style == "grokfast"  # other models ignore the style
+        if grokfast_decoder and not self.layernorm:
             raise ConfigError("transformer_style grokfast: Lee et al.'s decoder always has its LayerNorms; give layernorm true")
-        if self.transformer_style == "grokfast" and self.fourier_every:
+        if grokfast_decoder and self.fourier_every:
             raise ConfigError("fourier_every: the progress measures read Nanda et al.'s token layout; transformer_style "
                               "grokfast has an operation token and two extra output classes")
 

@@ -17,14 +17,17 @@ import jax
 import jax.numpy as jnp
 
 
-def torch_uniform(fan_in: int) -> nn.initializers.Initializer:
-    """U(-1/sqrt(fan_in), +1/sqrt(fan_in)): PyTorch's default for Linear weight and bias."""
-    bound = 1.0 / fan_in**0.5
-
+def uniform(bound: float) -> nn.initializers.Initializer:
+    """U(-bound, +bound)."""
     def init(key, shape, dtype=jnp.float32):
         return jax.random.uniform(key, shape, dtype, -bound, bound)
 
     return init
+
+
+def torch_uniform(fan_in: int) -> nn.initializers.Initializer:
+    """U(-1/sqrt(fan_in), +1/sqrt(fan_in)): PyTorch's default for Linear weight and bias."""
+    return uniform(1.0 / fan_in**0.5)
 
 
 class PairDense(nn.Module):
@@ -159,8 +162,7 @@ class CausalAttention(nn.Module):
         d_head = d_model // self.heads
         torch_style = self.style == "grokfast"
         if torch_style:
-            stacked = (6 / (d_model + 3 * d_model)) ** 0.5  # Xavier bound of the [3 d_model, d_model] input projection
-            init = lambda key, shape, dtype=jnp.float32: jax.random.uniform(key, shape, dtype, -stacked, stacked)  # noqa: E731
+            init = uniform((6 / (d_model + 3 * d_model)) ** 0.5)  # Xavier over the [3 d_model, d_model] input projection
             out_init = torch_uniform(d_model)
         else:
             init = out_init = nn.initializers.normal(d_model**-0.5)

@@ -119,7 +119,8 @@ def sweep_title(config: dict) -> str:
     extras += f", loss in {show('logit_dtype')}" if config.get("logit_dtype", "auto") != "auto" else ""
     extras += ", ⊥Grad" if config.get("ortho_grad") else ""
     extras += ", output layer from 0" if config.get("zero_output_init") else ""
-    extras += ", Lee et al.'s decoder" if config.get("transformer_style", "nanda") == "grokfast" else ""
+    extras += (", Lee et al.'s decoder" if config.get("model") == "transformer"
+               and config.get("transformer_style", "nanda") == "grokfast" else "")
     if config.get("model") == "mlp":
         shape = f"{show('layers')} x hidden {show('hidden')}"
     elif config.get("model") == "transformer":

@@ -432,7 +432,8 @@ def describe(plan: SweepPlan) -> str:
     names = [*task, "model", *networks, "batch_size", "optimizer"]
     if any(program.grokfast != "none" for program in plan.programs):
         names.append("grokfast")
-    names += [name for name, default in (("logit_dtype", "auto"), ("ortho_grad", False), ("zero_output_init", False))
+    names += [name for name, default in (("logit_dtype", "auto"), ("ortho_grad", False), ("zero_output_init", False),
+                                         ("muon_adam_lr", None))
               if any(getattr(program, name) != default for program in plan.programs)]
     settings = " ".join(setting(name) for name in names)
     return f"grokjax: {plan.n_runs} runs ({' x '.join(grid)}{programs}), {plan.epochs} epochs, {settings}"

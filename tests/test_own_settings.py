@@ -33,6 +33,8 @@ def test_grokfast_ratios_are_paired_by_seed_and_censored_references_are_lower_bo
                                300, 400, 1200, np.nan,  # no filter, lr x 3: seed 3 never got there (budget 3000)
                                np.nan, np.nan, np.nan, np.nan])
     filtered = np.arange(4)
+    missed = {**runs, "steps": np.where(np.arange(12) == 3, np.nan, runs["steps"])}  # the filter's seed 3 never got there
+    assert own.paired_ratio(missed, filtered, np.arange(4, 8)) == "3.0 [2.0–3.0] (3 seeds; 1 filtered run never got there)"
     # seed by seed: 300/100, 400/200, 1200/400, 3000/800 (censored at the budget) -> 3, 2, 3, 3.75
     assert own.paired_ratio(runs, filtered, np.arange(4, 8)).startswith("≥ 3.0 [")
     assert own.paired_ratio(runs, filtered, np.arange(8, 12)).startswith("≥ 11.2 [")  # 30, 15, 7.5, 3.75
@@ -92,6 +94,8 @@ def test_the_times_are_read_from_the_folders_as_numpy_finds_them(tmp_path, monke
     both = own.grokfast_runs([grokfast, longer])
     assert len(both["seed"]) == 4 and sorted(both["budget"]) == [120, 120, 160, 160]
     assert set(both["filter"][both["budget"] == 160]) == {"none"} and set(both["every"].tolist()) == {4}
+    with pytest.raises(ValueError, match="varies init_scales"):  # an axis the cells do not name
+        own.grokfast_runs([grokfast, tmp_path / "lyu"])
     runs = own.grokfast_runs([grokfast])
     _, coordinates, metrics = load_sweep(grokfast)
     per_epoch = -(-int(0.5 * 121) // 16)  # 60 training pairs in batches of 16: 4 steps an epoch
