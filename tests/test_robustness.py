@@ -53,7 +53,7 @@ def assert_refused(result, message):
         (["--train-frac", "0"], "train_fracs must lie strictly between 0 and 1"),
         (["--lr", "x"], "expected comma-separated numbers"),
         (["--lr", "0"], "lrs must be positive"),
-        (["--op", "pow"], "op must be one of add, sub, mul, div, x2xyy2, s5, s5conj, s5aba, got 'pow'"),
+        (["--op", "pow"], "op must be one of add, sub, mul, mul_nz, div, x2xyy2, s5, s5conj, s5aba, got 'pow'"),
         (["--checkpoint-every", "0"], "--checkpoint-every must be >= 1"),
         (["--resume", "/nonexistent/folder"], "no config.json there"),
         (["--distributed"], "--distributed needs --out"),
