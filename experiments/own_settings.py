@@ -22,6 +22,14 @@ steps × learning rate. Per run the time at which test accuracy first reaches 0.
 scales (the law: b = 1/λ, so λ·b = 1), per initialisation scale a power law t ∝ λ^-k over
 the weight decays (the law: k = 1), each with a 95 % bootstrap interval; runs that never
 got there are left out of the fits and counted. Writes ``delay_law.md`` and ``.png``.
+
+``optimizers``: one folder with an optimizer axis (Muon against AdamW, Tveit et al.), read
+like ``grokfast`` (the first epoch at ≥ 95 % test accuracy, also in steps): per cell
+(optimizer, wd, lr) the runs that got there and the median with its interval; each
+optimizer's best cell (most runs there, then the earliest median) against the other's, and
+every cell against the other optimizer's same cell, paired by seed (the same seed has the
+same split and initialisation in every program). Writes ``optimizers_own_setting.md`` and
+``.png``.
 """
 
 from __future__ import annotations
@@ -118,9 +126,9 @@ def label(key: tuple) -> str:
     return f"{head}, wd {wd:g}, lr {lr:g}"
 
 
-def paired_ratio(runs: dict[str, np.ndarray], filtered: np.ndarray, reference: np.ndarray) -> str:
+def paired_ratio(runs: dict[str, np.ndarray], filtered: np.ndarray, reference: np.ndarray, name: str = "filtered") -> str:
     """Median over seeds of reference steps / filtered steps (a censored reference counts at its budget: "≥"), over
-    the seeds whose filtered run got there; those that did not are counted beside it."""
+    the seeds whose filtered run got there; those that did not are counted beside it (``name`` says which runs)."""
     by_seed = {int(runs["seed"][r]): r for r in reference}
     ratios, censored, missed = [], False, 0
     for r in filtered:
@@ -135,7 +143,7 @@ def paired_ratio(runs: dict[str, np.ndarray], filtered: np.ndarray, reference: n
         ratios.append((ref_steps if np.isfinite(ref_steps) else runs["budget"][ref]) / runs["steps"][r])
     if not ratios:
         return "–"
-    seeds = f"{len(ratios)} seeds" + (f"; {missed} filtered run{'s' * (missed > 1)} never got there" if missed else "")
+    seeds = f"{len(ratios)} seeds" + (f"; {missed} {name} run{'s' * (missed > 1)} never got there" if missed else "")
     return ("≥ " if censored else "") + cell(*median_interval(np.asarray(ratios)), digits=".1f") + f" ({seeds})"
 
 
@@ -341,16 +349,132 @@ def delay_figure(runs: dict[str, np.ndarray], fits: dict, title: str) -> Figure:
     return fig
 
 
+# --- Muon against AdamW (Tveit et al.) ---------------------------------------------------------
+
+def optimizer_runs(folder: Path) -> tuple[dict[str, np.ndarray], dict]:
+    """Every run of a folder with an optimizer axis: its optimizer, wd, lr, seed, steps to 95 % test accuracy (NaN if
+    never), budget in steps and test accuracy per epoch."""
+    record, coordinates, metrics = load_sweep(folder)
+    config = record["config"]
+    per_epoch = {program["optimizer"]: program["steps_per_epoch"] for program in record["derived"].get("programs", ())}
+    if "optimizer" not in coordinates or len(per_epoch) < 2:
+        raise ValueError(f"{folder} has no optimizer axis: give the folder of a sweep over --optimizer A,B")
+    other = [name for name in ("data_seeds", "train_fracs", "label_noises", "init_scales") if len(config.get(name) or ()) > 1]
+    if other or len(record["derived"]["programs"]) != len(per_epoch):
+        raise ValueError(f"{folder} varies {', '.join(other) or 'a static axis besides the optimizer'}: the cells are "
+                         "optimizer, wd and lr alone")
+    test = np.asarray(metrics["test_acc"], float)
+    steps = np.array([per_epoch[name] for name in coordinates["optimizer"]])
+    runs = {"optimizer": np.asarray(coordinates["optimizer"]), "wd": np.asarray(coordinates["wd"], float),
+            "lr": np.asarray(coordinates["lr"], float), "seed": np.asarray(coordinates["seed"]),
+            "epoch": first_epoch(test >= THRESHOLD), "budget": test.shape[1] * steps, "every": steps,
+            "curve": one_per_run(list(test))}
+    runs["steps"] = runs["epoch"] * steps
+    return runs, config
+
+
+def optimizer_cells(runs: dict[str, np.ndarray]) -> list[tuple]:
+    return sorted({(o, float(w), float(r)) for o, w, r in zip(runs["optimizer"], runs["wd"], runs["lr"])})
+
+
+def in_optimizer_cell(runs: dict[str, np.ndarray], key: tuple) -> np.ndarray:
+    name, wd, lr = key
+    return np.flatnonzero((runs["optimizer"] == name) & np.isclose(runs["wd"], wd) & np.isclose(runs["lr"], lr))
+
+
+def best_cell(runs: dict[str, np.ndarray], name: str) -> tuple:
+    """The optimizer's cell with the most runs at 95 %, then the earliest median epoch."""
+    def rank(key):
+        epochs = runs["epoch"][in_optimizer_cell(runs, key)]
+        return -np.isfinite(epochs).sum(), np.median(epochs[np.isfinite(epochs)]) if np.isfinite(epochs).any() else np.inf
+
+    return min((key for key in optimizer_cells(runs) if key[0] == name), key=rank)
+
+
+def optimizers_table(runs: dict[str, np.ndarray]) -> str:
+    names = sorted(set(runs["optimizer"]))
+    lines = ["| optimizer | wd | lr | reached 95 % | epoch at 95 % test acc., median [95 % CI] | steps, median | "
+             "final test acc., median |", "|---|---:|---:|---:|---:|---:|---:|"]
+    for key in optimizer_cells(runs):
+        members = in_optimizer_cell(runs, key)
+        epochs = runs["epoch"][members]
+        final = np.median([curve[np.isfinite(curve)][-1] for curve in runs["curve"][members]])
+        lines.append(f"| {key[0]} | {key[1]:g} | {key[2]:g} | {np.isfinite(epochs).sum()}/{len(members)} | "
+                     f"{cell(*median_interval(epochs))} | {finite_median(runs['steps'][members], '.0f')} | {final:.3f} |")
+    first, second = names[0], names[-1]
+    best = {name: best_cell(runs, name) for name in names}
+    lines += ["", f"Each optimizer at its own best cell (most runs at 95 %, then the earliest median); speed-up = "
+              f"{first}'s epoch / {second}'s, paired by seed; a {first} run that never got there counts at its budget "
+              "(\"≥\").", "", "| optimizer | best cell | epoch at 95 %, median [95 % CI] |", "|---|---|---:|"]
+    for name in names:
+        epochs = runs["epoch"][in_optimizer_cell(runs, best[name])]
+        lines.append(f"| {name} | wd {best[name][1]:g}, lr {best[name][2]:g} | {np.isfinite(epochs).sum()}/{len(epochs)}: "
+                     f"{cell(*median_interval(epochs))} |")
+    speedup = paired_ratio(runs, in_optimizer_cell(runs, best[second]), in_optimizer_cell(runs, best[first]), second)
+    lines += ["", f"Speed-up, best cell against best cell: {speedup}", "",
+              f"Cell by cell, {first}'s epoch / {second}'s in the same cell, paired by seed:", "",
+              "| wd | lr | speed-up, median [95 % CI] |", "|---:|---:|---:|"]
+    for _, wd, lr in (key for key in optimizer_cells(runs) if key[0] == second):
+        ratio = paired_ratio(runs, in_optimizer_cell(runs, (second, wd, lr)), in_optimizer_cell(runs, (first, wd, lr)), second)
+        lines.append(f"| {wd:g} | {lr:g} | {ratio} |")
+    return "\n".join(lines) + "\n"
+
+
+def optimizers_figure(runs: dict[str, np.ndarray], title: str) -> Figure:
+    """The median epoch at 95 % against the learning rate per optimizer and weight decay (interval as bars; a cell
+    where fewer than half the runs got there is drawn hollow at its median of those that did), and the test accuracy
+    of each optimizer's best cell."""
+    fig = Figure(figsize=(14, 5.5), layout="constrained")
+    versus_lr, curves = fig.subplots(1, 2)
+    names = sorted(set(runs["optimizer"]))
+    colours = dict(zip(names, colormaps["tab10"](np.arange(len(names)))))
+    for name in names:
+        for wd, marker in zip(np.unique(runs["wd"]), "osD^v"):
+            keys = [key for key in optimizer_cells(runs) if key[0] == name and np.isclose(key[1], wd)]
+            stats = np.array([median_interval(runs["epoch"][in_optimizer_cell(runs, key)]) for key in keys])
+            reached = np.array([np.isfinite(runs["epoch"][in_optimizer_cell(runs, key)]).mean() for key in keys])
+            lrs = np.array([key[2] for key in keys])
+            versus_lr.errorbar(lrs, stats[:, 0], yerr=[stats[:, 0] - stats[:, 1], stats[:, 2] - stats[:, 0]], marker=marker,
+                               color=colours[name], ls="-" if wd == runs["wd"].max() else "--", lw=1, capsize=2,
+                               label=f"{name}, wd {wd:g}")
+            hollow = reached < 0.5
+            versus_lr.scatter(lrs[hollow], stats[hollow, 0], marker=marker, s=40, color="white", edgecolors=colours[name],
+                              zorder=3)
+        best = best_cell(runs, name)
+        members = in_optimizer_cell(runs, best)
+        test = np.stack(runs["curve"][members])
+        measured = np.all(np.isfinite(test), axis=0)
+        epochs = np.arange(1, test.shape[1] + 1)[measured]
+        curves.fill_between(epochs, test[:, measured].min(0), test[:, measured].max(0), color=colours[name], alpha=0.15)
+        curves.plot(epochs, np.median(test[:, measured], 0), color=colours[name],
+                    label=f"{name}, wd {best[1]:g}, lr {best[2]:g} ({len(members)} seeds)")
+    versus_lr.set(xscale="log", xlabel="learning rate (Muon: its matrices'; its AdamW part at --muon-adam-lr)",
+                  ylabel="epoch at 95 % test accuracy (median, 95 % CI)",
+                  title="every cell (hollow: fewer than half the runs got there)")
+    curves.axhline(THRESHOLD, color="grey", lw=0.8, ls=":")
+    curves.set(xlabel="epoch", ylabel="test accuracy (median over seeds, range shaded)", title="each optimizer's best cell")
+    for ax in (versus_lr, curves):
+        ax.grid(alpha=0.3)
+        ax.legend(fontsize=8)
+    fig.suptitle(title, fontsize=10)
+    return fig
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = OneLineErrorParser(prog="python experiments/own_settings.py", description=__doc__.split("\n\n")[0])
-    parser.add_argument("analysis", choices=("grokfast", "delay-law"))
+    parser.add_argument("analysis", choices=("grokfast", "delay-law", "optimizers"))
     parser.add_argument("folders", nargs="+", type=Path, help="results folders of the experiment's sweeps")
     parser.add_argument("--out", type=Path, help="where the table and figure go (default: the first folder's parent)")
     args = parser.parse_args(argv)
     out = args.out or args.folders[0].parent
     try:
         config = load_sweep(args.folders[0])[0]["config"]
-        runs = grokfast_runs(args.folders) if args.analysis == "grokfast" else delay_runs(args.folders)
+        if args.analysis == "optimizers":
+            if len(args.folders) > 1:
+                raise ValueError("optimizers reads one folder (one task) at a time")
+            runs, _ = optimizer_runs(args.folders[0])
+        else:
+            runs = grokfast_runs(args.folders) if args.analysis == "grokfast" else delay_runs(args.folders)
     except (DamagedFile, ValueError) as error:
         parser.exit(2, f"{parser.prog}: error: {error}\n")
     if args.analysis == "grokfast":
@@ -358,6 +482,10 @@ def main(argv: list[str] | None = None) -> int:
         title = (f"Lee et al.'s setting: {task} mod {config['m']}, their 2-layer decoder, batch "
                  f"{config['batch_size']}, Adam betas {config['beta1']:g}/{config['beta2']:g}")
         write_outputs(out, "grokfast_own_setting", grokfast_table(runs), grokfast_figure(runs, title))
+    elif args.analysis == "optimizers":
+        title = f"{sweep_title(config)}, {config['train_fracs'][0]:g} of the pairs, {len(config['seeds'])} seeds per cell"
+        write_outputs(args.out or args.folders[0], "optimizers_own_setting", optimizers_table(runs),
+                      optimizers_figure(runs, title))
     else:
         fits = delay_fits(runs)
         title = (f"Lyu et al.'s setting as far as grokjax goes: {sweep_title(config)}, gradient descent, "

@@ -354,7 +354,7 @@ def phase_diagram(rows: list[dict], axes: tuple[str, ...], x: str, y: str, title
             ax.set_ylabel(AXIS_NAMES.get(y, y))
             ax.set_title(f"{name}" + (f"\n{group_label(combination, ', ')}" if combination else ""), fontsize=10)
     caption = f"\n{left_out_note(left)}" if left else ""
-    fig.suptitle(f"{title}{held_text(at or {})}\n{y} × {x} phase diagram{caption}")
+    fig.suptitle(f"{title}{held_text(at or {})}\n{y} × {x} phase diagram{caption}", wrap=True)
     return fig
 
 
@@ -389,7 +389,7 @@ def framework_curves(curves: dict[str, dict[str, np.ndarray]], names: tuple[str,
         ax.legend(fontsize=8)
     for ax in axes[len(names):]:
         ax.set_visible(False)
-    fig.suptitle(f"{title}\nthin: each run; thick: median")
+    fig.suptitle(f"{title}\nthin: each run; thick: median", wrap=True)
     return fig
 
 

@@ -1,5 +1,6 @@
 """experiments/own_settings.py: steps to 95 % and the fair-baseline ratios of grokfast's
-setting, and Lyu et al.'s delay-law times and fits, against hand computations."""
+setting, Lyu et al.'s delay-law times and fits, and the optimizers' best cells, against hand
+computations."""
 
 import importlib.util
 import sys
@@ -62,6 +63,24 @@ def test_delay_fits_recover_the_law_from_times_that_follow_it():
     assert abs(flat[0.95]["alpha"][1e-3]["slope"]) < 1e-6
 
 
+def test_each_optimizer_is_compared_at_its_own_best_cell_and_cell_by_cell():
+    epochs = [[40, 50, 60, 70], [30, np.nan, 30, 30],  # adamw lr 1e-3: 4/4; lr 1e-2: 3/4 (earlier, but fewer)
+              [20, 25, 20, 35], [80, 100, 90, 140]]  # muon lr 1e-3, lr 1e-2
+    runs = {"optimizer": np.repeat(["adamw", "muon"], 8), "wd": np.ones(16), "lr": np.tile(np.repeat([1e-3, 1e-2], 4), 2),
+            "seed": np.tile(np.arange(4), 4), "epoch": np.ravel(epochs), "budget": np.full(16, 3000.0),
+            "curve": own.one_per_run([np.array([0.0, 1.0])] * 16)}
+    runs["steps"] = runs["epoch"] * 10
+    assert own.best_cell(runs, "adamw") == ("adamw", 1.0, 1e-3) and own.best_cell(runs, "muon") == ("muon", 1.0, 1e-3)
+    table = own.optimizers_table(runs)
+    # best against best, seed by seed 40/20, 50/25, 60/20, 70/35: 2, 2, 3, 2
+    assert "Speed-up, best cell against best cell: 2.0 [2.0–" in table
+    # lr 1e-2: 30/80, 3000/100 (adamw's seed 1 censored at its budget), 30/90, 30/140
+    assert "| 1 | 0.01 | ≥ 0.4 [" in table and "| adamw | 1 | 0.01 | 3/4 | 30 [30–30] | 300 |" in table
+    runs["epoch"][12:] = np.nan  # muon at lr 1e-2 never got there: counted beside the ratio
+    runs["steps"] = runs["epoch"] * 10
+    assert "| 1 | 0.01 | – |" in own.optimizers_table(runs)
+
+
 @pytest.mark.slow
 def test_the_times_are_read_from_the_folders_as_numpy_finds_them(tmp_path, monkeypatch):
     # thresholds these tiny runs reach (test accuracy measured every 3 epochs, NaN between)
@@ -104,3 +123,17 @@ def test_the_times_are_read_from_the_folders_as_numpy_finds_them(tmp_path, monke
         np.testing.assert_equal(runs["steps"][r], (hits[0] + 1) * per_epoch if len(hits) else np.nan)
         assert runs["filter"][r] == ("ema α 0.98" if coordinates["grokfast_lambda"][r] > 0 else "none")
     assert runs["budget"][0] == 30 * per_epoch
+
+    optimizers = tmp_path / "optimizers"
+    assert sweep.main(["--m", "11", "--hidden", "8", "--batch-size", "16", "--optimizer", "adamw,muon", "--wd", "1e-2",
+                       "--lr", "1e-2,3e-2", "--seeds", "2", "--epochs", "30", "--geometry-every", "0", "--quiet",
+                       "--out", str(optimizers)]) == 0
+    runs, _ = own.optimizer_runs(optimizers)
+    _, coordinates, metrics = load_sweep(optimizers)
+    for r in range(len(runs["seed"])):
+        hits = np.flatnonzero(metrics["test_acc"][r] >= 0.95)
+        np.testing.assert_equal(runs["epoch"][r], hits[0] + 1 if len(hits) else np.nan)
+        assert runs["steps"][r] == runs["epoch"][r] * per_epoch or np.isnan(runs["epoch"][r])
+        assert runs["optimizer"][r] == coordinates["optimizer"][r]
+    with pytest.raises(ValueError, match="no optimizer axis"):
+        own.optimizer_runs(grokfast)
