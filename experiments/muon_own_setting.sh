@@ -6,7 +6,8 @@
 # (a task that cannot finish in the time left is stopped and left out). Run from the
 # repository root on a GPU:
 #   bash experiments/muon_own_setting.sh results/muon-own-setting [BUDGET_SECONDS]
-# SEEDS, EPOCHS, LRS and WDS override the grid (a tiny one checks the script on a CPU).
+# SEEDS, EPOCHS, LRS and WDS override the grid (a tiny one checks the script on a CPU), TASKS
+# the tasks (op:fraction, space-separated).
 set -uo pipefail
 out=${1:?usage: experiments/muon_own_setting.sh OUT [BUDGET_SECONDS]}
 budget=${2:-480}
@@ -14,6 +15,7 @@ seeds=${SEEDS:-8}
 epochs=${EPOCHS:-300}
 lrs=${LRS:-3e-4,1e-3,3e-3,1e-2,3e-2}
 wds=${WDS:-0.1,1}
+tasks=${TASKS:-div:0.8 mul:0.5 add:0.8}
 mkdir -p "$out"
 export PYTHONPATH="$PWD${PYTHONPATH:+:$PYTHONPATH}"
 # float32 matmuls in full precision, as PyTorch computes them (JAX may use TF32 on a GPU)
@@ -22,8 +24,8 @@ export JAX_DEFAULT_MATMUL_PRECISION=highest
 python3 -c "import jax; print(jax.__version__, jax.devices())" 2>&1 | tee "$out/devices.txt"
 nvidia-smi --query-gpu=name,memory.total,driver_version --format=csv 2>&1 | tee -a "$out/devices.txt"
 
-for task in "div 0.8" "mul 0.5" "add 0.8"; do
-    set -- $task
+for task in $tasks; do
+    set -- ${task/:/ }
     left=$((budget - SECONDS))
     if [ "$left" -lt 60 ]; then echo "skipped $1 at $2: ${left}s left" | tee -a "$out/log.txt"; continue; fi
     start=$SECONDS
