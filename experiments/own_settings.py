@@ -19,9 +19,11 @@ and ``.png`` into ``--out``.
 weight decay λ, the transition comes at gradient-flow time t ≈ (1/λ) log α, where t is
 steps × learning rate. Per run the time at which test accuracy first reaches 0.5 and 0.95
 (and train accuracy 0.99); per weight decay a line t = a + b log α over the initialisation
-scales (the law: b = 1/λ, so λ·b = 1), per initialisation scale a power law t ∝ λ^-k over
-the weight decays (the law: k = 1), each with a 95 % bootstrap interval; runs that never
-got there are left out of the fits and counted. Writes ``delay_law.md`` and ``.png``.
+scales (the law: b = 1/λ, so λ·b = 1) and the same slope between each pair of neighbouring
+scales (the law is for large α: the local slope shows from which α on it holds), per
+initialisation scale a power law t ∝ λ^-k over the weight decays (the law: k = 1), each with
+a 95 % bootstrap interval; runs that never got there are left out of the fits and counted.
+Writes ``delay_law.md`` and ``.png``.
 
 ``optimizers``: one folder with an optimizer axis (Muon against AdamW, Tveit et al.), read
 like ``grokfast`` (the first epoch at ≥ 95 % test accuracy, also in steps): per cell
@@ -215,7 +217,7 @@ def delay_runs(folders: list[Path]) -> dict[str, np.ndarray]:
     """Every run of the folders: α, λ, lr, seed, the gradient-flow times (steps × lr) of
     memorisation and of each test-accuracy threshold (NaN if never), and the curves."""
     runs: dict[str, list] = {key: [] for key in ("alpha", "wd", "lr", "seed", "t_mem", *(f"t_{q:g}" for q in DELAY_THRESHOLDS),
-                                                 "budget", "test", "w1_norm")}
+                                                 "t_floor", "budget", "test", "w1_norm")}
     for folder in folders:
         record, coordinates, metrics = load_sweep(folder)
         config = record["config"]
@@ -232,6 +234,9 @@ def delay_runs(folders: list[Path]) -> dict[str, np.ndarray]:
         test = np.asarray(metrics["test_acc"], float)
         for q in DELAY_THRESHOLDS:
             runs[f"t_{q:g}"] += list(first_epoch(test >= q) * lr)  # an unmeasured epoch is NaN: never >= q
+        # the early phase's end: the W1 norm within 10 % of where it ends (the law puts it at λ·t ≈ log α)
+        norm = np.asarray(metrics["w1_norm"], float)
+        runs["t_floor"] += list(first_epoch(norm <= 1.1 * norm[:, -1:]) * lr)
         runs["budget"] += list(test.shape[1] * lr)
         runs["test"] += list(test)
         runs["w1_norm"] += list(np.asarray(metrics["w1_norm"], float))
@@ -239,14 +244,21 @@ def delay_runs(folders: list[Path]) -> dict[str, np.ndarray]:
 
 
 def delay_fits(runs: dict[str, np.ndarray]) -> dict:
-    """Per threshold: per λ the line t = a + b log α (λ·b is 1 under the law), per α the
-    power law t ∝ λ^-k (k is 1 under the law)."""
+    """Per threshold: per λ the line t = a + b log α over every α and between each pair of
+    neighbouring α (λ·b is 1 under the law), per α the power law t ∝ λ^-k (k is 1 under the law)."""
     fits = {}
     for q in DELAY_THRESHOLDS:
         t = runs[f"t_{q:g}"]
+        pairs = {}
+        for wd in np.unique(runs["wd"]):
+            alphas = np.unique(runs["alpha"][runs["wd"] == wd])
+            pairs[float(wd)] = [(float(low), float(high), fit_line(np.log(runs["alpha"][members]), t[members], **BOOTSTRAP))
+                                for low, high in zip(alphas, alphas[1:])
+                                for members in [(runs["wd"] == wd) & np.isin(runs["alpha"], (low, high))]]
         fits[q] = {
             "alpha": {float(wd): fit_line(np.log(runs["alpha"][runs["wd"] == wd]), t[runs["wd"] == wd], **BOOTSTRAP)
                       for wd in np.unique(runs["wd"])},
+            "alpha_pairs": pairs,
             "wd": {float(a): fit_power_law(runs["wd"][runs["alpha"] == a], t[runs["alpha"] == a], **BOOTSTRAP)
                    for a in np.unique(runs["alpha"])},
         }
@@ -259,14 +271,17 @@ def finite_median(values: np.ndarray, digits: str) -> str:
 
 
 def delay_table(runs: dict[str, np.ndarray], fits: dict) -> str:
-    lines = ["| α | λ | lr | runs | memorised (t), median | t at test 0.5, median [95 % CI] | t at test 0.95, median [95 % CI] "
-             "| λ·t at test 0.95 | log α |", "|---:|---:|---:|---:|---:|---:|---:|---:|---:|"]
+    lines = ["| α | λ | lr | runs | memorised (t), median | λ·t at the W1 norm's floor, median | t at test 0.5, median [95 % CI] "
+             "| t at test 0.95, median [95 % CI] | λ·t at test 0.5 | λ·t at test 0.95 | log α |",
+             "|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|"]
     for alpha, wd, lr in sorted({(a, w, r) for a, w, r in zip(runs["alpha"], runs["wd"], runs["lr"])}):
         members = (runs["alpha"] == alpha) & (runs["wd"] == wd) & (runs["lr"] == lr)
         reached = [f"{np.isfinite(runs[f't_{q:g}'][members]).sum()}/{members.sum()}: "
                    f"{cell(*median_interval(runs[f't_{q:g}'][members]))}" for q in DELAY_THRESHOLDS]
         lines.append(f"| {alpha:g} | {wd:g} | {lr:g} | {members.sum()} | {finite_median(runs['t_mem'][members], '.0f')} | "
-                     f"{reached[0]} | {reached[1]} | {finite_median(wd * runs['t_0.95'][members], '.2f')} | {np.log(alpha):.2f} |")
+                     f"{finite_median(wd * runs['t_floor'][members], '.2f')} | {reached[0]} | {reached[1]} | "
+                     f"{finite_median(wd * runs['t_0.5'][members], '.2f')} | {finite_median(wd * runs['t_0.95'][members], '.2f')} | "
+                     f"{np.log(alpha):.2f} |")
     lines += ["", "Fits (95 % bootstrap intervals, resampling runs within each x value; runs that never reached the "
               "threshold left out):", "",
               "| threshold | over log α at λ | slope b [95 % CI] | λ·b (law: 1) | over λ at α | exponent k in t ∝ λ^-k (law: 1) |",
@@ -285,18 +300,28 @@ def delay_table(runs: dict[str, np.ndarray], fits: dict) -> str:
                 a, law = by_alpha[i]
                 right = [f"{a:g}", cell(law["alpha"], law["alpha_low"], law["alpha_high"], digits=".2f")]
             lines.append(f"| {q:g} | " + " | ".join(left + right) + " |")
+    lines += ["", "Local slopes, between neighbouring α (the law holds for large α):", "",
+              "| threshold | λ | from α | to α | λ·b (law: 1) [95 % CI] |", "|---:|---:|---:|---:|---:|"]
+    for q, fit in fits.items():
+        for wd, pairs in fit["alpha_pairs"].items():
+            for low, high, line in pairs:
+                text = ("–" if line is None else
+                        cell(wd * line["slope"], wd * line["slope_low"], wd * line["slope_high"], digits=".2f"))
+                lines.append(f"| {q:g} | {wd:g} | {low:g} | {high:g} | {text} |")
     return "\n".join(lines) + "\n"
 
 
 def delay_figure(runs: dict[str, np.ndarray], fits: dict, title: str) -> Figure:
-    """Test accuracy against t per α (at the λ with most α), t at test 0.95 against log α and
-    against 1/λ with the fits, and the W1 norm divided by its start against λ·t beside e^-λt."""
+    """Test accuracy against t per α (at the λ with most α), the transition time against log α
+    and against 1/λ with the fits, and the W1 norm divided by its start against λ·t beside
+    e^-λt. The transition is the highest threshold that at least half the runs reached."""
     fig = Figure(figsize=(15, 8.5), layout="constrained")
     (curves, versus_alpha, versus_wd), (norms, mem, _) = fig.subplots(2, 3)
     fig.delaxes(_)
     wd_alpha = max(np.unique(runs["wd"]), key=lambda wd: len(np.unique(runs["alpha"][runs["wd"] == wd])))
     alphas = np.unique(runs["alpha"])
     colours = dict(zip(alphas, colormaps["viridis"](np.linspace(0, 0.9, len(alphas)))))
+    lowest = 1.0
     for alpha in alphas:
         members = np.flatnonzero((runs["alpha"] == alpha) & (runs["wd"] == wd_alpha))
         if not len(members):
@@ -306,8 +331,11 @@ def delay_figure(runs: dict[str, np.ndarray], fits: dict, title: str) -> Figure:
         t = (np.arange(test.shape[1]) + 1) * runs["lr"][members[0]]
         curves.plot(t[measured], np.median(test[:, measured], axis=0), color=colours[alpha], label=f"α {alpha:g}")
         norm = np.stack(runs["w1_norm"][members])
-        norms.plot(wd_alpha * t, np.median(norm / norm[:, :1], axis=0), color=colours[alpha], label=f"α {alpha:g}")
-    norms.plot(wd_alpha * t, np.exp(-wd_alpha * t), "k--", lw=1, label="e^-λt")
+        relative = np.median(norm / norm[:, :1], axis=0)
+        lowest = min(lowest, np.nanmin(relative))
+        norms.plot(wd_alpha * t, relative, color=colours[alpha], label=f"α {alpha:g}")
+    shown = np.exp(-wd_alpha * t) >= lowest / 3  # the reference line only as far as the curves reach
+    norms.plot(wd_alpha * t[shown], np.exp(-wd_alpha * t[shown]), "k--", lw=1, label="e^-λt")
     norms.set_yscale("log")
     norms.set(xlabel="λ·t", ylabel="W1 norm / its value after the first step (median)",
               title=f"the early phase shrinks the weights as e^-λt (λ {wd_alpha:g})")
@@ -316,32 +344,42 @@ def delay_figure(runs: dict[str, np.ndarray], fits: dict, title: str) -> Figure:
     for ax in (curves, norms):
         ax.legend(fontsize=8)
         ax.grid(alpha=0.3)
-    t95 = runs["t_0.95"]
-    for wd in np.unique(runs["wd"]):
+    q = max((q for q in DELAY_THRESHOLDS if np.isfinite(runs[f"t_{q:g}"]).mean() >= 0.5), default=DELAY_THRESHOLDS[0])
+    t95 = runs[f"t_{q:g}"]
+    for wd, colour in zip(np.unique(runs["wd"]), colormaps["tab10"](np.arange(len(np.unique(runs["wd"]))) % 10)):
         members = runs["wd"] == wd
-        versus_alpha.scatter(np.log(runs["alpha"][members]), t95[members], s=14, alpha=0.6, label=f"λ {wd:g}")
-        line = fits[0.95]["alpha"][float(wd)]
-        if line is not None:
-            x = np.log(np.unique(runs["alpha"][members]))
-            versus_alpha.plot(x, line["intercept"] + line["slope"] * x, "--", lw=1,
-                              label=f"fit: slope {line['slope']:.0f} (law 1/λ = {1 / wd:.0f})")
-    versus_alpha.set(xlabel="log α", ylabel="t at test accuracy 0.95", title="transition time against log α")
+        reached = np.isfinite(t95[members])
+        versus_alpha.scatter(np.log(runs["alpha"][members]), t95[members], s=14, alpha=0.6, color=colour,
+                             label=f"λ {wd:g} ({reached.sum()}/{members.sum()} reached)")
+        line = fits[q]["alpha"][float(wd)]
+        if line is None:
+            continue
+        levels = np.unique(runs["alpha"][members][reached])
+        x = np.log(levels)
+        versus_alpha.plot(x, line["intercept"] + line["slope"] * x, ":", lw=1, color=colour,
+                          label=f"fit over every α: slope {line['slope']:.0f}")
+        medians = [np.median(t95[members & (runs["alpha"] == level) & np.isfinite(t95)]) for level in levels]
+        versus_alpha.plot(x, medians, "-", lw=1, color=colour)
+        versus_alpha.plot(x, medians[-1] + (x - x[-1]) / wd, "--", lw=1, color="grey",
+                          label=f"the law's slope 1/λ = {1 / wd:.0f}, through the largest α")
+    versus_alpha.set(xlabel="log α", ylabel=f"t at test accuracy {q:g}", title="transition time against log α")
     for alpha in alphas:
         members = runs["alpha"] == alpha
         if len(np.unique(runs["wd"][members])) < 2:
             continue
         versus_wd.scatter(1 / runs["wd"][members], t95[members], s=14, alpha=0.6, color=colours[alpha], label=f"α {alpha:g}")
-        law = fits[0.95]["wd"][float(alpha)]
+        law = fits[q]["wd"][float(alpha)]
         if law is not None:
-            x = np.geomspace(runs["wd"][members].min(), runs["wd"][members].max(), 20)
+            fitted = runs["wd"][members][np.isfinite(t95[members])]
+            x = np.geomspace(fitted.min(), fitted.max(), 20)
             versus_wd.plot(1 / x, law["prefactor"] * x ** -law["alpha"], "--", color=colours[alpha], lw=1,
                            label=f"fit: t ∝ λ^-{law['alpha']:.2f} (law: λ^-1)")
-    versus_wd.set(xlabel="1/λ", ylabel="t at test accuracy 0.95", title="transition time against 1/λ")
+    versus_wd.set(xlabel="1/λ", ylabel=f"t at test accuracy {q:g}", title="transition time against 1/λ")
     for alpha in alphas:
         members = runs["alpha"] == alpha
         mem.scatter(runs["wd"][members] * runs["t_mem"][members], runs["wd"][members] * t95[members], s=14,
                     color=colours[alpha], label=f"α {alpha:g}")
-    mem.set(xlabel="λ·t at memorisation (train 0.99)", ylabel="λ·t at test 0.95", title="memorisation early, transition late")
+    mem.set(xlabel="λ·t at memorisation (train 0.99)", ylabel=f"λ·t at test {q:g}", title="memorisation early, transition late")
     for ax in (versus_alpha, versus_wd, mem):
         ax.grid(alpha=0.3)
         ax.legend(fontsize=8)

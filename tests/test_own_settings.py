@@ -61,6 +61,12 @@ def test_delay_fits_recover_the_law_from_times_that_follow_it():
     # times of 1/λ alone (no log α) give slope 0 over log α
     flat = own.delay_fits({**runs, "t_0.95": 1 / grid[:, 1]})
     assert abs(flat[0.95]["alpha"][1e-3]["slope"]) < 1e-6
+    # the law from α 30 on only: the local slopes say from where it holds, the overall fit cannot
+    late = np.where(grid[:, 0] == 10, (np.log(30) + 1.5) / grid[:, 1], t)
+    fits = own.delay_fits({**runs, "t_0.95": late})
+    (low, high, first), (_, _, second) = fits[0.95]["alpha_pairs"][2e-3]
+    assert (low, high) == (10, 30) and abs(2e-3 * first["slope"]) < 0.1 and abs(2e-3 * second["slope"] - 1) < 0.1
+    assert abs(2e-3 * fits[0.95]["alpha"][2e-3]["slope"] - 1) > 0.2
 
 
 def test_each_optimizer_is_compared_at_its_own_best_cell_and_cell_by_cell():
