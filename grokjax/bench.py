@@ -9,6 +9,10 @@ steady state; and the fraction of the device's float32 matmul peak (measured her
 large matmul) that the model's own training FLOPs reach. Writes a Markdown table to
 ``results/bench/<device>.md``.
 
+``--checkpoints`` times whole sweeps of the largest ``--runs`` instead: without checkpoints,
+with one after every chunk and at the default cadence (by time), so that what writing them
+costs shows.
+
 ``--transformer PRESET`` times a transformer preset instead (nanda, power, grokfast,
 transformer-cpu) for 1, 4 and 8 runs by default, in chunks of whole periods of its test
 evaluation and geometry metrics, and counts the FLOPs of one training gradient with XLA, computing the last
@@ -23,6 +27,7 @@ import math
 import platform
 import re
 import sys
+import tempfile
 import time
 from pathlib import Path
 
@@ -35,7 +40,7 @@ from grokjax.cli import OneLineErrorParser, int_list
 from grokjax.config import PRESETS, ConfigError, SweepConfig, sweep_plan_from_mapping
 from grokjax.data import make_dataset
 from grokjax.devices import use_cpu_devices
-from grokjax.driver import place_runs, prepare_sweep, runs_mesh
+from grokjax.driver import DEFAULT_CADENCE, CheckpointCadence, checkpoint_bytes, place_runs, prepare_sweep, run_sweep, runs_mesh
 from grokjax.results import cpu_model, environment, write_atomic
 from grokjax.train import grid_hparams, make_model, spread_over_runs, train_epoch_steps
 
@@ -158,6 +163,9 @@ def build_parser() -> argparse.ArgumentParser:
     transformers = [name for name, preset in PRESETS.items() if preset.get("model") == "transformer"]
     parser.add_argument("--transformer", choices=transformers, default=None,
                         help="time this transformer preset instead of the study's network")
+    parser.add_argument("--checkpoints", action="store_true",
+                        help="time whole sweeps of the largest --runs (10 chunks of --epochs) without checkpoints, with one "
+                        "after every chunk and at the default cadence instead")
     parser.add_argument("--devices", type=int_list, default=None,
                         help="comma-separated device counts to spread the runs over (default: 1 and all)")
     parser.add_argument("--cpu-devices", type=int, default=None, help="host devices to split a CPU into (default: one per core)")
@@ -178,6 +186,8 @@ def main(argv: list[str] | None = None) -> int:
     if args.transformer:
         args.runs = args.runs or (1, 4, 8)
         return bench_transformer(args, argv)
+    if args.checkpoints:
+        return bench_checkpoints(args, argv)
     args.runs = args.runs or (8, 32, 128)
     try:
         config = dataclasses.replace(STUDY, m=args.m, hidden=args.hidden, batch_size=args.batch_size)
@@ -275,6 +285,45 @@ def write_table(out: Path, lines: list[str], n_rows: int) -> int:
     print("\n" + "\n".join(lines[-n_rows - 2:]))
     print(f"\nwrote {out}")
     return 0
+
+
+def bench_checkpoints(args, argv) -> int:
+    """The ``--checkpoints`` benchmark: one sweep of the study's network with the largest of
+    ``--runs`` runs, 10 chunks of ``--epochs`` epochs, trained three times: without
+    checkpoints, with one after every chunk (the cadence before checkpoints went by time)
+    and at the default cadence."""
+    n_runs = max(args.runs or (128,))
+    config = dataclasses.replace(STUDY, m=args.m, hidden=args.hidden, batch_size=args.batch_size,
+                                 seeds=tuple(range(n_runs)), epochs=10 * args.epochs, chunk_epochs=args.epochs)
+    size = checkpoint_bytes(config)
+    cadences = {"no checkpoints": None, "a checkpoint after every chunk": CheckpointCadence(every_chunks=1),
+                f"the default cadence (every {DEFAULT_CADENCE.minutes:g} min)": DEFAULT_CADENCE}
+    rows = []
+    with tempfile.TemporaryDirectory(dir=Path(args.out).parent if args.out else None) as folder:
+        for label, cadence in cadences.items():
+            sweep = run_sweep(config, checkpoint=None if cadence is None else Path(folder) / "checkpoint.npz",
+                              cadence=cadence or DEFAULT_CADENCE)
+            for stale in Path(folder).iterdir():
+                stale.unlink()
+            seconds = sweep.train_seconds / (n_runs * config.epochs)
+            rows.append((label, sweep.checkpoints_written, sweep.train_seconds, seconds))
+            print(f"{label}: {sweep.checkpoints_written} checkpoints, training {sweep.train_seconds:.1f} s, "
+                  f"{1e3 * seconds:.2f} ms per run-epoch", flush=True)
+    none = rows[0][3]
+    lines = [
+        *header_lines(f"# grokjax benchmark, checkpoints: {jax.devices()[0].device_kind}", argv),
+        f"- Configuration: the study's network (m {config.m}, hidden {config.hidden}, batch {config.batch_size}), "
+        f"{n_runs} runs, {config.epochs} epochs in chunks of {config.chunk_epochs}, every metric every epoch, on every "
+        f"device; one checkpoint holds {size / 2**20:.0f} MiB (every run's parameters, Adam moments and the metric "
+        "history). Training time alone (compile apart), one sweep each.",
+        "",
+        "| checkpoints | written | training (s) | ms per run-epoch | over no checkpoints |",
+        "|---|---:|---:|---:|---:|",
+    ]
+    for label, n_written, train_s, seconds in rows:
+        lines.append(f"| {label} | {n_written} | {train_s:.1f} | {1e3 * seconds:.2f} | {100 * (seconds / none - 1):+.0f} % |")
+    out = Path(args.out) if args.out else Path("results") / "bench" / f"{device_name()}-checkpoints.md"
+    return write_table(out, lines, len(rows))
 
 
 def bench_transformer(args, argv) -> int:

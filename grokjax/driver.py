@@ -29,6 +29,7 @@ from grokjax.config import GRID_AXES, OPTIONAL_GRID_AXES, SweepConfig, SweepPlan
 from grokjax.data import Dataset
 from grokjax.results import (
     METRIC_NAMES,
+    checkpoint_size,
     previous_checkpoint,
     read_program_part,
     resume_checkpoint,
@@ -97,6 +98,7 @@ class SweepResult(NamedTuple):
     train_seconds: float
     local_runs: np.ndarray  # [runs] bool: the runs this process trained (all, unless several processes share the sweep)
     fourier: dict[str, np.ndarray]  # name -> [runs, snapshots, ...] at snapshot_epochs(config); empty without snapshots
+    checkpoints_written: int = 0
 
 
 def local_rows(array: jax.Array, n_runs: int) -> list[tuple[slice, np.ndarray]]:
@@ -110,12 +112,6 @@ def local_rows(array: jax.Array, n_runs: int) -> list[tuple[slice, np.ndarray]]:
     return rows
 
 
-def without_padding(state: RunState, n_runs: int) -> RunState:
-    """The state of the sweep's own runs as host arrays: what a checkpoint keeps, so that
-    a sweep may resume on another number of devices (which pads the runs differently)."""
-    return jax.tree.map(lambda x: np.asarray(x)[:n_runs], state)
-
-
 def with_padding(saved: RunState, fresh: RunState) -> RunState:
     """``saved`` (the sweep's own runs) in the place of the first runs of ``fresh``, a
     freshly initialised state padded and placed for this sweep's devices."""
@@ -124,6 +120,44 @@ def with_padding(saved: RunState, fresh: RunState) -> RunState:
         return jax.device_put(rows, fresh_leaf.sharding)
 
     return jax.tree.map(place, saved, fresh)
+
+
+class CheckpointCadence(NamedTuple):
+    """When a sweep saves its checkpoint: once ``minutes`` of training have passed since the
+    last one (by ``clock``, in seconds), or every ``every_chunks`` chunks when that is set,
+    whichever comes first; always at an interruption, never after the last chunk."""
+
+    minutes: float = 5.0
+    every_chunks: int | None = None
+    clock: Callable[[], float] = time.monotonic
+
+    def due(self, chunk_index: int, last_saved: float) -> bool:
+        by_count = self.every_chunks is not None and chunk_index % self.every_chunks == 0
+        return by_count or self.clock() - last_saved >= 60 * self.minutes
+
+
+DEFAULT_CADENCE = CheckpointCadence()
+
+
+def checkpoint_bytes(config: SweepConfig) -> int:
+    """The size of one checkpoint of this program: every run's training state (parameters,
+    optimizer moments, filter buffers) and the metric and Fourier history, from the shapes
+    alone (nothing is initialised or compiled)."""
+    trainer = make_train(config)
+    hparams = grid_hparams(config)
+
+    def shapes(hp):
+        dataset = trainer.dataset(hp)
+        run_data, state = trainer.init(hp)
+        return state, trainer.snapshot(dataset, run_data, state.params) if config.fourier_every else {}
+
+    state, snapshot = jax.eval_shape(shapes, hparams)
+    n_snapshots = len(snapshot_epochs(config))
+    history = {name: jax.ShapeDtypeStruct((config.n_runs, config.epochs), config.dtype) for name in METRIC_NAMES}
+    history.update({name: jax.ShapeDtypeStruct((config.n_runs, n_snapshots) + x.shape[1:],
+                                               np.float16 if name == "spectrum" else np.float32)
+                    for name, x in snapshot.items()})
+    return checkpoint_size(jax.tree.leaves(state), history)
 
 
 class SweepInterrupted(Exception):
@@ -243,17 +277,18 @@ def run_sweep(
     hparams: Hparams | None = None,
     progress: bool = False,
     checkpoint: Path | None = None,
-    checkpoint_every: int = 1,
+    cadence: CheckpointCadence = DEFAULT_CADENCE,
     stop_requested: Callable[[], bool] = lambda: False,
     description: str = "",
 ) -> SweepResult:
     """Train every run of the sweep in one compiled program, chunk by chunk.
 
     With ``checkpoint``, the full state and the metrics so far are saved there (atomically)
-    every ``checkpoint_every`` chunks, and training resumes from it when it exists. When
-    ``stop_requested()`` turns true, training stops after the current chunk, saves the
-    checkpoint and raises :class:`SweepInterrupted`. With ``config.fourier_every``, a
-    Fourier snapshot of every run is taken at each of :func:`snapshot_epochs`.
+    at the end of a chunk when ``cadence`` says one is due, never after the last, and
+    training resumes from it when it exists. When ``stop_requested()`` turns true, training
+    stops after the current chunk, saves the checkpoint and raises :class:`SweepInterrupted`.
+    With ``config.fourier_every``, a Fourier snapshot of every run is taken at each of
+    :func:`snapshot_epochs`.
     """
     hparams = grid_hparams(config) if hparams is None else hparams
     n_runs = len(hparams.seed)
@@ -279,6 +314,7 @@ def run_sweep(
         record_fourier(sweep, state, history, 0, n_runs)
 
     start = time.perf_counter()
+    last_saved, written = cadence.clock(), 0
     with tqdm(total=config.epochs, initial=start_epoch, unit="epoch", disable=not progress,
               desc=f"{description}{n_runs} runs") as bar:
         for chunk_index, first in enumerate(range(start_epoch, config.epochs, sweep.chunk_epochs), start=1):
@@ -293,15 +329,17 @@ def run_sweep(
             latest = history["test_acc"][local_runs, first + n - 1]
             latest = latest[~np.isnan(latest)]  # diverged runs read NaN
             bar.set_postfix(median_test_acc=f"{np.median(latest):.3f}" if len(latest) else "-")
-            stop = stop_requested() and first + n < config.epochs
-            if checkpoint is not None and (stop or chunk_index % checkpoint_every == 0):
-                save_checkpoint(checkpoint, jax.tree.leaves(without_padding(state, n_runs)), history, first + n, fingerprint)
+            unfinished = first + n < config.epochs  # after the last chunk the results are written instead
+            stop = stop_requested() and unfinished
+            if checkpoint is not None and unfinished and (stop or cadence.due(chunk_index, last_saved)):
+                save_checkpoint(checkpoint, jax.tree.leaves(state), history, first + n, fingerprint, n_runs)
+                last_saved, written = cadence.clock(), written + 1
             if stop:
                 raise SweepInterrupted(first + n)
     train_seconds = time.perf_counter() - start
     state = jax.tree.map(lambda x: x[:n_runs], state)  # without the padding runs
     metrics = {name: history.pop(name) for name in METRIC_NAMES}
-    return SweepResult(hparams, metrics, state, sweep.compile_seconds, train_seconds, local_runs, history)
+    return SweepResult(hparams, metrics, state, sweep.compile_seconds, train_seconds, local_runs, history, written)
 
 
 # --- a plan: several programs, one after another -----------------------------------------
@@ -349,7 +387,7 @@ def train_plan(
     plan: SweepPlan,
     folder: Path | None = None,
     progress: bool = False,
-    checkpoint_every: int = 1,
+    cadence: CheckpointCadence = DEFAULT_CADENCE,
     stop_requested: Callable[[], bool] = lambda: False,
     choose_run_group: Callable[[SweepConfig], tuple[SweepConfig, dict]] | None = None,
 ) -> PlanResult:
@@ -373,7 +411,7 @@ def train_plan(
             info["run_group_auto_ms_per_run_epoch"] = measured
         label = f"program {index + 1}/{n_programs} ({plan.program_label(index)}): " if n_programs > 1 else ""
         try:
-            sweep = run_sweep(program, progress=progress, checkpoint_every=checkpoint_every, stop_requested=stop_requested,
+            sweep = run_sweep(program, progress=progress, cadence=cadence, stop_requested=stop_requested,
                               checkpoint=None if folder is None or jax.process_count() > 1 else
                               checkpoint_path(folder, index, n_programs), description=label)
         except SweepInterrupted as stopped:

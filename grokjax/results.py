@@ -15,7 +15,10 @@ import platform
 import shutil
 import sys
 import time
+import zipfile
+from collections.abc import Callable
 from pathlib import Path
+from typing import BinaryIO
 
 import numpy as np
 
@@ -115,12 +118,13 @@ def new_results_dir(out: str | Path | None, prefix: str = "sweep", root: str = "
     return path
 
 
-def write_atomic(path: Path, data: bytes, previous: Path | None = None) -> None:
-    """Write ``data`` to a temporary file, then rename it to ``path``; with ``previous``, the
-    file that was at ``path`` is kept there (renamed) until the new one is complete."""
+def write_atomic(path: Path, data: bytes | Callable[[BinaryIO], None], previous: Path | None = None) -> None:
+    """Write ``data`` (bytes, or a function that writes into the open file) to a temporary
+    file, then rename it to ``path``; with ``previous``, the file that was at ``path`` is
+    kept there (renamed) until the new one is complete."""
     tmp = path.with_name(f".{path.name}.tmp")
     with open(tmp, "wb") as f:
-        f.write(data)
+        data(f) if callable(data) else f.write(data)
         f.flush()
         os.fsync(f.fileno())
     if previous is not None and path.exists():
@@ -210,17 +214,35 @@ def previous_checkpoint(path: Path) -> Path:
     return path.with_name(f"{path.stem}.previous{path.suffix}")
 
 
-def save_checkpoint(path: Path, state_leaves: list[np.ndarray], history: dict[str, np.ndarray], next_epoch: int,
-                    config_hash: str) -> None:
-    """The full vmapped training state (its leaves, in pytree order), the metric history so
-    far and the next epoch to train.
-    The checkpoint it replaces is kept as :func:`previous_checkpoint`, so that one damaged
-    file costs at most one checkpoint's worth of training."""
-    buffer = io.BytesIO()
-    leaves = {f"state_{i}": np.asarray(leaf) for i, leaf in enumerate(state_leaves)}
-    metrics = {f"metric_{name}": values for name, values in history.items()}
-    np.savez(buffer, next_epoch=next_epoch, config_hash=config_hash, **leaves, **metrics)
-    write_atomic(path, buffer.getvalue(), previous=previous_checkpoint(path))
+def save_checkpoint(path: Path, state_leaves: list, history: dict[str, np.ndarray], next_epoch: int,
+                    config_hash: str, n_runs: int | None = None) -> None:
+    """The full vmapped training state (its leaves, in pytree order; the first ``n_runs``
+    rows of each), the metric history so far and the next epoch to train, as an ``.npz``.
+    Each leaf is copied to the host and streamed into the file one at a time, so that
+    writing holds no second copy of the state in memory (a sweep of thousands of runs has a
+    checkpoint of gigabytes). The checkpoint it replaces is kept as
+    :func:`previous_checkpoint`, so that one damaged file costs at most one checkpoint's
+    worth of training."""
+    def entries():
+        yield "next_epoch", np.asarray(next_epoch)
+        yield "config_hash", np.asarray(config_hash)
+        for i, leaf in enumerate(state_leaves):
+            yield f"state_{i}", np.asarray(leaf)[:n_runs]  # the sweep's own runs: it may resume on other devices
+        for name, values in history.items():
+            yield f"metric_{name}", values
+
+    def write(f: BinaryIO) -> None:
+        with zipfile.ZipFile(f, "w", zipfile.ZIP_STORED, allowZip64=True) as archive:
+            for name, value in entries():
+                with archive.open(f"{name}.npy", "w", force_zip64=True) as entry:
+                    np.lib.format.write_array(entry, np.asarray(value), allow_pickle=False)
+
+    write_atomic(path, write, previous=previous_checkpoint(path))
+
+
+def checkpoint_size(state_leaves: list, history: dict[str, np.ndarray]) -> int:
+    """Bytes of one checkpoint of these state leaves (shapes or arrays) and this history."""
+    return sum(int(np.prod(x.shape)) * np.dtype(x.dtype).itemsize for x in [*state_leaves, *history.values()])
 
 
 def load_checkpoint(path: Path, leaves: list, like_history: dict[str, np.ndarray], config_hash: str

@@ -186,7 +186,11 @@ def build_parser() -> argparse.ArgumentParser:
     run.add_argument("--cpu-devices", type=int, help="split the CPU into N host devices and spread the runs over them "
                      "(XLA runs a program on about one core per device); 1: one device, as JAX does by default; ignored "
                      "where there is a GPU (default: one per usable core, at most one per run, unless XLA_FLAGS sets a device count)")
-    run.add_argument("--checkpoint-every", type=int, default=1, help="save a checkpoint every N chunks (default 1)")
+    run.add_argument("--checkpoint-minutes", type=float, default=5.0,
+                     help="save a checkpoint once this many minutes of training have passed since the last (and always "
+                     "at Ctrl-C); a checkpoint holds every run's parameters and optimizer state, so a large sweep on a GPU "
+                     "would spend its time writing them at every chunk (default 5)")
+    run.add_argument("--checkpoint-every", type=int, help="also save one every N chunks (default: by time alone)")
     run.add_argument("--out", default=None, help="results folder (default: a new results/sweep-<time>); an existing one is refused")
     run.add_argument("--resume", metavar="DIR", help="continue the interrupted sweep in DIR from its last checkpoint")
     run.add_argument("--overwrite", action="store_true", help="replace an existing results folder given by --out")
@@ -237,8 +241,10 @@ def read_saved_config(folder: Path) -> dict:
 
 def resolve(args: argparse.Namespace) -> tuple[SweepPlan, Path | None]:
     """The configuration and, with --resume, the folder to continue."""
-    if args.checkpoint_every < 1:
+    if args.checkpoint_every is not None and args.checkpoint_every < 1:
         raise ConfigError(f"--checkpoint-every must be >= 1, got {args.checkpoint_every}")
+    if not args.checkpoint_minutes > 0:
+        raise ConfigError(f"--checkpoint-minutes must be > 0, got {args.checkpoint_minutes:g}")
     from_file = read_config_file(args.config) if args.config else {}
     if from_file:
         grid_plan(from_file, args.config)  # errors in the file name the file
@@ -331,7 +337,7 @@ def train_until_done_or_interrupted(plan: SweepPlan, out: Path, args: argparse.N
 
     previous_handler = signal.signal(signal.SIGINT, on_interrupt)
     try:
-        return train_plan(plan, out, progress=progress, checkpoint_every=args.checkpoint_every,
+        return train_plan(plan, out, progress=progress, cadence=checkpoint_cadence(args),
                           stop_requested=lambda: bool(interrupts))
     finally:
         signal.signal(signal.SIGINT, previous_handler)
@@ -372,9 +378,13 @@ def main(argv: list[str] | None = None) -> int:
         plan = SweepPlan((program,))
         auto_record = {"run_group_auto_ms_per_run_epoch": {str(group): ms for group, ms in measured.items()}}
     command = shlex.join(["python", "-m", "grokjax.sweep", *(sys.argv[1:] if argv is None else argv)])
+    checkpoints = None if args.distributed else checkpoint_record(plan, args)
     if resume_folder is None and process == 0:
-        results.write_config(out / "config.json", plan, command, {"config_hash": config_hash(plan), **auto_record})
+        results.write_config(out / "config.json", plan, command,
+                             {"config_hash": config_hash(plan), **auto_record, **({"checkpoint": checkpoints} if checkpoints else {})})
     print(describe(plan) + (f"; resuming {out}" if resume_folder else ""), flush=True)
+    if checkpoints:
+        print(describe_checkpoints(checkpoints), flush=True)
 
     try:
         trained = train_until_done_or_interrupted(plan, out, args, progress=not args.quiet and process == 0)
@@ -393,7 +403,8 @@ def main(argv: list[str] | None = None) -> int:
             print(f"process {process}: wrote its {trained.local_runs.sum()} runs to {out}; process 0 merges")
             return 0
         metrics, fourier = merged
-    timing = {**auto_record, "config_hash": config_hash(plan), **results.timing_record(plan, trained.programs)}
+    timing = {**auto_record, "config_hash": config_hash(plan), **({"checkpoint": checkpoints} if checkpoints else {}),
+              **results.timing_record(plan, trained.programs)}
     if resume_folder is not None:
         timing["resumed_by"] = command
         started = read_json(out / "config.json")
@@ -407,6 +418,30 @@ def main(argv: list[str] | None = None) -> int:
     print(f"\ncompile {timing['timing']['compile_seconds']:.1f} s, train {timing['timing']['train_seconds']:.1f} s "
           f"({timing['timing']['ms_per_run_epoch']:.1f} ms per run-epoch); results in {out}")
     return 0
+
+
+def checkpoint_cadence(args: argparse.Namespace):
+    from grokjax.driver import CheckpointCadence
+
+    return CheckpointCadence(minutes=args.checkpoint_minutes, every_chunks=args.checkpoint_every)
+
+
+def checkpoint_record(plan: SweepPlan, args: argparse.Namespace) -> dict:
+    """What config.json says of the checkpoints: the largest program's size and the cadence."""
+    from grokjax.driver import checkpoint_bytes
+
+    return {"bytes": max(checkpoint_bytes(program) for program in plan.programs), "minutes": args.checkpoint_minutes,
+            "every_chunks": args.checkpoint_every}
+
+
+def describe_checkpoints(record: dict) -> str:
+    """The sweep's second line: what a checkpoint costs and when one is written."""
+    size = record["bytes"]
+    shown = f"{size / 2**30:.1f} GiB" if size >= 2**30 else f"{size / 2**20:.1f} MiB"
+    when = f"once {record['minutes']:g} min of training have passed since the last"
+    if record["every_chunks"]:
+        when += f" or every {record['every_chunks']} chunks"
+    return f"checkpoints: {shown} each (the previous one is kept beside it), written {when} and at Ctrl-C"
 
 
 def describe(plan: SweepPlan) -> str:

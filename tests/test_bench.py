@@ -54,3 +54,18 @@ def test_last_position_computation_counts_fewer_flops():
     assert 1.8 < full / last < 3.0
     # by hand, the two MLP matrices' forward and backward at the last position alone: 3 x 2 x 2 x d x d_mlp per pair
     assert last > 3 * 2 * 2 * 16 * 64 * config.n_train / 1e9
+
+
+@pytest.mark.slow
+def test_the_checkpoint_benchmark_counts_what_each_cadence_writes(tmp_path):
+    out = tmp_path / "checkpoints.md"
+    assert bench.main(["--checkpoints", "--m", "11", "--hidden", "8", "--batch-size", "16", "--runs", "2,4", "--epochs", "1",
+                       "--out", str(out)]) == 0
+    rows = {cells[0]: cells for cells in (line.strip("|").split("|") for line in out.read_text().splitlines()
+                                          if line.startswith("| ") and not line.startswith("| checkpoints"))}
+    rows = {label.strip(): [cell.strip() for cell in cells] for label, cells in rows.items()}
+    # 10 chunks: one after each but the last; none within 5 minutes; the largest --runs
+    assert [rows[label][1] for label in rows] == ["0", "9", "0"] and "4 runs, 10 epochs in chunks of 1" in out.read_text()
+    none = float(rows["no checkpoints"][3])
+    for cells in rows.values():
+        assert float(cells[4].rstrip(" %")) == pytest.approx(100 * (float(cells[3]) / none - 1), abs=1.5)

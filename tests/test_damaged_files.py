@@ -11,7 +11,7 @@ import pytest
 
 from grokjax import export, report, sweep
 from grokjax.config import SweepConfig
-from grokjax.driver import SweepInterrupted, run_sweep
+from grokjax.driver import CheckpointCadence, SweepInterrupted, run_sweep
 from grokjax.files import DamagedFile, read_npz
 from grokjax.results import METRIC_NAMES, previous_checkpoint
 
@@ -30,7 +30,7 @@ def folders(tmp_path_factory, two_program_folder):
     (root / "stopped").mkdir()
     calls = []
     with pytest.raises(SweepInterrupted):
-        run_sweep(STOPPED, checkpoint=root / "stopped" / "checkpoint.npz",
+        run_sweep(STOPPED, checkpoint=root / "stopped" / "checkpoint.npz", cadence=CheckpointCadence(every_chunks=1),
                   stop_requested=lambda: calls.append(1) or len(calls) >= 2)
     return root
 

@@ -55,6 +55,7 @@ def assert_refused(result, message):
         (["--lr", "0"], "lrs must be positive"),
         (["--op", "pow"], "op must be one of add, sub, mul, mul_nz, div, x2xyy2, s5, s5conj, s5aba, got 'pow'"),
         (["--checkpoint-every", "0"], "--checkpoint-every must be >= 1"),
+        (["--checkpoint-minutes", "0"], "--checkpoint-minutes must be > 0, got 0"),
         (["--resume", "/nonexistent/folder"], "no config.json there"),
         (["--distributed"], "--distributed needs --out"),
     ],
@@ -161,8 +162,9 @@ def straight(tmp_path_factory):
 
 
 def start_and_stop(out, signum):
-    """Start the long sweep, wait for its first checkpoint, then send ``signum``."""
-    process = subprocess.Popen([sys.executable, "-m", "grokjax.sweep", *LONG, "--out", str(out)],
+    """Start the long sweep, checkpointing by time (an interval shorter than a chunk), wait
+    for its first checkpoint, then send ``signum``."""
+    process = subprocess.Popen([sys.executable, "-m", "grokjax.sweep", *LONG, "--checkpoint-minutes", "1e-6", "--out", str(out)],
                                stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
     deadline = time.time() + 120
     while not (out / "checkpoint.npz").exists():
