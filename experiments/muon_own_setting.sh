@@ -31,6 +31,6 @@ for task in $tasks; do
     start=$SECONDS
     timeout "$left" python3 -m grokjax.sweep --preset grokfast --op "$1" --train-frac "$2" \
         --optimizer adamw,muon --lr "$lrs" --muon-adam-lr 1e-3 --wd "$wds" --seeds "$seeds" \
-        --epochs "$epochs" --eval-every 2 --checkpoint-every 100000 --quiet --out "$out/$1" 2>&1 | tee "$out/$1.txt"
+        --epochs "$epochs" --eval-every 2 --quiet --out "$out/$1" 2>&1 | tee "$out/$1.txt"
     echo "$1 at $2: exit ${PIPESTATUS[0]} after $((SECONDS - start)) s" | tee -a "$out/log.txt"
 done

@@ -318,7 +318,7 @@ def run(config: SweepConfig | SweepPlan | str | Path | None = None, *, out: str 
     plan = grid_plan(given, "grokjax.run", base=base)
 
     from grokjax.devices import use_cpu_devices
-    from grokjax.driver import configure_jax, snapshot_epochs, train_plan
+    from grokjax.driver import DEFAULT_CADENCE, checkpoint_record, configure_jax, snapshot_epochs, train_plan
 
     use_cpu_devices(cpu_devices, runs=max(program.n_runs for program in plan.programs))
     configure_jax(plan)
@@ -327,10 +327,11 @@ def run(config: SweepConfig | SweepPlan | str | Path | None = None, *, out: str 
     if config is not None:  # a file by its path; a SweepConfig or SweepPlan is spelled out in config.json
         arguments.insert(0, repr(str(config)) if isinstance(config, (str, Path)) else "config")
     command = f"grokjax.run({', '.join(arguments)})"
+    checkpoints = {} if folder is None else {"checkpoint": checkpoint_record(plan, DEFAULT_CADENCE)}
     if folder is not None:  # as the command: the configuration is in the folder before training starts
-        write_config(folder / "config.json", plan, command, {"config_hash": config_hash(plan)})
+        write_config(folder / "config.json", plan, command, {"config_hash": config_hash(plan), **checkpoints})
     trained = train_plan(plan, folder, progress=progress)
-    extra = {"config_hash": config_hash(plan), **timing_record(plan, trained.programs)}
+    extra = {"config_hash": config_hash(plan), **checkpoints, **timing_record(plan, trained.programs)}
     fourier = (snapshot_epochs(plan.programs[0]), trained.fourier) if trained.fourier else None
     if folder is None:
         record = json.loads(json.dumps(config_record(plan, command, extra)))  # as config.json would read back

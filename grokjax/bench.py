@@ -187,6 +187,9 @@ def main(argv: list[str] | None = None) -> int:
         args.runs = args.runs or (1, 4, 8)
         return bench_transformer(args, argv)
     if args.checkpoints:
+        if min(args.runs or (1,)) < 1 or args.epochs < 1:
+            parser.exit(2, f"{parser.prog}: error: --runs and --epochs must be >= 1\n")
+        use_cpu_devices(args.cpu_devices)  # before JAX starts
         return bench_checkpoints(args, argv)
     args.runs = args.runs or (8, 32, 128)
     try:
@@ -291,7 +294,9 @@ def bench_checkpoints(args, argv) -> int:
     """The ``--checkpoints`` benchmark: one sweep of the study's network with the largest of
     ``--runs`` runs, 10 chunks of ``--epochs`` epochs, trained three times: without
     checkpoints, with one after every chunk (the cadence before checkpoints went by time)
-    and at the default cadence."""
+    and at the default cadence, which writes one only if the sweep trains longer than its
+    interval. The checkpoints go to a temporary folder beside the table, on the disk
+    results are written to."""
     n_runs = max(args.runs or (128,))
     config = dataclasses.replace(STUDY, m=args.m, hidden=args.hidden, batch_size=args.batch_size,
                                  seeds=tuple(range(n_runs)), epochs=10 * args.epochs, chunk_epochs=args.epochs)
@@ -299,7 +304,9 @@ def bench_checkpoints(args, argv) -> int:
     cadences = {"no checkpoints": None, "a checkpoint after every chunk": CheckpointCadence(every_chunks=1),
                 f"the default cadence (every {DEFAULT_CADENCE.minutes:g} min)": DEFAULT_CADENCE}
     rows = []
-    with tempfile.TemporaryDirectory(dir=Path(args.out).parent if args.out else None) as folder:
+    out = Path(args.out) if args.out else Path("results") / "bench" / f"{device_name()}-checkpoints.md"
+    out.parent.mkdir(parents=True, exist_ok=True)
+    with tempfile.TemporaryDirectory(dir=out.parent) as folder:  # on the disk results go to, not a RAM-backed /tmp
         for label, cadence in cadences.items():
             sweep = run_sweep(config, checkpoint=None if cadence is None else Path(folder) / "checkpoint.npz",
                               cadence=cadence or DEFAULT_CADENCE)
@@ -322,7 +329,6 @@ def bench_checkpoints(args, argv) -> int:
     ]
     for label, n_written, train_s, seconds in rows:
         lines.append(f"| {label} | {n_written} | {train_s:.1f} | {1e3 * seconds:.2f} | {100 * (seconds / none - 1):+.0f} % |")
-    out = Path(args.out) if args.out else Path("results") / "bench" / f"{device_name()}-checkpoints.md"
     return write_table(out, lines, len(rows))
 
 

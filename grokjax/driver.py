@@ -160,6 +160,12 @@ def checkpoint_bytes(config: SweepConfig) -> int:
     return checkpoint_size(jax.tree.leaves(state), history)
 
 
+def checkpoint_record(plan: SweepPlan, cadence: CheckpointCadence) -> dict:
+    """What config.json says of a plan's checkpoints: the largest program's size and the cadence."""
+    return {"bytes": max(checkpoint_bytes(program) for program in plan.programs), "minutes": cadence.minutes,
+            "every_chunks": cadence.every_chunks}
+
+
 class SweepInterrupted(Exception):
     """Training stopped at a chunk boundary on request; the checkpoint holds everything so far."""
 
@@ -334,6 +340,7 @@ def run_sweep(
             if checkpoint is not None and unfinished and (stop or cadence.due(chunk_index, last_saved)):
                 save_checkpoint(checkpoint, jax.tree.leaves(state), history, first + n, fingerprint, n_runs)
                 last_saved, written = cadence.clock(), written + 1
+                stop = stop or (stop_requested() and unfinished)  # a Ctrl-C during a long write: stop on this checkpoint
             if stop:
                 raise SweepInterrupted(first + n)
     train_seconds = time.perf_counter() - start

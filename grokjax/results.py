@@ -123,10 +123,14 @@ def write_atomic(path: Path, data: bytes | Callable[[BinaryIO], None], previous:
     file, then rename it to ``path``; with ``previous``, the file that was at ``path`` is
     kept there (renamed) until the new one is complete."""
     tmp = path.with_name(f".{path.name}.tmp")
-    with open(tmp, "wb") as f:
-        data(f) if callable(data) else f.write(data)
-        f.flush()
-        os.fsync(f.fileno())
+    try:
+        with open(tmp, "wb") as f:
+            data(f) if callable(data) else f.write(data)
+            f.flush()
+            os.fsync(f.fileno())
+    except BaseException:  # a full disk, a second Ctrl-C: no half-written file (a checkpoint's may be gigabytes) stays
+        tmp.unlink(missing_ok=True)
+        raise
     if previous is not None and path.exists():
         os.replace(path, previous)
     os.replace(tmp, path)

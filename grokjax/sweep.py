@@ -10,6 +10,7 @@ command line. Every error in it is one line and exit status 2.
 from __future__ import annotations
 
 import argparse
+import math
 import shlex
 import signal
 import sys
@@ -186,11 +187,12 @@ def build_parser() -> argparse.ArgumentParser:
     run.add_argument("--cpu-devices", type=int, help="split the CPU into N host devices and spread the runs over them "
                      "(XLA runs a program on about one core per device); 1: one device, as JAX does by default; ignored "
                      "where there is a GPU (default: one per usable core, at most one per run, unless XLA_FLAGS sets a device count)")
-    run.add_argument("--checkpoint-minutes", type=float, default=5.0,
+    run.add_argument("--checkpoint-minutes", type=float,
                      help="save a checkpoint once this many minutes of training have passed since the last (and always "
                      "at Ctrl-C); a checkpoint holds every run's parameters and optimizer state, so a large sweep on a GPU "
-                     "would spend its time writing them at every chunk (default 5)")
-    run.add_argument("--checkpoint-every", type=int, help="also save one every N chunks (default: by time alone)")
+                     "would spend its time writing them at every chunk (default 5; --resume: the sweep's own)")
+    run.add_argument("--checkpoint-every", type=int,
+                     help="also save one every N chunks (default: by time alone; --resume: the sweep's own)")
     run.add_argument("--out", default=None, help="results folder (default: a new results/sweep-<time>); an existing one is refused")
     run.add_argument("--resume", metavar="DIR", help="continue the interrupted sweep in DIR from its last checkpoint")
     run.add_argument("--overwrite", action="store_true", help="replace an existing results folder given by --out")
@@ -243,8 +245,8 @@ def resolve(args: argparse.Namespace) -> tuple[SweepPlan, Path | None]:
     """The configuration and, with --resume, the folder to continue."""
     if args.checkpoint_every is not None and args.checkpoint_every < 1:
         raise ConfigError(f"--checkpoint-every must be >= 1, got {args.checkpoint_every}")
-    if not args.checkpoint_minutes > 0:
-        raise ConfigError(f"--checkpoint-minutes must be > 0, got {args.checkpoint_minutes:g}")
+    if args.checkpoint_minutes is not None and not 0 < args.checkpoint_minutes < math.inf:
+        raise ConfigError(f"--checkpoint-minutes must be a number of minutes > 0, got {args.checkpoint_minutes:g}")
     from_file = read_config_file(args.config) if args.config else {}
     if from_file:
         grid_plan(from_file, args.config)  # errors in the file name the file
@@ -322,7 +324,7 @@ def prepare(args: argparse.Namespace) -> tuple[SweepPlan, Path, Path | None, int
     return plan, out, resume_folder, process
 
 
-def train_until_done_or_interrupted(plan: SweepPlan, out: Path, args: argparse.Namespace, progress: bool):
+def train_until_done_or_interrupted(plan: SweepPlan, out: Path, cadence, progress: bool):
     """Train the plan; the first Ctrl-C finishes the current chunk and checkpoints (raising
     SweepInterrupted), a second aborts at once."""
     from grokjax.driver import train_plan
@@ -337,7 +339,7 @@ def train_until_done_or_interrupted(plan: SweepPlan, out: Path, args: argparse.N
 
     previous_handler = signal.signal(signal.SIGINT, on_interrupt)
     try:
-        return train_plan(plan, out, progress=progress, cadence=checkpoint_cadence(args),
+        return train_plan(plan, out, progress=progress, cadence=cadence,
                           stop_requested=lambda: bool(interrupts))
     finally:
         signal.signal(signal.SIGINT, previous_handler)
@@ -369,7 +371,7 @@ def main(argv: list[str] | None = None) -> int:
     # Imported after validation so that a bad flag answers at once, before JAX starts.
     from grokjax import report, results
     from grokjax.config import config_hash
-    from grokjax.driver import SweepInterrupted, configure_jax, snapshot_epochs
+    from grokjax.driver import SweepInterrupted, checkpoint_record, configure_jax, snapshot_epochs
 
     configure_jax(plan)
     auto_record = {}  # with --run-group auto: what each size measured, kept in config.json
@@ -378,7 +380,9 @@ def main(argv: list[str] | None = None) -> int:
         plan = SweepPlan((program,))
         auto_record = {"run_group_auto_ms_per_run_epoch": {str(group): ms for group, ms in measured.items()}}
     command = shlex.join(["python", "-m", "grokjax.sweep", *(sys.argv[1:] if argv is None else argv)])
-    checkpoints = None if args.distributed else checkpoint_record(plan, args)
+    saved = read_json(out / "config.json").get("checkpoint") if resume_folder else None
+    cadence = checkpoint_cadence(args, saved)
+    checkpoints = None if args.distributed else checkpoint_record(plan, cadence)
     if resume_folder is None and process == 0:
         results.write_config(out / "config.json", plan, command,
                              {"config_hash": config_hash(plan), **auto_record, **({"checkpoint": checkpoints} if checkpoints else {})})
@@ -387,7 +391,7 @@ def main(argv: list[str] | None = None) -> int:
         print(describe_checkpoints(checkpoints), flush=True)
 
     try:
-        trained = train_until_done_or_interrupted(plan, out, args, progress=not args.quiet and process == 0)
+        trained = train_until_done_or_interrupted(plan, out, cadence, progress=not args.quiet and process == 0)
     except DamagedFile as damaged:
         print(f"{parser.prog}: error: {damaged}", file=sys.stderr)
         return 2
@@ -420,24 +424,21 @@ def main(argv: list[str] | None = None) -> int:
     return 0
 
 
-def checkpoint_cadence(args: argparse.Namespace):
-    from grokjax.driver import CheckpointCadence
+def checkpoint_cadence(args: argparse.Namespace, saved: dict | None = None):
+    """The flags' cadence; a flag not given takes the resumed sweep's own (``saved``), else the default."""
+    from grokjax.driver import DEFAULT_CADENCE, CheckpointCadence
 
-    return CheckpointCadence(minutes=args.checkpoint_minutes, every_chunks=args.checkpoint_every)
-
-
-def checkpoint_record(plan: SweepPlan, args: argparse.Namespace) -> dict:
-    """What config.json says of the checkpoints: the largest program's size and the cadence."""
-    from grokjax.driver import checkpoint_bytes
-
-    return {"bytes": max(checkpoint_bytes(program) for program in plan.programs), "minutes": args.checkpoint_minutes,
-            "every_chunks": args.checkpoint_every}
+    saved = saved or {}
+    minutes = args.checkpoint_minutes if args.checkpoint_minutes is not None else saved.get("minutes", DEFAULT_CADENCE.minutes)
+    every = args.checkpoint_every if args.checkpoint_every is not None else saved.get("every_chunks")
+    return CheckpointCadence(minutes=minutes, every_chunks=every)
 
 
 def describe_checkpoints(record: dict) -> str:
     """The sweep's second line: what a checkpoint costs and when one is written."""
     size = record["bytes"]
-    shown = f"{size / 2**30:.1f} GiB" if size >= 2**30 else f"{size / 2**20:.1f} MiB"
+    shown = next(f"{size / 2**power:.1f} {unit}" for power, unit in ((30, "GiB"), (20, "MiB"), (10, "KiB"), (0, "B"))
+                 if size >= 2**power or power == 0)
     when = f"once {record['minutes']:g} min of training have passed since the last"
     if record["every_chunks"]:
         when += f" or every {record['every_chunks']} chunks"

@@ -55,7 +55,7 @@ def assert_refused(result, message):
         (["--lr", "0"], "lrs must be positive"),
         (["--op", "pow"], "op must be one of add, sub, mul, mul_nz, div, x2xyy2, s5, s5conj, s5aba, got 'pow'"),
         (["--checkpoint-every", "0"], "--checkpoint-every must be >= 1"),
-        (["--checkpoint-minutes", "0"], "--checkpoint-minutes must be > 0, got 0"),
+        (["--checkpoint-minutes", "inf"], "--checkpoint-minutes must be a number of minutes > 0, got inf"),
         (["--resume", "/nonexistent/folder"], "no config.json there"),
         (["--distributed"], "--distributed needs --out"),
     ],
@@ -193,6 +193,7 @@ def test_kill_and_resume_matches_a_straight_run_bit_for_bit(tmp_path, straight, 
     final = np.load(out / "metrics.npz")
     for name in METRIC_NAMES:
         np.testing.assert_array_equal(final[name], straight[name], err_msg=name)
+    assert json.loads((out / "config.json").read_text())["checkpoint"]["minutes"] == 1e-6  # the resume kept the cadence
 
 
 def test_resume_refuses_another_configuration(tmp_path):
