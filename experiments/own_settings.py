@@ -302,7 +302,7 @@ def delay_table(runs: dict[str, np.ndarray], fits: dict) -> str:
             lines.append(f"| {q:g} | " + " | ".join(left + right) + " |")
     lines += ["", "Local slopes, between neighbouring α (the law holds for large α):", "",
               "| threshold | λ | from α | to α | λ·b (law: 1) [95 % CI] |", "|---:|---:|---:|---:|---:|"]
-    for q, fit in fits.items():
+    for q, fit in ((q, fit) for q, fit in fits.items() if np.isfinite(runs[f"t_{q:g}"]).any()):
         for wd, pairs in fit["alpha_pairs"].items():
             for low, high, line in pairs:
                 text = ("–" if line is None else
