@@ -21,8 +21,9 @@ steps × learning rate. Per run the time at which test accuracy first reaches 0.
 (and train accuracy 0.99); per weight decay a line t = a + b log α over the initialisation
 scales (the law: b = 1/λ, so λ·b = 1) and the same slope between each pair of neighbouring
 scales (the law is for large α: the local slope shows from which α on it holds), per
-initialisation scale a power law t ∝ λ^-k over the weight decays (the law: k = 1), each with
-a 95 % bootstrap interval; runs that never got there are left out of the fits and counted.
+initialisation scale a power law t ∝ λ^-k over the weight decays (the law: k = 1), also
+between neighbouring weight decays (the law is for small λ), each with a 95 % bootstrap
+interval; runs that never got there are left out of the fits and counted.
 Writes ``delay_law.md`` and ``.png``.
 
 ``optimizers``: one folder with an optimizer axis (Muon against AdamW, Tveit et al.), read
@@ -243,24 +244,36 @@ def delay_runs(folders: list[Path]) -> dict[str, np.ndarray]:
     return {key: one_per_run(values) if key in ("test", "w1_norm") else np.asarray(values, float) for key, values in runs.items()}
 
 
+def neighbour_fits(runs: dict[str, np.ndarray], t: np.ndarray, x: str, group: str, fit) -> dict[float, list[tuple]]:
+    """Per value of ``group``, ``fit(x values, t)`` over each pair of neighbouring values of ``x``:
+    the local slope or exponent, which shows where a law that holds at one end starts to."""
+    out = {}
+    for value in np.unique(runs[group]):
+        levels = np.unique(runs[x][runs[group] == value])
+        out[float(value)] = [(float(low), float(high), fit(runs[x][members], t[members]))
+                             for low, high in zip(levels, levels[1:])
+                             for members in [(runs[group] == value) & np.isin(runs[x], (low, high))]]
+    return out
+
+
 def delay_fits(runs: dict[str, np.ndarray]) -> dict:
-    """Per threshold: per λ the line t = a + b log α over every α and between each pair of
-    neighbouring α (λ·b is 1 under the law), per α the power law t ∝ λ^-k (k is 1 under the law)."""
+    """Per threshold: per λ the line t = a + b log α (λ·b is 1 under the law), per α the power
+    law t ∝ λ^-k (k is 1 under the law), each over every value and between neighbouring ones."""
+    def over_log_alpha(alpha, t):
+        return fit_line(np.log(alpha), t, **BOOTSTRAP)
+
+    def over_wd(wd, t):
+        return fit_power_law(wd, t, **BOOTSTRAP)
+
     fits = {}
     for q in DELAY_THRESHOLDS:
         t = runs[f"t_{q:g}"]
-        pairs = {}
-        for wd in np.unique(runs["wd"]):
-            alphas = np.unique(runs["alpha"][runs["wd"] == wd])
-            pairs[float(wd)] = [(float(low), float(high), fit_line(np.log(runs["alpha"][members]), t[members], **BOOTSTRAP))
-                                for low, high in zip(alphas, alphas[1:])
-                                for members in [(runs["wd"] == wd) & np.isin(runs["alpha"], (low, high))]]
         fits[q] = {
-            "alpha": {float(wd): fit_line(np.log(runs["alpha"][runs["wd"] == wd]), t[runs["wd"] == wd], **BOOTSTRAP)
+            "alpha": {float(wd): over_log_alpha(runs["alpha"][runs["wd"] == wd], t[runs["wd"] == wd])
                       for wd in np.unique(runs["wd"])},
-            "alpha_pairs": pairs,
-            "wd": {float(a): fit_power_law(runs["wd"][runs["alpha"] == a], t[runs["alpha"] == a], **BOOTSTRAP)
-                   for a in np.unique(runs["alpha"])},
+            "alpha_pairs": neighbour_fits(runs, t, "alpha", "wd", over_log_alpha),
+            "wd": {float(a): over_wd(runs["wd"][runs["alpha"] == a], t[runs["alpha"] == a]) for a in np.unique(runs["alpha"])},
+            "wd_pairs": neighbour_fits(runs, t, "wd", "alpha", over_wd),
         }
     return fits
 
@@ -308,6 +321,13 @@ def delay_table(runs: dict[str, np.ndarray], fits: dict) -> str:
                 text = ("–" if line is None else
                         cell(wd * line["slope"], wd * line["slope_low"], wd * line["slope_high"], digits=".2f"))
                 lines.append(f"| {q:g} | {wd:g} | {low:g} | {high:g} | {text} |")
+    lines += ["", "Local exponents, between neighbouring λ (the law is for small λ):", "",
+              "| threshold | α | from λ | to λ | k (law: 1) [95 % CI] |", "|---:|---:|---:|---:|---:|"]
+    for q, fit in ((q, fit) for q, fit in fits.items() if np.isfinite(runs[f"t_{q:g}"]).any()):
+        for alpha, pairs in fit["wd_pairs"].items():
+            for low, high, law in pairs:
+                text = "–" if law is None else cell(law["alpha"], law["alpha_low"], law["alpha_high"], digits=".2f")
+                lines.append(f"| {q:g} | {alpha:g} | {low:g} | {high:g} | {text} |")
     return "\n".join(lines) + "\n"
 
 

@@ -67,6 +67,10 @@ def test_delay_fits_recover_the_law_from_times_that_follow_it():
     (low, high, first), (_, _, second) = fits[0.95]["alpha_pairs"][2e-3]
     assert (low, high) == (10, 30) and abs(2e-3 * first["slope"]) < 0.1 and abs(2e-3 * second["slope"] - 1) < 0.1
     assert abs(2e-3 * fits[0.95]["alpha"][2e-3]["slope"] - 1) > 0.2
+    # and the exponent over λ between each pair of neighbouring weight decays: 1 where the times follow the law
+    for alpha in (30.0, 100.0):
+        assert [(low, high) for low, high, _ in fits[0.95]["wd_pairs"][alpha]] == [(1e-3, 2e-3), (2e-3, 4e-3)]
+        assert all(abs(law["alpha"] - 1) < 0.05 for _, _, law in fits[0.95]["wd_pairs"][alpha])
 
 
 def test_each_optimizer_is_compared_at_its_own_best_cell_and_cell_by_cell():
