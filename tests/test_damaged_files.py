@@ -28,10 +28,10 @@ def folders(tmp_path_factory, two_program_folder):
     shutil.copytree(two_program_folder, root / "done")
     shutil.copy(root / "done" / "metrics.npz", root / "done" / "fourier.npz")  # only ever read damaged here
     (root / "stopped").mkdir()
-    calls = []
-    with pytest.raises(SweepInterrupted):
-        run_sweep(STOPPED, checkpoint=root / "stopped" / "checkpoint.npz", cadence=CheckpointCadence(every_chunks=1),
-                  stop_requested=lambda: calls.append(1) or len(calls) >= 2)
+    checkpoint = root / "stopped" / "checkpoint.npz"
+    with pytest.raises(SweepInterrupted):  # a checkpoint after each chunk; stop once the second is written
+        run_sweep(STOPPED, checkpoint=checkpoint, cadence=CheckpointCadence(every_chunks=1),
+                  stop_requested=lambda: previous_checkpoint(checkpoint).exists())
     return root
 
 
