@@ -42,7 +42,6 @@ from grokjax.files import DamagedFile, read_json
 from grokjax.results import partial_files
 
 DEFAULTS = SweepConfig()
-INTERRUPTED = 130  # exit status after Ctrl-C, as shells report it
 
 
 def run_group_arg(text: str) -> int | str:
@@ -189,7 +188,7 @@ def build_parser() -> argparse.ArgumentParser:
                      "where there is a GPU (default: one per usable core, at most one per run, unless XLA_FLAGS sets a device count)")
     run.add_argument("--checkpoint-minutes", type=float,
                      help="save a checkpoint once this many minutes of training have passed since the last (and always "
-                     "at Ctrl-C); a checkpoint holds every run's parameters and optimizer state, so a large sweep on a GPU "
+                     "at Ctrl-C or SIGTERM); a checkpoint holds every run's parameters and optimizer state, so a large sweep on a GPU "
                      "would spend its time writing them at every chunk (default 5; --resume: the sweep's own)")
     run.add_argument("--checkpoint-every", type=int,
                      help="also save one every N chunks (default: by time alone; --resume: the sweep's own)")
@@ -324,25 +323,33 @@ def prepare(args: argparse.Namespace) -> tuple[SweepPlan, Path, Path | None, int
     return plan, out, resume_folder, process
 
 
-def train_until_done_or_interrupted(plan: SweepPlan, out: Path, cadence, progress: bool):
-    """Train the plan; the first Ctrl-C finishes the current chunk and checkpoints (raising
-    SweepInterrupted), a second aborts at once."""
-    from grokjax.driver import train_plan
+def train_until_done_or_interrupted(plan: SweepPlan, out: Path, cadence, progress: bool, distributed: bool = False):
+    """Train the plan; the first Ctrl-C (SIGINT), or a SIGTERM as cluster schedulers send
+    before they kill a job, finishes the current chunk and checkpoints (raising
+    SweepInterrupted with the signal's number), a second signal aborts at once. A
+    multi-process sweep keeps SIGTERM's default (its processes could stop at different chunks)."""
+    from grokjax.driver import SweepInterrupted, train_plan
 
     interrupts = []
 
     def on_interrupt(signum, frame):
-        if interrupts:  # a second Ctrl-C aborts at once; the last checkpoint stays
+        if interrupts:  # a second signal aborts at once; the last checkpoint stays
             raise KeyboardInterrupt
         interrupts.append(signum)
-        print("\ninterrupt: finishing the current chunk and saving a checkpoint (Ctrl-C again to abort)", file=sys.stderr, flush=True)
+        name = "interrupt" if signum == signal.SIGINT else f"{signal.Signals(signum).name} received"
+        print(f"\n{name}: finishing the current chunk and saving a checkpoint (Ctrl-C again to abort)", file=sys.stderr,
+              flush=True)
 
-    previous_handler = signal.signal(signal.SIGINT, on_interrupt)
+    handled = [signal.SIGINT] + ([] if distributed else [signal.SIGTERM])
+    previous = {signum: signal.signal(signum, on_interrupt) for signum in handled}
     try:
-        return train_plan(plan, out, progress=progress, cadence=cadence,
-                          stop_requested=lambda: bool(interrupts))
+        return train_plan(plan, out, progress=progress, cadence=cadence, stop_requested=lambda: bool(interrupts))
+    except SweepInterrupted as stopped:
+        stopped.signum = interrupts[0]
+        raise
     finally:
-        signal.signal(signal.SIGINT, previous_handler)
+        for signum, handler in previous.items():
+            signal.signal(signum, handler)
 
 
 def merge_processes(out: Path, process: int, trained) -> tuple[dict, dict] | None:
@@ -391,14 +398,15 @@ def main(argv: list[str] | None = None) -> int:
         print(describe_checkpoints(checkpoints), flush=True)
 
     try:
-        trained = train_until_done_or_interrupted(plan, out, cadence, progress=not args.quiet and process == 0)
+        trained = train_until_done_or_interrupted(plan, out, cadence, progress=not args.quiet and process == 0,
+                                                  distributed=args.distributed)
     except DamagedFile as damaged:
         print(f"{parser.prog}: error: {damaged}", file=sys.stderr)
         return 2
     except SweepInterrupted as stopped:
         print(f"stopped {stopped.program}before epoch {stopped.next_epoch + 1} of {plan.epochs}; checkpoint saved. "
               f"Continue with: python -m grokjax.sweep --resume {shlex.quote(str(out))}", file=sys.stderr)
-        return INTERRUPTED
+        return 128 + stopped.signum  # as shells report a process ended by that signal: 130, 143
 
     metrics, fourier = trained.metrics, trained.fourier
     if args.distributed:
@@ -442,7 +450,7 @@ def describe_checkpoints(record: dict) -> str:
     when = f"once {record['minutes']:g} min of training have passed since the last"
     if record["every_chunks"]:
         when += f" or every {record['every_chunks']} chunks"
-    return f"checkpoints: {shown} each (the previous one is kept beside it), written {when} and at Ctrl-C"
+    return f"checkpoints: {shown} each (the previous one is kept beside it), written {when} and at Ctrl-C or SIGTERM"
 
 
 def describe(plan: SweepPlan) -> str:

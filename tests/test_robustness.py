@@ -176,12 +176,12 @@ def start_and_stop(out, signum):
 
 
 @pytest.mark.slow
-@pytest.mark.parametrize("signum", [signal.SIGINT, signal.SIGKILL])
+@pytest.mark.parametrize("signum", [signal.SIGINT, signal.SIGTERM, signal.SIGKILL])
 def test_kill_and_resume_matches_a_straight_run_bit_for_bit(tmp_path, straight, signum):
     out = tmp_path / "run"
     code, stderr = start_and_stop(out, signum)
-    if signum == signal.SIGINT:
-        assert code == 130 and "--resume" in stderr, stderr
+    if signum != signal.SIGKILL:  # Ctrl-C, or a scheduler's SIGTERM: checkpoint, say how to resume, 128 + signal
+        assert code == 128 + signum and "--resume" in stderr, stderr
     else:
         assert code == -signal.SIGKILL
     assert not (out / "metrics.npz").exists()
