@@ -154,8 +154,7 @@ def checkpoint_bytes(config: SweepConfig) -> int:
     state, snapshot = jax.eval_shape(shapes, hparams)
     n_snapshots = len(snapshot_epochs(config))
     history = {name: jax.ShapeDtypeStruct((config.n_runs, config.epochs), config.dtype) for name in METRIC_NAMES}
-    history.update({name: jax.ShapeDtypeStruct((config.n_runs, n_snapshots) + x.shape[1:],
-                                               np.float16 if name == "spectrum" else np.float32)
+    history.update({name: jax.ShapeDtypeStruct((config.n_runs, n_snapshots) + x.shape[1:], snapshot_dtype(name))
                     for name, x in snapshot.items()})
     return checkpoint_size(jax.tree.leaves(state), history)
 
@@ -234,12 +233,17 @@ def prepare_sweep(config: SweepConfig, hparams: Hparams, devices: list | None = 
                          time.perf_counter() - start)
 
 
+def snapshot_dtype(name: str) -> type:
+    """How a Fourier snapshot array is kept on the host: the per-neuron spectra in float16, to keep them small."""
+    return np.float16 if name == "spectrum" else np.float32
+
+
 def empty_fourier_history(sweep: PreparedSweep, n_runs: int, n_snapshots: int) -> dict[str, np.ndarray]:
     """NaN-filled host arrays [runs, snapshots, ...] for the Fourier snapshots; the
     per-neuron spectra in float16 to keep them small."""
     shapes = sweep.snapshot.out_info if n_snapshots else {}
     return {
-        name: np.full((n_runs, n_snapshots) + shape.shape[1:], np.nan, np.float16 if name == "spectrum" else np.float32)
+        name: np.full((n_runs, n_snapshots) + shape.shape[1:], np.nan, snapshot_dtype(name))
         for name, shape in shapes.items()
     }
 
@@ -340,7 +344,7 @@ def run_sweep(
             if checkpoint is not None and unfinished and (stop or cadence.due(chunk_index, last_saved)):
                 save_checkpoint(checkpoint, jax.tree.leaves(state), history, first + n, fingerprint, n_runs)
                 last_saved, written = cadence.clock(), written + 1
-                stop = stop or (stop_requested() and unfinished)  # a Ctrl-C during a long write: stop on this checkpoint
+                stop = stop or stop_requested()  # a Ctrl-C during a long write: stop on this checkpoint
             if stop:
                 raise SweepInterrupted(first + n)
     train_seconds = time.perf_counter() - start

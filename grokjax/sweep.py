@@ -389,13 +389,12 @@ def main(argv: list[str] | None = None) -> int:
     command = shlex.join(["python", "-m", "grokjax.sweep", *(sys.argv[1:] if argv is None else argv)])
     saved = read_json(out / "config.json").get("checkpoint") if resume_folder else None
     cadence = checkpoint_cadence(args, saved)
-    checkpoints = None if args.distributed else checkpoint_record(plan, cadence)
+    checkpoints = {} if args.distributed else {"checkpoint": checkpoint_record(plan, cadence)}
     if resume_folder is None and process == 0:
-        results.write_config(out / "config.json", plan, command,
-                             {"config_hash": config_hash(plan), **auto_record, **({"checkpoint": checkpoints} if checkpoints else {})})
+        results.write_config(out / "config.json", plan, command, {"config_hash": config_hash(plan), **auto_record, **checkpoints})
     print(describe(plan) + (f"; resuming {out}" if resume_folder else ""), flush=True)
     if checkpoints:
-        print(describe_checkpoints(checkpoints), flush=True)
+        print(describe_checkpoints(checkpoints["checkpoint"]), flush=True)
 
     try:
         trained = train_until_done_or_interrupted(plan, out, cadence, progress=not args.quiet and process == 0,
@@ -415,8 +414,7 @@ def main(argv: list[str] | None = None) -> int:
             print(f"process {process}: wrote its {trained.local_runs.sum()} runs to {out}; process 0 merges")
             return 0
         metrics, fourier = merged
-    timing = {**auto_record, "config_hash": config_hash(plan), **({"checkpoint": checkpoints} if checkpoints else {}),
-              **results.timing_record(plan, trained.programs)}
+    timing = {**auto_record, "config_hash": config_hash(plan), **checkpoints, **results.timing_record(plan, trained.programs)}
     if resume_folder is not None:
         timing["resumed_by"] = command
         started = read_json(out / "config.json")
